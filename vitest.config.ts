@@ -1,0 +1,30 @@
+import { defineConfig } from "vitest/config";
+
+// Two projects:
+//  - "unit": pure logic plus integration tests against the real Postgres and NATS on this machine.
+//  - "kernel": tests that need a real kernel (network namespaces on the host; IPVS on the host when
+//    it has ip_vs, otherwise inside the qemu VM booted once per run by test/harness).
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: {
+          name: "unit",
+          include: ["services/**/*.test.ts", "agents/**/*.test.ts", "cli/**/*.test.ts", "test/unit/**/*.test.ts", "test/integration/**/*.test.ts"],
+          testTimeout: 30_000,
+          hookTimeout: 60_000,
+        },
+      },
+      {
+        test: {
+          name: "kernel",
+          include: ["test/kernel/**/*.test.ts"],
+          testTimeout: 120_000,
+          hookTimeout: 300_000,
+          // Kernel tests share namespaces / one VM: run files one at a time.
+          fileParallelism: false,
+        },
+      },
+    ],
+  },
+});
