@@ -1,0 +1,188 @@
+// Small interfaces, one per kernel concern the host agent touches (besides IPVS itself).
+//
+// The reconciler depends only on these interfaces (kube-proxy's IPVS proxier shape: desired state,
+// observed state and the kernel calls are separate pieces). Every interface has a real adapter
+// (rtnetlink, nft, /proc/sys) and an in-memory fake in ./fakes.ts for the reconciler's unit tests.
+//
+// Nothing here imports netlink, child_process or fs.
+
+export type IpFamily = 4 | 6;
+
+// ---------------------------------------------------------------------------------------------
+// Links
+// ---------------------------------------------------------------------------------------------
+
+export interface LinkInfo {
+  index: number;
+  name: string;
+  /** IFLA_INFO_KIND ("ipip", "veth", "bridge", ...); undefined for lo and other kind-less links. */
+  kind?: string;
+  /** Administrative state (IFF_UP). */
+  up: boolean;
+  /** IFF_* flags as the kernel reports them (ifi_flags). */
+  flags: number;
+  mtu: number;
+  /** IFLA_OPERSTATE as a name ("up", "down", "unknown", ...). */
+  operState: string;
+  /** For ipip links: IFLA_IPTUN_LOCAL / IFLA_IPTUN_REMOTE ("0.0.0.0" = any). */
+  tunnel?: { local: string; remote: string; ttl: number };
+}
+
+/** An ipip (IPv4-in-IPv4) tunnel device, as LVS TUN real servers use to receive the VIP. */
+export interface IpipTunnelSpec {
+  /** Interface name, 1..15 bytes, no '/', ':' or whitespace. */
+  name: string;
+  /** Local tunnel endpoint (IFLA_IPTUN_LOCAL); omitted = any. */
+  local?: string;
+  /** Remote tunnel endpoint (IFLA_IPTUN_REMOTE); omitted = any (what a TUN real server wants). */
+  remote?: string;
+  /** Outer TTL; 0 = inherit. */
+  ttl?: number;
+  mtu?: number;
+}
+
+export interface LinkManager {
+  list(): Promise<LinkInfo[]>;
+  /** undefined when no such link exists. */
+  get(name: string): Promise<LinkInfo | undefined>;
+  createIpip(spec: IpipTunnelSpec): Promise<LinkInfo>;
+  setUp(name: string, up: boolean): Promise<void>;
+  delete(name: string): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Addresses (VIPs)
+// ---------------------------------------------------------------------------------------------
+
+export interface InterfaceAddress {
+  ifindex: number;
+  ifname: string;
+  family: IpFamily;
+  /** Canonical textual address (Node's net.SocketAddress form: "198.51.100.10", "2001:db8::10"). */
+  address: string;
+  prefixLen: number;
+  /** IFA_LABEL (IPv4 only). */
+  label?: string;
+  /** IFA_PROTO (kernel >= 5.18); 0 when unset. */
+  proto: number;
+  /** IFA_F_* flags (IFA_FLAGS, falling back to ifa_flags). */
+  flags: number;
+  scope: number;
+  /** True when lvsfleet installed it (see rtnetlink/address.ts for the marker). */
+  owned: boolean;
+}
+
+export interface VipSpec {
+  ifname: string;
+  address: string;
+  /** Defaults to 32 for IPv4 and 128 for IPv6 (a VIP is a host address). */
+  prefixLen?: number;
+}
+
+export interface AddressManager {
+  list(filter?: { ifname?: string; family?: IpFamily; ownedOnly?: boolean }): Promise<InterfaceAddress[]>;
+  /** Adds the address marked as ours. Rejects (EEXIST) when it is already there. */
+  add(vip: VipSpec): Promise<void>;
+  /** Removes the address. Rejects (EADDRNOTAVAIL) when it is not there. */
+  remove(vip: VipSpec): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routes
+// ---------------------------------------------------------------------------------------------
+
+export interface RouteInfo {
+  family: IpFamily;
+  /** Destination as CIDR ("198.51.100.0/24"; "0.0.0.0/0" for the default route). */
+  destination: string;
+  gateway?: string;
+  ifname?: string;
+  ifindex?: number;
+  table: number;
+  /** RTPROT_* (rtm_protocol). */
+  protocol: number;
+  scope: number;
+  /** RTN_* (rtm_type). */
+  type: number;
+  metric?: number;
+  /** True when rtm_protocol is lvsfleet's (see rtnetlink/route.ts). */
+  owned: boolean;
+}
+
+export interface RouteSpec {
+  destination: string;
+  gateway?: string;
+  ifname?: string;
+  /** Defaults to RT_TABLE_MAIN (254). */
+  table?: number;
+  metric?: number;
+}
+
+export interface RouteManager {
+  list(filter?: { family?: IpFamily; table?: number; ownedOnly?: boolean }): Promise<RouteInfo[]>;
+  add(route: RouteSpec): Promise<void>;
+  remove(route: RouteSpec): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Firewall marks (nftables)
+// ---------------------------------------------------------------------------------------------
+
+export type FwmarkProtocol = "tcp" | "udp" | "sctp";
+
+export interface PortRange {
+  start: number;
+  end: number;
+}
+
+export interface FwmarkMatch {
+  /** CIDRs or bare addresses, IPv4 and/or IPv6. */
+  destinations: string[];
+  /** Omitted: any of tcp/udp/sctp when ports are given, any protocol at all when not. */
+  protocol?: FwmarkProtocol;
+  /** Inclusive ranges; empty = any port. */
+  ports: PortRange[];
+}
+
+/** Packets matching any of `matches` get `meta mark` = `mark` (an IPVS fwmark service's key). */
+export interface FwmarkRule {
+  mark: number;
+  matches: FwmarkMatch[];
+}
+
+/** What `FwmarkManager.read` found installed. */
+export interface FwmarkState {
+  /** The rules, in canonical form (see nftables.ts canonicalFwmarkRules): compare with the desired rules' canonical form. */
+  rules: FwmarkRule[];
+  /**
+   * Anything in lvsfleet's table that lvsfleet would not have written (a changed chain hook or
+   * priority, an extra chain, set or hand-added rule). Non-empty means drift: re-apply.
+   */
+  problems: string[];
+}
+
+export interface FwmarkManager {
+  /** Replaces lvsfleet's whole table in one kernel transaction. */
+  apply(rules: FwmarkRule[]): Promise<void>;
+  /** What is installed; undefined when lvsfleet's table does not exist. */
+  read(): Promise<FwmarkState | undefined>;
+  /** Removes lvsfleet's table (no-op when absent). */
+  clear(): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sysctls
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * A sysctl as path components under /proc/sys, e.g. ["net", "ipv4", "conf", "eth0.100", "arp_ignore"].
+ * Components, not a dotted string, because interface names may contain dots (see sysctl.ts).
+ */
+export type SysctlKey = readonly string[];
+
+export interface SysctlManager {
+  /** The value with surrounding whitespace trimmed (multi-value sysctls keep inner whitespace). */
+  read(key: SysctlKey): Promise<string>;
+  /** Writes and reads back; rejects with a SysctlError when the kernel refused or kept another value. */
+  write(key: SysctlKey, value: string | number): Promise<void>;
+}
