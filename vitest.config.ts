@@ -10,7 +10,7 @@ export default defineConfig({
       {
         test: {
           name: "unit",
-          include: ["services/**/*.test.ts", "agents/**/*.test.ts", "cli/**/*.test.ts", "test/unit/**/*.test.ts", "test/integration/**/*.test.ts"],
+          include: ["lib/**/*.test.ts", "services/**/*.test.ts", "agents/**/*.test.ts", "cli/**/*.test.ts", "test/unit/**/*.test.ts", "test/integration/**/*.test.ts"],
           testTimeout: 30_000,
           hookTimeout: 60_000,
         },
