@@ -4,8 +4,12 @@ import { defineConfig } from "vitest/config";
 //  - "unit": pure logic plus integration tests against the real Postgres and NATS on this machine.
 //  - "kernel": tests that need a real kernel (network namespaces on the host; IPVS on the host when
 //    it has ip_vs, otherwise inside the qemu VM booted once per run by test/harness).
+// .ci/run sets LVSFLEET_TEST_REPORT to count passed/failed tests from vitest's JSON report.
+const report = process.env.LVSFLEET_TEST_REPORT;
+
 export default defineConfig({
   test: {
+    reporters: report ? ["default", ["json", { outputFile: report }]] : ["default"],
     projects: [
       {
         test: {
