@@ -1,0 +1,651 @@
+/*
+ * IPVS generic netlink codec — pure encode/decode, no I/O (the client does the talking).
+ *
+ * One IPVS message on the wire (host byte order unless marked "be" = network order):
+ *
+ *   0               1               2               3
+ *   +---------------------------------------------------------------+
+ *   |                      nlmsg_len (u32)                          |  nlmsghdr (16 bytes)
+ *   +-------------------------------+-------------------------------+  -- framed by socket.ts
+ *   |  nlmsg_type = IPVS family id  |  nlmsg_flags (REQUEST|ACK...) |
+ *   +-------------------------------+-------------------------------+
+ *   |                      nlmsg_seq (u32)                          |
+ *   +---------------------------------------------------------------+
+ *   |                      nlmsg_pid (u32, our port id)             |
+ *   +===============+===============+===============================+
+ *   | cmd IPVS_CMD_*| version = 1   |        reserved = 0           |  genlmsghdr (4 bytes)
+ *   +===============+===============+===============================+  -- from here: this codec
+ *   | nla_len       | nla_type = IPVS_CMD_ATTR_SERVICE (nested)     |
+ *   +-------------------------------+-------------------------------+
+ *   |   | IPVS_SVC_ATTR_AF          u16   2 (AF_INET) / 10 (AF_INET6)
+ *   |   | IPVS_SVC_ATTR_PROTOCOL    u16   6 / 17 / 132     \
+ *   |   | IPVS_SVC_ATTR_ADDR        16 bytes (v4 in first 4) } or IPVS_SVC_ATTR_FWMARK u32
+ *   |   | IPVS_SVC_ATTR_PORT        be16                   /
+ *   |   | IPVS_SVC_ATTR_SCHED_NAME  string, NUL-terminated, <= 15 chars
+ *   |   | IPVS_SVC_ATTR_PE_NAME     string (optional, "sip")
+ *   |   | IPVS_SVC_ATTR_FLAGS       struct ip_vs_flags { u32 flags; u32 mask }
+ *   |   | IPVS_SVC_ATTR_TIMEOUT     u32 seconds
+ *   |   | IPVS_SVC_ATTR_NETMASK     v4: be32 mask (ff ff ff 00); v6: u32 prefix length (80 00 00 00)
+ *   |   | IPVS_SVC_ATTR_STATS / _STATS64   nested IPVS_STATS_ATTR_* (replies only)
+ *   +-------------------------------+-------------------------------+
+ *   | nla_len       | nla_type = IPVS_CMD_ATTR_DEST (nested)        |
+ *   |   | IPVS_DEST_ATTR_ADDR_FAMILY u16 | _ADDR 16 bytes | _PORT be16
+ *   |   | _FWD_METHOD u32 | _WEIGHT u32 | _TUN_TYPE u8 | _TUN_PORT be16 | _TUN_FLAGS u16
+ *   |   | _U_THRESH u32 | _L_THRESH u32 | replies: _ACTIVE/_INACT/_PERSIST_CONNS u32, _STATS(64)
+ *   +---------------------------------------------------------------+
+ *   | IPVS_CMD_ATTR_DAEMON (nested) | IPVS_CMD_ATTR_TIMEOUT_TCP/_TCP_FIN/_UDP u32 | IPVS_INFO_ATTR_*
+ *   +---------------------------------------------------------------+
+ *   Every attribute: u16 nla_len (header + value), u16 nla_type, value, zero padding to 4 bytes.
+ *
+ * Attribute order follows what ipvsadm (libipvs, via libnl) sends, so encodings can be compared with
+ * captures of `ipvsadm` byte for byte (testdata/). Kernel side: net/netfilter/ipvs/ip_vs_ctl.c
+ * (ip_vs_genl_parse_service/_dest, ip_vs_genl_fill_service/_dest/_stats/_daemon).
+ *
+ * Decoding never throws anything but NetlinkDecodeError; encoding throws NetlinkEncodeError for
+ * values that cannot be represented (bad address, name too long, number out of range).
+ */
+import { NetlinkDecodeError, NetlinkEncodeError } from "../errors.js";
+import { addressFromBytes, addressToBytes, type InetFamily } from "../inet.js";
+import { AttrWriter, attrMap, attrNested, attrString, attrU16, attrU32, attrU64, attrU8, decodeAttrs, type NetlinkAttr } from "../wire.js";
+import * as C from "./constants.js";
+
+// ---------------------------------------------------------------------------------------------
+// Domain objects
+
+export type IpvsFamily = InetFamily; // "ipv4" | "ipv6"
+export type IpvsProtocol = "tcp" | "udp" | "sctp";
+/** IP_VS_CONN_F_MASQ (NAT, ipvsadm -m), _LOCALNODE, _TUNNEL (-i), _DROUTE (DR, -g), _BYPASS. */
+export type IpvsForward = "masq" | "local" | "tunnel" | "route" | "bypass";
+export type IpvsTunnelType = "ipip" | "gue" | "gre";
+
+/**
+ * Identifies a virtual service: either protocol + address + port, or a firewall mark (then
+ * protocol/address/port are absent). Port 0 is a valid "all ports" service (needs persistence).
+ */
+export interface IpvsServiceKey {
+  family: IpvsFamily;
+  protocol?: IpvsProtocol;
+  address?: string;
+  port?: number;
+  fwmark?: number;
+}
+
+export interface IpvsStats {
+  conns: bigint;
+  inPkts: bigint;
+  outPkts: bigint;
+  inBytes: bigint;
+  outBytes: bigint;
+  cps: bigint;
+  inPps: bigint;
+  outPps: bigint;
+  inBps: bigint;
+  outBps: bigint;
+}
+
+export interface IpvsService extends IpvsServiceKey {
+  scheduler: string;
+  /** IP_VS_SVC_F_* bits (PERSISTENT, ONEPACKET, SCHED1..3 = sh/mh-fallback, sh/mh-port; HASHED is kernel-owned). */
+  flags: number;
+  /** Persistence timeout in seconds (0 = not persistent). */
+  timeout: number;
+  /** Persistence netmask. IPv4: the 32-bit mask as a number (0xffffff00 = /24); IPv6: prefix length. */
+  netmask: number;
+  /** Persistence engine ("sip"). */
+  peName?: string;
+  /** Replies only: IPVS_SVC_ATTR_STATS (32-bit counters) and IPVS_SVC_ATTR_STATS64. */
+  stats?: IpvsStats;
+  stats64?: IpvsStats;
+}
+
+/** Service attributes as they appear in a message (requests may carry only the key). */
+export type IpvsServiceAttrs = IpvsServiceKey & Partial<Omit<IpvsService, keyof IpvsServiceKey>> & { flagsMask?: number };
+
+export interface IpvsDestinationKey {
+  address: string;
+  port: number;
+  /** IPVS_DEST_ATTR_ADDR_FAMILY; defaults to the family of `address`. */
+  family?: IpvsFamily;
+}
+
+export interface IpvsDestination extends IpvsDestinationKey {
+  forward: IpvsForward;
+  weight: number;
+  upperThreshold: number;
+  lowerThreshold: number;
+  tunnelType?: IpvsTunnelType;
+  /** UDP port for GUE tunnels. */
+  tunnelPort?: number;
+  /** IP_VS_TUNNEL_ENCAP_FLAG_* */
+  tunnelFlags?: number;
+  activeConns?: number;
+  inactiveConns?: number;
+  persistentConns?: number;
+  stats?: IpvsStats;
+  stats64?: IpvsStats;
+}
+
+export type IpvsDestinationAttrs = IpvsDestinationKey & Partial<Omit<IpvsDestination, keyof IpvsDestinationKey>>;
+
+/** Connection timeouts in seconds (ipvsadm --set tcp tcpfin udp); 0 in a SET means "leave as is". */
+export interface IpvsTimeouts {
+  tcp: number;
+  tcpFin: number;
+  udp: number;
+}
+
+export interface IpvsInfo {
+  /** IP_VS_VERSION_CODE-style 0x00MMmmpp. */
+  version: number;
+  versionString: string;
+  connTableSize: number;
+}
+
+export type IpvsDaemonState = "master" | "backup";
+
+export interface IpvsDaemon {
+  state: IpvsDaemonState;
+  mcastInterface: string;
+  syncId: number;
+  syncMaxLen?: number;
+  mcastGroup?: string;
+  mcastPort?: number;
+  mcastTtl?: number;
+}
+
+/** Any IPVS genl message, request or reply. */
+export interface IpvsMessage {
+  cmd: number;
+  version?: number;
+  service?: IpvsServiceAttrs;
+  dest?: IpvsDestinationAttrs;
+  daemon?: Partial<IpvsDaemon> & { state?: IpvsDaemonState };
+  timeouts?: Partial<IpvsTimeouts>;
+  info?: IpvsInfo;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Enum mappings
+
+const AF = { ipv4: C.AF_INET, ipv6: C.AF_INET6 } as const;
+const PROTO = { tcp: C.IPPROTO_TCP, udp: C.IPPROTO_UDP, sctp: C.IPPROTO_SCTP } as const;
+const FWD = {
+  masq: C.IP_VS_CONN_F_MASQ,
+  local: C.IP_VS_CONN_F_LOCALNODE,
+  tunnel: C.IP_VS_CONN_F_TUNNEL,
+  route: C.IP_VS_CONN_F_DROUTE,
+  bypass: C.IP_VS_CONN_F_BYPASS,
+} as const;
+const TUN = { ipip: C.IP_VS_CONN_F_TUNNEL_TYPE_IPIP, gue: C.IP_VS_CONN_F_TUNNEL_TYPE_GUE, gre: C.IP_VS_CONN_F_TUNNEL_TYPE_GRE } as const;
+const DAEMON_STATE = { master: C.IP_VS_STATE_MASTER, backup: C.IP_VS_STATE_BACKUP } as const;
+
+function reverse<K extends string>(m: Record<K, number>, what: string): (n: number) => K {
+  const r = new Map<number, K>();
+  for (const [k, v] of Object.entries(m) as [K, number][]) r.set(v, k);
+  return (n) => {
+    const k = r.get(n);
+    if (k === undefined) throw new NetlinkDecodeError(`unknown ${what} ${n}`);
+    return k;
+  };
+}
+const afName = reverse(AF, "address family");
+const protoName = reverse(PROTO, "protocol");
+const fwdName = reverse(FWD, "forwarding method");
+const tunName = reverse(TUN, "tunnel type");
+const daemonStateName = reverse(DAEMON_STATE, "sync daemon state");
+
+function lookup<K extends string>(m: Record<K, number>, k: K, what: string): number {
+  const v = m[k];
+  if (v === undefined) throw new NetlinkEncodeError(`unknown ${what} ${JSON.stringify(k)}`);
+  return v;
+}
+
+export const IPVS_CMD_NAMES: Record<number, string> = Object.fromEntries(
+  Object.entries(C)
+    .filter(([k, v]) => /^IPVS_CMD_[A-Z_]+$/.test(k) && !k.startsWith("IPVS_CMD_ATTR") && k !== "IPVS_CMD_MAX" && typeof v === "number")
+    .map(([k, v]) => [v as number, k]),
+);
+
+export function cmdName(cmd: number): string {
+  return IPVS_CMD_NAMES[cmd] ?? `IPVS_CMD_${cmd}`;
+}
+
+/** IPv4 persistence mask for a prefix length (ipvsadm -M 255.255.255.0 ⇔ v4Netmask(24)). */
+export function v4Netmask(prefix: number): number {
+  if (!Number.isInteger(prefix) || prefix < 0 || prefix > 32) throw new NetlinkEncodeError(`bad IPv4 prefix ${prefix}`);
+  return prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+}
+
+/** Default persistence netmask ipvsadm uses: 255.255.255.255 for IPv4, /128 for IPv6. */
+export function defaultNetmask(family: IpvsFamily): number {
+  return family === "ipv4" ? 0xffffffff : 128;
+}
+
+export function formatVersion(v: number): string {
+  return `${(v >> 16) & 0xff}.${(v >> 8) & 0xff}.${v & 0xff}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding
+
+function putService(w: AttrWriter, s: IpvsServiceAttrs): void {
+  w.nested(C.IPVS_CMD_ATTR_SERVICE, (n) => {
+    const family = s.family;
+    n.u16(C.IPVS_SVC_ATTR_AF, lookup(AF, family, "address family"));
+    if (s.fwmark !== undefined) {
+      if (s.fwmark === 0) throw new NetlinkEncodeError("fwmark 0 does not name a service");
+      n.u32(C.IPVS_SVC_ATTR_FWMARK, s.fwmark);
+    } else {
+      if (s.protocol === undefined || s.address === undefined || s.port === undefined) {
+        throw new NetlinkEncodeError("a service needs fwmark, or protocol + address + port");
+      }
+      n.u16(C.IPVS_SVC_ATTR_PROTOCOL, lookup(PROTO, s.protocol, "protocol"));
+      n.bytes(C.IPVS_SVC_ATTR_ADDR, padAddr(s.address, family));
+      n.be16(C.IPVS_SVC_ATTR_PORT, s.port);
+    }
+    if (s.scheduler !== undefined) n.string(C.IPVS_SVC_ATTR_SCHED_NAME, s.scheduler, C.IP_VS_SCHEDNAME_MAXLEN);
+    if (s.peName !== undefined && s.peName !== "") n.string(C.IPVS_SVC_ATTR_PE_NAME, s.peName, C.IP_VS_PENAME_MAXLEN);
+    if (s.flags !== undefined) {
+      const f = Buffer.alloc(C.IP_VS_FLAGS_LEN);
+      f.writeUInt32LE(checkU32(s.flags, "flags"), 0);
+      f.writeUInt32LE(checkU32(s.flagsMask ?? 0xffffffff, "flags mask"), 4);
+      n.bytes(C.IPVS_SVC_ATTR_FLAGS, f);
+    }
+    if (s.timeout !== undefined) n.u32(C.IPVS_SVC_ATTR_TIMEOUT, s.timeout);
+    if (s.netmask !== undefined) {
+      if (family === "ipv4") n.be32(C.IPVS_SVC_ATTR_NETMASK, s.netmask);
+      else {
+        if (s.netmask > 128) throw new NetlinkEncodeError(`IPv6 persistence prefix ${s.netmask} > 128`);
+        n.u32(C.IPVS_SVC_ATTR_NETMASK, s.netmask);
+      }
+    }
+    if (s.stats) putStats(n, C.IPVS_SVC_ATTR_STATS, s.stats, false);
+    if (s.stats64) putStats(n, C.IPVS_SVC_ATTR_STATS64, s.stats64, true);
+  });
+}
+
+function putDest(w: AttrWriter, d: IpvsDestinationAttrs): void {
+  w.nested(C.IPVS_CMD_ATTR_DEST, (n) => {
+    const family = d.family ?? familyOfAddr(d.address);
+    n.u16(C.IPVS_DEST_ATTR_ADDR_FAMILY, lookup(AF, family, "address family"));
+    n.bytes(C.IPVS_DEST_ATTR_ADDR, padAddr(d.address, family));
+    n.be16(C.IPVS_DEST_ATTR_PORT, d.port);
+    if (d.forward !== undefined) n.u32(C.IPVS_DEST_ATTR_FWD_METHOD, lookup(FWD, d.forward, "forwarding method"));
+    if (d.weight !== undefined) {
+      if (d.weight > 0x7fffffff) throw new NetlinkEncodeError(`weight ${d.weight} > INT_MAX`);
+      n.u32(C.IPVS_DEST_ATTR_WEIGHT, d.weight);
+    }
+    if (d.tunnelType !== undefined) n.u8(C.IPVS_DEST_ATTR_TUN_TYPE, lookup(TUN, d.tunnelType, "tunnel type"));
+    if (d.tunnelPort !== undefined) n.be16(C.IPVS_DEST_ATTR_TUN_PORT, d.tunnelPort);
+    if (d.tunnelFlags !== undefined) n.u16(C.IPVS_DEST_ATTR_TUN_FLAGS, d.tunnelFlags);
+    if (d.upperThreshold !== undefined) n.u32(C.IPVS_DEST_ATTR_U_THRESH, d.upperThreshold);
+    if (d.lowerThreshold !== undefined) n.u32(C.IPVS_DEST_ATTR_L_THRESH, d.lowerThreshold);
+    if (d.activeConns !== undefined) n.u32(C.IPVS_DEST_ATTR_ACTIVE_CONNS, d.activeConns);
+    if (d.inactiveConns !== undefined) n.u32(C.IPVS_DEST_ATTR_INACT_CONNS, d.inactiveConns);
+    if (d.persistentConns !== undefined) n.u32(C.IPVS_DEST_ATTR_PERSIST_CONNS, d.persistentConns);
+    if (d.stats) putStats(n, C.IPVS_DEST_ATTR_STATS, d.stats, false);
+    if (d.stats64) putStats(n, C.IPVS_DEST_ATTR_STATS64, d.stats64, true);
+  });
+}
+
+const STATS_FIELDS: [keyof IpvsStats, number, boolean][] = [
+  // field, attribute, is u64 in the 32-bit IPVS_*_ATTR_STATS nest
+  ["conns", C.IPVS_STATS_ATTR_CONNS, false],
+  ["inPkts", C.IPVS_STATS_ATTR_INPKTS, false],
+  ["outPkts", C.IPVS_STATS_ATTR_OUTPKTS, false],
+  ["inBytes", C.IPVS_STATS_ATTR_INBYTES, true],
+  ["outBytes", C.IPVS_STATS_ATTR_OUTBYTES, true],
+  ["cps", C.IPVS_STATS_ATTR_CPS, false],
+  ["inPps", C.IPVS_STATS_ATTR_INPPS, false],
+  ["outPps", C.IPVS_STATS_ATTR_OUTPPS, false],
+  ["inBps", C.IPVS_STATS_ATTR_INBPS, false],
+  ["outBps", C.IPVS_STATS_ATTR_OUTBPS, false],
+];
+
+function putStats(w: AttrWriter, type: number, s: IpvsStats, all64: boolean): void {
+  w.nested(type, (n) => {
+    for (const [k, attr, is64] of STATS_FIELDS) {
+      if (all64 || is64) n.u64(attr, s[k]);
+      else {
+        if (s[k] > 0xffffffffn) throw new NetlinkEncodeError(`stats ${k} ${s[k]} does not fit u32`);
+        n.u32(attr, Number(s[k]));
+      }
+    }
+  });
+}
+
+function putDaemon(w: AttrWriter, d: NonNullable<IpvsMessage["daemon"]>): void {
+  w.nested(C.IPVS_CMD_ATTR_DAEMON, (n) => {
+    if (d.state !== undefined) n.u32(C.IPVS_DAEMON_ATTR_STATE, lookup(DAEMON_STATE, d.state, "sync daemon state"));
+    if (d.mcastInterface !== undefined) n.string(C.IPVS_DAEMON_ATTR_MCAST_IFN, d.mcastInterface, C.IP_VS_IFNAME_MAXLEN);
+    if (d.syncId !== undefined) n.u32(C.IPVS_DAEMON_ATTR_SYNC_ID, d.syncId);
+    if (d.syncMaxLen !== undefined) n.u16(C.IPVS_DAEMON_ATTR_SYNC_MAXLEN, d.syncMaxLen);
+    if (d.mcastGroup !== undefined) {
+      const f = familyOfAddr(d.mcastGroup);
+      if (f === "ipv4") n.bytes(C.IPVS_DAEMON_ATTR_MCAST_GROUP, addressToBytes(d.mcastGroup, f));
+      else n.bytes(C.IPVS_DAEMON_ATTR_MCAST_GROUP6, addressToBytes(d.mcastGroup, f));
+    }
+    if (d.mcastPort !== undefined) n.u16(C.IPVS_DAEMON_ATTR_MCAST_PORT, d.mcastPort);
+    if (d.mcastTtl !== undefined) n.u8(C.IPVS_DAEMON_ATTR_MCAST_TTL, d.mcastTtl);
+  });
+}
+
+/** genlmsghdr + attributes for any IPVS message (requests and, for tests, kernel-style replies). */
+export function encodeIpvsMessage(m: IpvsMessage): Buffer {
+  const w = new AttrWriter();
+  w.raw(Uint8Array.of(checkU8(m.cmd, "cmd"), checkU8(m.version ?? C.IPVS_GENL_VERSION, "version"), 0, 0));
+  if (m.service) putService(w, m.service);
+  if (m.dest) putDest(w, m.dest);
+  if (m.daemon) putDaemon(w, m.daemon);
+  if (m.timeouts) {
+    if (m.timeouts.tcp !== undefined) w.u32(C.IPVS_CMD_ATTR_TIMEOUT_TCP, m.timeouts.tcp);
+    if (m.timeouts.tcpFin !== undefined) w.u32(C.IPVS_CMD_ATTR_TIMEOUT_TCP_FIN, m.timeouts.tcpFin);
+    if (m.timeouts.udp !== undefined) w.u32(C.IPVS_CMD_ATTR_TIMEOUT_UDP, m.timeouts.udp);
+  }
+  if (m.info) {
+    w.u32(C.IPVS_INFO_ATTR_VERSION, m.info.version);
+    w.u32(C.IPVS_INFO_ATTR_CONN_TAB_SIZE, m.info.connTableSize);
+  }
+  return w.finish();
+}
+
+// Request builders (what the client sends). Service/destination "full" commands need every
+// option (the kernel rejects NEW/SET without scheduler, flags, timeout, netmask, resp. forward,
+// weight and thresholds); DEL/GET/ZERO need only the key.
+
+export const encodeNewService = (s: IpvsService): Buffer => encodeIpvsMessage({ cmd: C.IPVS_CMD_NEW_SERVICE, service: fullService(s) });
+export const encodeSetService = (s: IpvsService): Buffer => encodeIpvsMessage({ cmd: C.IPVS_CMD_SET_SERVICE, service: fullService(s) });
+export const encodeDelService = (k: IpvsServiceKey): Buffer => encodeIpvsMessage({ cmd: C.IPVS_CMD_DEL_SERVICE, service: serviceKey(k) });
+export const encodeGetService = (k: IpvsServiceKey): Buffer => encodeIpvsMessage({ cmd: C.IPVS_CMD_GET_SERVICE, service: serviceKey(k) });
+export const encodeDumpServices = (): Buffer => encodeIpvsMessage({ cmd: C.IPVS_CMD_GET_SERVICE });
+export const encodeNewDest = (k: IpvsServiceKey, d: IpvsDestination): Buffer =>
+  encodeIpvsMessage({ cmd: C.IPVS_CMD_NEW_DEST, service: serviceKey(k), dest: fullDest(d) });
+export const encodeSetDest = (k: IpvsServiceKey, d: IpvsDestination): Buffer =>
+  encodeIpvsMessage({ cmd: C.IPVS_CMD_SET_DEST, service: serviceKey(k), dest: fullDest(d) });
+export const encodeDelDest = (k: IpvsServiceKey, d: IpvsDestinationKey): Buffer =>
+  encodeIpvsMessage({ cmd: C.IPVS_CMD_DEL_DEST, service: serviceKey(k), dest: { address: d.address, port: d.port, family: d.family } });
+export const encodeDumpDests = (k: IpvsServiceKey): Buffer => encodeIpvsMessage({ cmd: C.IPVS_CMD_GET_DEST, service: serviceKey(k) });
+export const encodeGetConfig = (): Buffer => encodeIpvsMessage({ cmd: C.IPVS_CMD_GET_CONFIG });
+export const encodeSetConfig = (t: Partial<IpvsTimeouts>): Buffer =>
+  encodeIpvsMessage({ cmd: C.IPVS_CMD_SET_CONFIG, timeouts: { tcp: t.tcp ?? 0, tcpFin: t.tcpFin ?? 0, udp: t.udp ?? 0 } });
+export const encodeGetInfo = (): Buffer => encodeIpvsMessage({ cmd: C.IPVS_CMD_GET_INFO });
+export const encodeNewDaemon = (d: IpvsDaemon): Buffer => encodeIpvsMessage({ cmd: C.IPVS_CMD_NEW_DAEMON, daemon: d });
+export const encodeDelDaemon = (d: Pick<IpvsDaemon, "state"> & Partial<IpvsDaemon>): Buffer => encodeIpvsMessage({ cmd: C.IPVS_CMD_DEL_DAEMON, daemon: d });
+export const encodeDumpDaemons = (): Buffer => encodeIpvsMessage({ cmd: C.IPVS_CMD_GET_DAEMON });
+/** Zero the counters of one service, or of everything when no key is given. */
+export const encodeZero = (k?: IpvsServiceKey): Buffer => encodeIpvsMessage({ cmd: C.IPVS_CMD_ZERO, service: k ? serviceKey(k) : undefined });
+export const encodeFlush = (): Buffer => encodeIpvsMessage({ cmd: C.IPVS_CMD_FLUSH });
+
+function serviceKey(k: IpvsServiceKey): IpvsServiceKey {
+  return k.fwmark !== undefined ? { family: k.family, fwmark: k.fwmark } : { family: k.family, protocol: k.protocol, address: k.address, port: k.port };
+}
+
+function fullService(s: IpvsService): IpvsServiceAttrs {
+  return { ...serviceKey(s), scheduler: s.scheduler, peName: s.peName, flags: s.flags, timeout: s.timeout, netmask: s.netmask };
+}
+
+function fullDest(d: IpvsDestination): IpvsDestinationAttrs {
+  return {
+    address: d.address,
+    port: d.port,
+    family: d.family,
+    forward: d.forward,
+    weight: d.weight,
+    tunnelType: d.tunnelType,
+    tunnelPort: d.tunnelPort,
+    tunnelFlags: d.tunnelFlags,
+    upperThreshold: d.upperThreshold,
+    lowerThreshold: d.lowerThreshold,
+  };
+}
+
+function familyOfAddr(a: string): IpvsFamily {
+  return a.includes(":") ? "ipv6" : "ipv4";
+}
+
+/** IPVS addresses are a union nf_inet_addr: 16 bytes on the wire, IPv4 in the first four. */
+function padAddr(a: string, family: IpvsFamily): Buffer {
+  const out = Buffer.alloc(C.NF_INET_ADDR_LEN);
+  addressToBytes(a, family).copy(out);
+  return out;
+}
+
+function checkU32(v: number, what: string): number {
+  if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new NetlinkEncodeError(`${what} ${v} out of u32 range`);
+  return v;
+}
+function checkU8(v: number, what: string): number {
+  if (!Number.isInteger(v) || v < 0 || v > 0xff) throw new NetlinkEncodeError(`${what} ${v} out of u8 range`);
+  return v;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding
+
+/** Decode any IPVS genl payload (genlmsghdr + attributes). Throws only NetlinkDecodeError. */
+export function decodeIpvsMessage(payload: Uint8Array): IpvsMessage {
+  return guard(() => {
+    const b = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+    if (b.length < 4) throw new NetlinkDecodeError(`genl payload too short (${b.length} bytes)`);
+    const msg: IpvsMessage = { cmd: b[0]!, version: b[1]! };
+    const top = attrMap(decodeAttrs(b, 4, b.length));
+    // IPVS_INFO_ATTR_VERSION / _CONN_TAB_SIZE share numbers 1 and 2 with _SERVICE / _DEST: they
+    // mean "info" only in IPVS_CMD_SET_INFO (the kernel's answer to GET_INFO).
+    if (msg.cmd === C.IPVS_CMD_SET_INFO || msg.cmd === C.IPVS_CMD_GET_INFO) {
+      const v = top.get(C.IPVS_INFO_ATTR_VERSION);
+      const size = top.get(C.IPVS_INFO_ATTR_CONN_TAB_SIZE);
+      if (v && size) {
+        const version = attrU32(v);
+        msg.info = { version, versionString: formatVersion(version), connTableSize: attrU32(size) };
+      }
+      return msg;
+    }
+    const svc = top.get(C.IPVS_CMD_ATTR_SERVICE);
+    if (svc) msg.service = decodeServiceAttrs(svc);
+    const dest = top.get(C.IPVS_CMD_ATTR_DEST);
+    if (dest) msg.dest = decodeDestAttrs(dest, msg.service?.family);
+    const daemon = top.get(C.IPVS_CMD_ATTR_DAEMON);
+    if (daemon) msg.daemon = decodeDaemonAttrs(daemon);
+    const tcp = top.get(C.IPVS_CMD_ATTR_TIMEOUT_TCP);
+    const fin = top.get(C.IPVS_CMD_ATTR_TIMEOUT_TCP_FIN);
+    const udp = top.get(C.IPVS_CMD_ATTR_TIMEOUT_UDP);
+    if (tcp || fin || udp) {
+      msg.timeouts = {};
+      if (tcp) msg.timeouts.tcp = attrU32(tcp);
+      if (fin) msg.timeouts.tcpFin = attrU32(fin);
+      if (udp) msg.timeouts.udp = attrU32(udp);
+    }
+    return msg;
+  });
+}
+
+function decodeServiceAttrs(a: NetlinkAttr): IpvsServiceAttrs {
+  const m = attrMap(attrNested(a));
+  const afAttr = m.get(C.IPVS_SVC_ATTR_AF);
+  if (!afAttr) throw new NetlinkDecodeError("service without IPVS_SVC_ATTR_AF");
+  const family = afName(attrU16(afAttr));
+  const s: IpvsServiceAttrs = { family };
+  const fwmark = m.get(C.IPVS_SVC_ATTR_FWMARK);
+  if (fwmark) s.fwmark = attrU32(fwmark);
+  else {
+    const proto = m.get(C.IPVS_SVC_ATTR_PROTOCOL);
+    const addr = m.get(C.IPVS_SVC_ATTR_ADDR);
+    const port = m.get(C.IPVS_SVC_ATTR_PORT);
+    if (proto) s.protocol = protoName(attrU16(proto));
+    if (addr) s.address = addressFromBytes(addr.data, family);
+    if (port) s.port = be16(port);
+  }
+  const sched = m.get(C.IPVS_SVC_ATTR_SCHED_NAME);
+  if (sched) s.scheduler = attrString(sched);
+  const pe = m.get(C.IPVS_SVC_ATTR_PE_NAME);
+  if (pe) s.peName = attrString(pe);
+  const flags = m.get(C.IPVS_SVC_ATTR_FLAGS);
+  if (flags) {
+    if (flags.data.length < C.IP_VS_FLAGS_LEN) throw new NetlinkDecodeError(`IPVS_SVC_ATTR_FLAGS has ${flags.data.length} bytes`);
+    const mask = flags.data.readUInt32LE(4);
+    // As libipvs reads it: the bits the sender vouches for.
+    s.flags = (flags.data.readUInt32LE(0) & mask) >>> 0;
+    if (mask !== 0xffffffff) s.flagsMask = mask;
+  }
+  const timeout = m.get(C.IPVS_SVC_ATTR_TIMEOUT);
+  if (timeout) s.timeout = attrU32(timeout);
+  const netmask = m.get(C.IPVS_SVC_ATTR_NETMASK);
+  if (netmask) {
+    if (netmask.data.length < 4) throw new NetlinkDecodeError("short IPVS_SVC_ATTR_NETMASK");
+    s.netmask = family === "ipv4" ? netmask.data.readUInt32BE(0) : netmask.data.readUInt32LE(0);
+  }
+  const st = m.get(C.IPVS_SVC_ATTR_STATS);
+  if (st) s.stats = decodeStats(st, false);
+  const st64 = m.get(C.IPVS_SVC_ATTR_STATS64);
+  if (st64) s.stats64 = decodeStats(st64, true);
+  return s;
+}
+
+function decodeDestAttrs(a: NetlinkAttr, serviceFamily: IpvsFamily | undefined): IpvsDestinationAttrs {
+  const m = attrMap(attrNested(a));
+  const af = m.get(C.IPVS_DEST_ATTR_ADDR_FAMILY);
+  const family = af ? afName(attrU16(af)) : serviceFamily;
+  const addr = m.get(C.IPVS_DEST_ATTR_ADDR);
+  const port = m.get(C.IPVS_DEST_ATTR_PORT);
+  if (!addr || !port) throw new NetlinkDecodeError("destination without address or port");
+  if (!family) throw new NetlinkDecodeError("destination without address family");
+  const d: IpvsDestinationAttrs = { address: addressFromBytes(addr.data, family), port: be16(port) };
+  if (af) d.family = family;
+  const fwd = m.get(C.IPVS_DEST_ATTR_FWD_METHOD);
+  if (fwd) d.forward = fwdName(attrU32(fwd) & C.IP_VS_CONN_F_FWD_MASK);
+  const weight = m.get(C.IPVS_DEST_ATTR_WEIGHT);
+  if (weight) d.weight = attrU32(weight);
+  const tt = m.get(C.IPVS_DEST_ATTR_TUN_TYPE);
+  if (tt) d.tunnelType = tunName(attrU8(tt));
+  const tp = m.get(C.IPVS_DEST_ATTR_TUN_PORT);
+  if (tp) d.tunnelPort = be16(tp);
+  const tf = m.get(C.IPVS_DEST_ATTR_TUN_FLAGS);
+  if (tf) d.tunnelFlags = attrU16(tf);
+  const u = m.get(C.IPVS_DEST_ATTR_U_THRESH);
+  if (u) d.upperThreshold = attrU32(u);
+  const l = m.get(C.IPVS_DEST_ATTR_L_THRESH);
+  if (l) d.lowerThreshold = attrU32(l);
+  const ac = m.get(C.IPVS_DEST_ATTR_ACTIVE_CONNS);
+  if (ac) d.activeConns = attrU32(ac);
+  const ic = m.get(C.IPVS_DEST_ATTR_INACT_CONNS);
+  if (ic) d.inactiveConns = attrU32(ic);
+  const pc = m.get(C.IPVS_DEST_ATTR_PERSIST_CONNS);
+  if (pc) d.persistentConns = attrU32(pc);
+  const st = m.get(C.IPVS_DEST_ATTR_STATS);
+  if (st) d.stats = decodeStats(st, false);
+  const st64 = m.get(C.IPVS_DEST_ATTR_STATS64);
+  if (st64) d.stats64 = decodeStats(st64, true);
+  return d;
+}
+
+function decodeStats(a: NetlinkAttr, all64: boolean): IpvsStats {
+  const m = attrMap(attrNested(a));
+  const out = {} as IpvsStats;
+  for (const [k, attr, is64] of STATS_FIELDS) {
+    const x = m.get(attr);
+    out[k] = x === undefined ? 0n : all64 || is64 ? attrU64(x) : BigInt(attrU32(x));
+  }
+  return out;
+}
+
+function decodeDaemonAttrs(a: NetlinkAttr): Partial<IpvsDaemon> {
+  const m = attrMap(attrNested(a));
+  const d: Partial<IpvsDaemon> = {};
+  const state = m.get(C.IPVS_DAEMON_ATTR_STATE);
+  if (state) d.state = daemonStateName(attrU32(state));
+  const ifn = m.get(C.IPVS_DAEMON_ATTR_MCAST_IFN);
+  if (ifn) d.mcastInterface = attrString(ifn);
+  const id = m.get(C.IPVS_DAEMON_ATTR_SYNC_ID);
+  if (id) d.syncId = attrU32(id);
+  const maxlen = m.get(C.IPVS_DAEMON_ATTR_SYNC_MAXLEN);
+  if (maxlen) d.syncMaxLen = attrU16(maxlen);
+  const g4 = m.get(C.IPVS_DAEMON_ATTR_MCAST_GROUP);
+  if (g4) d.mcastGroup = addressFromBytes(g4.data, "ipv4");
+  const g6 = m.get(C.IPVS_DAEMON_ATTR_MCAST_GROUP6);
+  if (g6) d.mcastGroup = addressFromBytes(g6.data, "ipv6");
+  const port = m.get(C.IPVS_DAEMON_ATTR_MCAST_PORT);
+  if (port) d.mcastPort = attrU16(port);
+  const ttl = m.get(C.IPVS_DAEMON_ATTR_MCAST_TTL);
+  if (ttl) d.mcastTtl = attrU8(ttl);
+  return d;
+}
+
+function be16(a: NetlinkAttr): number {
+  if (a.data.length < 2) throw new NetlinkDecodeError(`attribute ${a.type} (be16) too short`);
+  return a.data.readUInt16BE(0);
+}
+
+function guard<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof NetlinkDecodeError) throw e;
+    // Any other failure while reading foreign bytes (RangeError from a Buffer read, a bad string)
+    // is still a decoding failure: report it as one, never as a crash of a different type.
+    throw new NetlinkDecodeError(`malformed IPVS message: ${e instanceof Error ? e.message : String(e)}`);
+  }
+}
+
+// Reply decoders for the typed API: they insist on the fields the kernel always sends.
+
+export function decodeService(payload: Uint8Array): IpvsService {
+  return guard(() => {
+    const m = decodeIpvsMessage(payload);
+    const s = m.service;
+    if (!s) throw new NetlinkDecodeError(`${cmdName(m.cmd)} reply without IPVS_CMD_ATTR_SERVICE`);
+    if (s.fwmark === undefined && (s.protocol === undefined || s.address === undefined || s.port === undefined)) {
+      throw new NetlinkDecodeError("service reply without fwmark or protocol/address/port");
+    }
+    if (s.scheduler === undefined || s.flags === undefined || s.timeout === undefined || s.netmask === undefined) {
+      throw new NetlinkDecodeError("service reply without scheduler/flags/timeout/netmask");
+    }
+    const { flagsMask: _mask, ...svc } = s;
+    return svc as IpvsService;
+  });
+}
+
+export function decodeDestination(payload: Uint8Array, serviceFamily?: IpvsFamily): IpvsDestination {
+  return guard(() => {
+    const b = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+    if (b.length < 4) throw new NetlinkDecodeError("genl payload too short");
+    const top = attrMap(decodeAttrs(b, 4, b.length));
+    const a = top.get(C.IPVS_CMD_ATTR_DEST);
+    if (!a) throw new NetlinkDecodeError("destination reply without IPVS_CMD_ATTR_DEST");
+    const d = decodeDestAttrs(a, serviceFamily);
+    if (d.forward === undefined || d.weight === undefined || d.upperThreshold === undefined || d.lowerThreshold === undefined) {
+      throw new NetlinkDecodeError("destination reply without forward/weight/thresholds");
+    }
+    if (d.family === undefined) d.family = familyOfAddr(d.address);
+    return d as IpvsDestination;
+  });
+}
+
+export function decodeTimeouts(payload: Uint8Array): IpvsTimeouts {
+  return guard(() => {
+    const m = decodeIpvsMessage(payload);
+    const t = m.timeouts;
+    if (!t || t.tcp === undefined || t.tcpFin === undefined || t.udp === undefined) {
+      throw new NetlinkDecodeError("config reply without the three timeouts");
+    }
+    return { tcp: t.tcp, tcpFin: t.tcpFin, udp: t.udp };
+  });
+}
+
+export function decodeInfo(payload: Uint8Array): IpvsInfo {
+  return guard(() => {
+    const m = decodeIpvsMessage(payload);
+    if (!m.info) throw new NetlinkDecodeError("info reply without version / connection table size");
+    return m.info;
+  });
+}
+
+export function decodeDaemon(payload: Uint8Array): IpvsDaemon {
+  return guard(() => {
+    const m = decodeIpvsMessage(payload);
+    const d = m.daemon;
+    if (!d || d.state === undefined || d.mcastInterface === undefined || d.syncId === undefined) {
+      throw new NetlinkDecodeError("daemon reply without state/interface/sync id");
+    }
+    return d as IpvsDaemon;
+  });
+}

@@ -1,0 +1,53 @@
+// LinkManager over rtnetlink: list, look up, create ipip tunnels, set up/down, delete.
+import { NetlinkError } from "../socket.js";
+import type { IpipTunnelSpec, LinkInfo, LinkManager } from "../../kernel/types.js";
+import { decodeLink, delLinkRequest, dumpLinksRequest, getLinkByNameRequest, newIpipRequest, setLinkUpRequest } from "./codec.js";
+import { RTM_NEWLINK } from "./constants.js";
+import { dumpConsistent, type RtTransport } from "./transport.js";
+
+export class RtnlLinkManager implements LinkManager {
+  constructor(private readonly nl: RtTransport) {}
+
+  async list(): Promise<LinkInfo[]> {
+    const msgs = await dumpConsistent(this.nl, dumpLinksRequest());
+    return msgs.filter((m) => m.type === RTM_NEWLINK).map((m) => decodeLink(m.payload));
+  }
+
+  async get(name: string): Promise<LinkInfo | undefined> {
+    try {
+      const msgs = await this.nl.request(getLinkByNameRequest(name));
+      const m = msgs.find((x) => x.type === RTM_NEWLINK);
+      return m ? decodeLink(m.payload) : undefined;
+    } catch (e) {
+      if (e instanceof NetlinkError && e.code === "ENODEV") return undefined;
+      throw e;
+    }
+  }
+
+  /** Index of an existing link; NetlinkError ENODEV (op names the link) when there is none. */
+  async indexOf(name: string): Promise<number> {
+    const msgs = await this.nl.request(getLinkByNameRequest(name));
+    const m = msgs.find((x) => x.type === RTM_NEWLINK);
+    if (!m) throw new NetlinkError(`RTM_GETLINK ${name}`, 19 /* ENODEV */);
+    return decodeLink(m.payload).index;
+  }
+
+  /**
+   * Creates an ipip tunnel (down, as the kernel creates every link; call setUp). EEXIST when the
+   * name is taken, EOPNOTSUPP when the kernel has no ipip support (CONFIG_NET_IPIP).
+   */
+  async createIpip(spec: IpipTunnelSpec): Promise<LinkInfo> {
+    await this.nl.request(newIpipRequest(spec));
+    const link = await this.get(spec.name);
+    if (!link) throw new NetlinkError(`RTM_NEWLINK ipip ${spec.name}`, 19 /* ENODEV */, { message: `ipip ${spec.name} vanished right after creation` });
+    return link;
+  }
+
+  async setUp(name: string, up: boolean): Promise<void> {
+    await this.nl.request(setLinkUpRequest(await this.indexOf(name), name, up));
+  }
+
+  async delete(name: string): Promise<void> {
+    await this.nl.request(delLinkRequest(await this.indexOf(name), name));
+  }
+}
