@@ -1,0 +1,109 @@
+import type { Host, RealServer, VirtualService } from "../../../gen/lvsfleet/v1/topology_pb.js";
+import { RealServerSchema } from "../../../gen/lvsfleet/v1/topology_pb.js";
+import { LvsfleetError, throwIfInvalid } from "../domain/errors.js";
+import { checkHostName, realServerName, virtualServiceName } from "../domain/names.js";
+import { applyFieldMask, normalizeRealServer, validateRealServer } from "../domain/validate.js";
+import { withTransaction, type Database, type WriteTx } from "./db.js";
+import { parentMissing } from "./parents.js";
+import { mapPgError } from "./pg-errors.js";
+import { checkEtag, deleteRows, getRow, insertRow, listRows, lockRow, stamp, updateRow } from "./rows.js";
+import { realServerDuplicates } from "./duplicates.js";
+import { HOST_TABLE, REAL_SERVER_TABLE, VIRTUAL_SERVICE_TABLE } from "./specs.js";
+import type { CreateOptions, DeleteOptions, ListOptions, Page, Read, UpdateOptions, WriteMeta, Written } from "./types.js";
+
+/** Host id of `rs.host` when it names a host of `site`; anything else is left to validation. */
+function hostId(site: string, rs: RealServer): string | undefined {
+  if (!rs.host) return undefined;
+  const r = checkHostName(rs.host, "");
+  return "host" in r && r.site === site ? r.host : undefined;
+}
+
+function columns(site: string, rs: RealServer): Record<string, unknown> {
+  return { address: rs.address, port: rs.port, host_id: hostId(site, rs) ?? null };
+}
+
+/**
+ * Context for validateRealServer, locked: the service FOR SHARE (its port, family and scheduler
+ * cannot change until we commit; concurrent real-server writes of one service share the lock) and
+ * the host FOR SHARE.
+ */
+async function loadContext(
+  tx: WriteTx,
+  site: string,
+  vsId: string,
+  rs: RealServer,
+): Promise<{ virtualService: VirtualService | undefined; host: Host | undefined }> {
+  const virtualService = await lockRow(tx, VIRTUAL_SERVICE_TABLE, [site, vsId], "FOR SHARE");
+  const h = hostId(site, rs);
+  const host = h ? await lockRow(tx, HOST_TABLE, [site, h], "FOR SHARE") : undefined;
+  return { virtualService, host };
+}
+
+export class RealServerRepository {
+  constructor(private readonly db: Database) {}
+
+  get(site: string, vsId: string, rsId: string): Promise<Read<RealServer>> {
+    return getRow(this.db.pool, REAL_SERVER_TABLE, [site, vsId, rsId]);
+  }
+
+  /** Lists the real servers of one virtual service; `site` "-" with `vsId` "-" lists all. */
+  list(site: string, vsId: string, opts: ListOptions): Promise<Page<RealServer>> {
+    const prefix = site === "-" ? [] : vsId === "-" ? [site] : [site, vsId];
+    return listRows(this.db.pool, REAL_SERVER_TABLE, { prefix, ...opts });
+  }
+
+  async create(meta: WriteMeta, site: string, vsId: string, rsId: string, input: RealServer, opts: CreateOptions = {}): Promise<Written<RealServer>> {
+    const name = realServerName(site, vsId, rsId);
+    const rs = normalizeRealServer({ ...input, name } as RealServer);
+    try {
+      const { result, revision } = await withTransaction(this.db, meta, async (tx) => {
+        const ctx = await loadContext(tx, site, vsId, rs);
+        if (!ctx.virtualService) throw parentMissing("parent", virtualServiceName(site, vsId));
+        const violations = validateRealServer(rs, { virtualService: ctx.virtualService, host: ctx.host }, "real_server");
+        throwIfInvalid(violations.length > 0 ? violations : await realServerDuplicates(tx, site, vsId, rsId, rs));
+        if (opts.validateOnly) {
+          if (await lockRow(tx, REAL_SERVER_TABLE, [site, vsId, rsId], "FOR KEY SHARE")) throw LvsfleetError.alreadyExists(name);
+          return stamp(RealServerSchema, rs, name, 0n, new Date(), new Date());
+        }
+        return insertRow(tx, REAL_SERVER_TABLE, [site, vsId, rsId], columns(site, rs), rs);
+      });
+      return { resource: result, revision };
+    } catch (err) {
+      throw mapPgError(err, { resourceName: name });
+    }
+  }
+
+  async update(meta: WriteMeta, site: string, vsId: string, rsId: string, patch: RealServer, opts: UpdateOptions): Promise<Written<RealServer>> {
+    const name = realServerName(site, vsId, rsId);
+    try {
+      const { result, revision } = await withTransaction(this.db, meta, async (tx) => {
+        // Parent first (FOR SHARE), then the row: the same order as creates and service updates.
+        const virtualService = await lockRow(tx, VIRTUAL_SERVICE_TABLE, [site, vsId], "FOR SHARE");
+        const existing = virtualService ? await lockRow(tx, REAL_SERVER_TABLE, [site, vsId, rsId], "FOR UPDATE") : undefined;
+        if (!existing || !virtualService) throw LvsfleetError.notFound(name);
+        checkEtag(name, existing.revision, patch.etag);
+        const merged = normalizeRealServer({ ...applyFieldMask(RealServerSchema, existing, patch, [...opts.paths], "update_mask.paths"), name } as RealServer);
+        const h = hostId(site, merged);
+        const host = h ? await lockRow(tx, HOST_TABLE, [site, h], "FOR SHARE") : undefined;
+        const violations = validateRealServer(merged, { virtualService, host }, "real_server");
+        throwIfInvalid(violations.length > 0 ? violations : await realServerDuplicates(tx, site, vsId, rsId, merged));
+        if (opts.validateOnly) return merged;
+        return updateRow(tx, REAL_SERVER_TABLE, [site, vsId, rsId], columns(site, merged), existing, merged);
+      });
+      return { resource: result, revision };
+    } catch (err) {
+      throw mapPgError(err, { resourceName: name });
+    }
+  }
+
+  async delete(meta: WriteMeta, site: string, vsId: string, rsId: string, opts: DeleteOptions = {}): Promise<{ revision: bigint }> {
+    const name = realServerName(site, vsId, rsId);
+    const { revision } = await withTransaction(this.db, meta, async (tx) => {
+      const existing = await lockRow(tx, REAL_SERVER_TABLE, [site, vsId, rsId], "FOR UPDATE");
+      if (!existing) throw LvsfleetError.notFound(name);
+      checkEtag(name, existing.revision, opts.etag);
+      await deleteRows(tx, REAL_SERVER_TABLE, [existing], "site_id = $1 AND virtual_service_id = $2 AND real_server_id = $3", [site, vsId, rsId]);
+    });
+    return { revision };
+  }
+}

@@ -1,0 +1,307 @@
+/**
+ * Shared row plumbing for the resource tables: the stored JSON form, reads that carry the revision
+ * they saw, keyset pagination and row locks. Every table has `resource jsonb, revision, create_time,
+ * update_time` plus its key columns (see migrations/).
+ */
+import { clone, fromJson, toJson, type DescMessage, type JsonObject, type MessageShape } from "@bufbuild/protobuf";
+import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import type pg from "pg";
+import { LvsfleetError } from "../domain/errors.js";
+import { READ_REVISION_SQL, type ResourceKind, type WriteTx } from "./db.js";
+
+/** The output-only fields every resource message has. */
+interface OutputOnly {
+  name: string;
+  revision: bigint;
+  etag: string;
+  createTime?: unknown;
+  updateTime?: unknown;
+}
+
+export interface TableSpec<D extends DescMessage> {
+  kind: ResourceKind;
+  schema: D;
+  table: string;
+  /** Key columns in order, e.g. ["site_id", "host_id"]. The first is always site_id. */
+  keys: readonly string[];
+  /** Resource name from key values. */
+  name(keys: readonly string[]): string;
+}
+
+export interface StoredRow {
+  resource: JsonObject;
+  revision: string;
+  create_time: Date;
+  update_time: Date;
+}
+
+export const ROW_COLUMNS = "resource, revision::text AS revision, create_time, update_time";
+
+/** The etag of a resource: its last write's revision, quoted (an HTTP entity tag). */
+export function etagOf(revision: bigint): string {
+  return `"${revision}"`;
+}
+
+/** The JSON stored in `resource`: the message without output-only fields (they live in columns). */
+export function storedJson<D extends DescMessage>(schema: D, msg: MessageShape<D>): JsonObject {
+  const c = clone(schema, msg) as MessageShape<D> & OutputOnly;
+  c.revision = 0n;
+  c.etag = "";
+  c.createTime = undefined;
+  c.updateTime = undefined;
+  return toJson(schema, c) as JsonObject;
+}
+
+/** The full JSON form (with output-only fields), as recorded in audit entries. */
+export function fullJson<D extends DescMessage>(schema: D, msg: MessageShape<D>): JsonObject {
+  return toJson(schema, msg) as JsonObject;
+}
+
+export function fromRow<D extends DescMessage>(schema: D, row: StoredRow): MessageShape<D> {
+  const msg = fromJson(schema, row.resource, { ignoreUnknownFields: true }) as MessageShape<D> & OutputOnly;
+  const rev = BigInt(row.revision);
+  msg.revision = rev;
+  msg.etag = etagOf(rev);
+  msg.createTime = timestampFromDate(row.create_time);
+  msg.updateTime = timestampFromDate(row.update_time);
+  return msg;
+}
+
+/** Sets the output-only fields of a message about to be written at `revision`. */
+export function stamp<D extends DescMessage>(
+  schema: D,
+  msg: MessageShape<D>,
+  name: string,
+  revision: bigint,
+  createTime: Date,
+  updateTime: Date,
+): MessageShape<D> {
+  const m = clone(schema, msg) as MessageShape<D> & OutputOnly;
+  m.name = name;
+  m.revision = revision;
+  m.etag = etagOf(revision);
+  m.createTime = timestampFromDate(createTime);
+  m.updateTime = timestampFromDate(updateTime);
+  return m;
+}
+
+function whereKeys(keys: readonly string[], offset = 0): string {
+  return keys.map((k, i) => `${k} = $${i + 1 + offset}`).join(" AND ");
+}
+
+/** Get one resource and the revision of the snapshot it was read in (one statement, one snapshot). */
+export async function getRow<D extends DescMessage>(
+  pool: pg.Pool,
+  spec: TableSpec<D>,
+  keys: readonly string[],
+): Promise<{ resource: MessageShape<D>; revision: bigint }> {
+  const r = await pool.query<StoredRow & { read_revision: string }>(
+    `SELECT rev.r AS read_revision, t.*
+       FROM (${READ_REVISION_SQL}) rev
+       LEFT JOIN LATERAL (SELECT ${ROW_COLUMNS} FROM ${spec.table} WHERE ${whereKeys(spec.keys)}) t ON true`,
+    [...keys],
+  );
+  const row = r.rows[0]!;
+  if (row.resource === null || row.resource === undefined) throw LvsfleetError.notFound(spec.name(keys));
+  return { resource: fromRow(spec.schema, row), revision: BigInt(row.read_revision) };
+}
+
+export const DEFAULT_PAGE_SIZE = 100;
+export const MAX_PAGE_SIZE = 1000;
+
+/** AIP-158: 0 = default; above the maximum is coerced down; negative is an error. */
+export function pageSize(requested: number | undefined, field = "page_size"): number {
+  const n = requested ?? 0;
+  if (!Number.isInteger(n) || n < 0) {
+    throw LvsfleetError.invalid([{ field, reason: "INVALID_PAGE_SIZE", description: "page_size must not be negative" }]);
+  }
+  if (n === 0) return DEFAULT_PAGE_SIZE;
+  return Math.min(n, MAX_PAGE_SIZE);
+}
+
+/** Page tokens are opaque to clients: base64url of the last returned key (its resource name). */
+export function encodePageToken(parts: readonly string[]): string {
+  return Buffer.from(parts.join("/"), "utf8").toString("base64url");
+}
+
+export function decodePageToken(token: string, arity: number, field = "page_token"): string[] {
+  const bad = () =>
+    LvsfleetError.invalid([{ field, reason: "INVALID_PAGE_TOKEN", description: "page_token is not a token this API returned" }]);
+  if (!/^[A-Za-z0-9_-]*$/.test(token)) throw bad();
+  const parts = Buffer.from(token, "base64url").toString("utf8").split("/");
+  if (parts.length !== arity || parts.some((p) => p === "")) throw bad();
+  return parts;
+}
+
+export interface Page<T> {
+  items: T[];
+  nextPageToken: string;
+  revision: bigint;
+}
+
+/**
+ * Keyset pagination over the table's key order: rows whose key is after the token's, optionally
+ * restricted to a prefix of the key (the parent), in one statement together with the read revision.
+ */
+export async function listRows<D extends DescMessage>(
+  pool: pg.Pool,
+  spec: TableSpec<D>,
+  opts: { prefix: readonly string[]; pageSize?: number; pageToken?: string },
+): Promise<Page<MessageShape<D>>> {
+  const size = pageSize(opts.pageSize);
+  const values: unknown[] = [];
+  const conds: string[] = [];
+  opts.prefix.forEach((v, i) => {
+    values.push(v);
+    conds.push(`${spec.keys[i]} = $${values.length}`);
+  });
+  if (opts.pageToken) {
+    const after = decodePageToken(opts.pageToken, spec.keys.length);
+    const ph = after.map((v) => {
+      values.push(v);
+      return `$${values.length}`;
+    });
+    conds.push(`(${spec.keys.join(", ")}) > (${ph.join(", ")})`);
+  }
+  values.push(size + 1);
+  const where = conds.length ? `WHERE ${conds.join(" AND ")}` : "";
+  const r = await pool.query<StoredRow & { read_revision: string; k: string[] | null }>(
+    `SELECT rev.r AS read_revision, t.*
+       FROM (${READ_REVISION_SQL}) rev
+       LEFT JOIN LATERAL (
+         SELECT ${ROW_COLUMNS}, ARRAY[${spec.keys.join(", ")}] AS k FROM ${spec.table} ${where}
+         ORDER BY ${spec.keys.join(", ")} LIMIT $${values.length}
+       ) t ON true`,
+    values,
+  );
+  const revision = BigInt(r.rows[0]!.read_revision);
+  const rows = r.rows.filter((row) => row.resource !== null && row.resource !== undefined);
+  const more = rows.length > size;
+  const page = more ? rows.slice(0, size) : rows;
+  return {
+    items: page.map((row) => fromRow(spec.schema, row)),
+    nextPageToken: more ? encodePageToken(page[page.length - 1]!.k!) : "",
+    revision,
+  };
+}
+
+export type LockMode = "FOR UPDATE" | "FOR NO KEY UPDATE" | "FOR SHARE" | "FOR KEY SHARE";
+
+/** Reads and locks one row inside a write transaction; undefined when absent. */
+export async function lockRow<D extends DescMessage>(
+  tx: WriteTx,
+  spec: TableSpec<D>,
+  keys: readonly string[],
+  mode: LockMode,
+): Promise<MessageShape<D> | undefined> {
+  const r = await tx.query<StoredRow>(
+    `SELECT ${ROW_COLUMNS} FROM ${spec.table} WHERE ${whereKeys(spec.keys)} ${mode}`,
+    [...keys],
+  );
+  return r.rows[0] ? fromRow(spec.schema, r.rows[0]) : undefined;
+}
+
+/** Reads (and optionally locks) rows matching a WHERE clause inside a write transaction. */
+export async function selectRows<D extends DescMessage>(
+  tx: WriteTx,
+  spec: TableSpec<D>,
+  where: string,
+  values: unknown[],
+  mode: LockMode | "" = "",
+): Promise<MessageShape<D>[]> {
+  const r = await tx.query<StoredRow>(
+    `SELECT ${ROW_COLUMNS} FROM ${spec.table} WHERE ${where} ORDER BY ${spec.keys.join(", ")} ${mode}`,
+    values,
+  );
+  return r.rows.map((row) => fromRow(spec.schema, row));
+}
+
+/**
+ * Inserts a row: key columns, extra columns (e.g. address, port) and the stored JSON, stamped with the
+ * transaction's revision. Returns the message with its output-only fields set.
+ */
+export async function insertRow<D extends DescMessage>(
+  tx: WriteTx,
+  spec: TableSpec<D>,
+  keys: readonly string[],
+  extra: Record<string, unknown>,
+  msg: MessageShape<D>,
+): Promise<MessageShape<D>> {
+  const revision = await tx.revision();
+  const now = await tx.now();
+  const written = stamp(spec.schema, msg, spec.name(keys), revision, now, now);
+  const cols = [...spec.keys, ...Object.keys(extra), "resource", "revision", "create_time", "update_time"];
+  const values = [...keys, ...Object.values(extra), storedJson(spec.schema, written), revision.toString(), now, now];
+  await tx.query(
+    `INSERT INTO ${spec.table} (${cols.join(", ")}) VALUES (${cols.map((_, i) => `$${i + 1}`).join(", ")})`,
+    values,
+  );
+  tx.record({ kind: spec.kind, resourceName: (written as unknown as OutputOnly).name, siteId: keys[0]!, after: fullJson(spec.schema, written) });
+  return written;
+}
+
+/** Rewrites an existing row (which the caller locked) at the transaction's revision. */
+export async function updateRow<D extends DescMessage>(
+  tx: WriteTx,
+  spec: TableSpec<D>,
+  keys: readonly string[],
+  extra: Record<string, unknown>,
+  before: MessageShape<D>,
+  msg: MessageShape<D>,
+): Promise<MessageShape<D>> {
+  const revision = await tx.revision();
+  const now = await tx.now();
+  const b = before as MessageShape<D> & OutputOnly;
+  const createTime = b.createTime ? timestampDate(b.createTime as Timestamp) : now;
+  const written = stamp(spec.schema, msg, spec.name(keys), revision, createTime, now);
+  const sets = [...Object.keys(extra), "resource", "revision", "update_time"];
+  const values = [...Object.values(extra), storedJson(spec.schema, written), revision.toString(), now, ...keys];
+  await tx.query(
+    `UPDATE ${spec.table} SET ${sets.map((c, i) => `${c} = $${i + 1}`).join(", ")} WHERE ${whereKeys(spec.keys, sets.length)}`,
+    values,
+  );
+  tx.record({
+    kind: spec.kind,
+    resourceName: (written as unknown as OutputOnly).name,
+    siteId: keys[0]!,
+    before: fullJson(spec.schema, before),
+    after: fullJson(spec.schema, written),
+  });
+  return written;
+}
+
+/** Deletes a row (which the caller locked) and records it. */
+export async function deleteRow<D extends DescMessage>(
+  tx: WriteTx,
+  spec: TableSpec<D>,
+  keys: readonly string[],
+  before: MessageShape<D>,
+): Promise<void> {
+  await tx.revision();
+  await tx.query(`DELETE FROM ${spec.table} WHERE ${whereKeys(spec.keys)}`, [...keys]);
+  tx.record({ kind: spec.kind, resourceName: spec.name(keys), siteId: keys[0]!, before: fullJson(spec.schema, before) });
+}
+
+/** Stale etag → ABORTED. An empty etag means "unconditional". */
+export function checkEtag(name: string, current: bigint, etag: string | undefined): void {
+  if (etag && etag !== etagOf(current)) {
+    throw LvsfleetError.aborted(`etag ${etag} of ${name} is stale: the current etag is ${etagOf(current)}; read it again and retry`, name);
+  }
+}
+
+/** Deletes the rows matching `where` (which the caller selected and locked as `rows`) and records each. */
+export async function deleteRows<D extends DescMessage>(
+  tx: WriteTx,
+  spec: TableSpec<D>,
+  rows: readonly MessageShape<D>[],
+  where: string,
+  values: unknown[],
+): Promise<void> {
+  if (rows.length === 0) return;
+  await tx.revision();
+  await tx.query(`DELETE FROM ${spec.table} WHERE ${where}`, values);
+  for (const row of rows) {
+    const name = (row as unknown as OutputOnly).name;
+    tx.record({ kind: spec.kind, resourceName: name, siteId: name.split("/")[1]!, before: fullJson(spec.schema, row) });
+  }
+}
