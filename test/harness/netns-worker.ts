@@ -13,7 +13,19 @@ const factories: Record<string, Factory> = {
   worker: async () => ({ ping: () => ({ pid: process.pid }) }),
   sysctl: async (o) => new (await import("../../agents/hostagent/kernel/sysctl.js")).ProcSysctlManager(o),
   fwmark: async (o) => new (await import("../../agents/hostagent/kernel/nftables.js")).NftFwmarkManager(o),
+  links: async (o) => new (await import("../../agents/hostagent/netlink/rtnetlink/index.js")).RtnlLinkManager(await rtSocket()),
+  addresses: async (o) => new (await import("../../agents/hostagent/netlink/rtnetlink/index.js")).RtnlAddressManager(await rtSocket(), o),
+  routes: async (o) => new (await import("../../agents/hostagent/netlink/rtnetlink/index.js")).RtnlRouteManager(await rtSocket(), o),
 };
+
+let rtSock: unknown;
+async function rtSocket(): Promise<any> {
+  if (!rtSock) {
+    const { NetlinkSocket, NETLINK_ROUTE } = await import("../../agents/hostagent/netlink/socket.js");
+    rtSock = NetlinkSocket.open(NETLINK_ROUTE);
+  }
+  return rtSock;
+}
 
 const instances = new Map<string, Promise<any>>();
 

@@ -92,4 +92,3 @@ export class RtnlAddressManager implements AddressManager {
   }
 }
 
-export { NetlinkError };

@@ -1,7 +1,7 @@
 // RouteManager over rtnetlink. Routes lvsfleet adds carry rtm_protocol = LVSFLEET_PROTO (76), the
 // standard way routing daemons mark their routes (bird = 12, keepalived = 18): `ip route show proto 76`.
 import type { IpFamily, RouteInfo, RouteManager, RouteSpec } from "../../kernel/types.js";
-import { parseCidr, formatCidr } from "../../kernel/ipaddr.js";
+import { parseCidr } from "../../kernel/ipaddr.js";
 import { decodeLink, decodeRoute, delRouteRequest, dumpLinksRequest, dumpRoutesRequest, newRouteRequest, type RouteRequestSpec } from "./codec.js";
 import { LVSFLEET_PROTO, RTM_NEWLINK, RTM_NEWROUTE, RT_TABLE_MAIN } from "./constants.js";
 import { RtnlLinkManager } from "./link.js";
@@ -83,4 +83,3 @@ export class RtnlRouteManager implements RouteManager {
   }
 }
 
-export { formatCidr };
