@@ -30,11 +30,13 @@ export function settableFields(schema: DescMessage): string[] {
 function resolve(schema: DescMessage, path: unknown): DescField[] | { reason: string; description: string } {
   if (typeof path !== "string" || path === "") return { reason: "INVALID_FIELD_PATH", description: "a field path must be a non-empty string" };
   const segments = path.split(".");
+  if (!segments.every((seg) => SEGMENT_RE.test(seg))) {
+    return { reason: "INVALID_FIELD_PATH", description: `${show(path)} is not a field path (snake_case field names joined by ".")` };
+  }
   const chain: DescField[] = [];
   let desc: DescMessage = schema;
   for (let i = 0; i < segments.length; i++) {
     const seg = segments[i]!;
-    if (!SEGMENT_RE.test(seg)) return { reason: "INVALID_FIELD_PATH", description: `${show(path)} is not a field path (snake_case field names joined by ".")` };
     const f = desc.fields.find((x) => x.name === seg);
     if (!f) return { reason: "UNKNOWN_FIELD", description: `${show(path)}: ${desc.name} has no field ${show(seg)}` };
     if (i === 0 && OUTPUT_ONLY_FIELDS.has(seg)) {

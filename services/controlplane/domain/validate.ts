@@ -500,8 +500,8 @@ export function normalizeVirtualService(vs: VirtualService): VirtualService {
   const out = deepCopy(vs) as unknown as Obj;
   if (!isObj(out)) return vs;
   if (out.scheduler === "" || out.scheduler === undefined) out.scheduler = DEFAULT_SCHEDULER;
-  const isFwmark = isIntIn(out.fwmark, 1, MAX_FWMARK);
-  if (isFwmark) {
+  // any non-zero fwmark makes a fwmark service (an out-of-range one is reported by validate)
+  if (out.fwmark !== 0 && out.fwmark !== undefined) {
     // fwmark services have no VIP; the family says which table (ip/ip6) the mark is for.
     if (out.addressFamily === AddressFamily.UNSPECIFIED || out.addressFamily === undefined) out.addressFamily = AddressFamily.IPV4;
   } else {
