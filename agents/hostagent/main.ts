@@ -1,0 +1,36 @@
+// lvsfleet-agent: runs on every LVS host; see sync/agent.ts for the loop and config.ts for options.
+import pino from "pino";
+import { ConfigError, loadConfig } from "./config.js";
+import { FakeBackend } from "./kernel/fake-backend.js";
+import type { KernelBackend } from "./kernel/backend.js";
+import { startAgent } from "./sync/agent.js";
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`lvsfleet-agent: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const log = pino({ name: "lvsfleet-agent", base: { site: config.site, host: config.host } });
+  // The kernel adapters (netlink IPVS, rtnetlink, nftables, sysctl) plug in here once their
+  // KernelBackend lands; until then only the recording fake is available (config.ts refuses others).
+  const backend: KernelBackend = new FakeBackend();
+  log.warn("using the fake kernel backend: nothing is changed in this host's kernel");
+  const agent = await startAgent({ config, backend, log });
+  log.info({ agentId: agent.agentId, nats: config.natsServers, bucket: config.bucket }, "agent started");
+  const shutdown = async (signal: string) => {
+    log.info({ signal }, "stopping");
+    await agent.stop();
+    await backend.close?.();
+    process.exit(0);
+  };
+  process.once("SIGTERM", () => void shutdown("SIGTERM"));
+  process.once("SIGINT", () => void shutdown("SIGINT"));
+}
+
+await main();
