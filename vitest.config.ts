@@ -23,6 +23,9 @@ export default defineConfig({
         test: {
           name: "kernel",
           include: ["test/kernel/**/*.test.ts"],
+          // Starts the kernel target once per run (the qemu VM when the host kernel has no ip_vs) and
+          // provides it to the test files: see test/harness/README.md.
+          globalSetup: ["test/harness/vm/global-setup.ts"],
           testTimeout: 120_000,
           hookTimeout: 300_000,
           // Kernel tests share namespaces / one VM: run files one at a time.
