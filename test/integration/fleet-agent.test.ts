@@ -64,7 +64,9 @@ async function agent(host: string, backend = new FakeBackend(), extra: Partial<A
 async function reportsOf(host: string): Promise<{ list: AgentReport[]; stop(): void }> {
   const list: AgentReport[] = [];
   const sub = nc.subscribe(`lvsfleet.status.${SITE}.${host}`, {
-    callback: (_e, m) => list.push(fromBinary(AgentReportSchema, m.data)),
+    callback: (_e, m) => {
+      list.push(fromBinary(AgentReportSchema, m.data));
+    },
   });
   await nc.flush();
   return { list, stop: () => sub.unsubscribe() };
