@@ -18,7 +18,7 @@ import { affectedHosts, compileSite, compileSiteWithNotes, hashDesiredState, typ
 import { desiredStateKey } from "./names.js";
 import { director, fm, host, hostName, realServerHost, rs, rsName, site, SITE, topology, vs, vsName } from "./testing.js";
 
-type StateInit = Omit<MessageInitShape<typeof HostDesiredStateSchema>, "site" | "host" | "revision" | "hash">;
+type StateInit = Omit<Exclude<MessageInitShape<typeof HostDesiredStateSchema>, HostDesiredState>, "site" | "host" | "revision" | "hash">;
 
 /** The full expected state of one host (revision and hash are checked separately). */
 function expected(hostId: string, init: StateInit = {}): HostDesiredState {
@@ -109,7 +109,8 @@ describe("compileSite: forwarding methods", () => {
   it("NAT: Director forwards (ip_forward, no redirects); real servers get a return path via the Directors, no VIP, no ARP sysctls", () => {
     const topo = topology({
       hosts: [
-        director("lb1", { eth0: ["203.0.113.10/24"], eth1: ["198.51.100.1/24"] }),
+        // Dual-stack Director: only the IPv4 addresses are return paths for an IPv4 real server.
+        director("lb1", { eth0: ["203.0.113.10/24", "2001:db8::10/64"], eth1: ["198.51.100.1/24"] }),
         director("lb2", { eth0: ["203.0.113.11/24"], eth1: ["198.51.100.2/24"] }),
         realServerHost("app1", { eth0: ["198.51.100.21/24"] }),
       ],
@@ -459,7 +460,7 @@ describe("compileSite: service details", () => {
 });
 
 describe("compileSite: Director VIP placement", () => {
-  it.each([
+  it.each<{ name: string; ifs: Record<string, string[]>; vip: string; want: string; note: boolean }>([
     { name: "VIP in eth0's /24", ifs: { eth0: ["192.0.2.10/24"] }, vip: "192.0.2.100", want: "eth0", note: false },
     { name: "longest prefix wins", ifs: { bond0: ["192.0.2.10/16"], "bond0.42": ["192.0.2.10/25"] }, vip: "192.0.2.100", want: "bond0.42", note: false },
     { name: "equal prefixes: interface name order", ifs: { eth1: ["192.0.2.11/24"], eth0: ["192.0.2.10/24"] }, vip: "192.0.2.100", want: "eth0", note: false },

@@ -1,7 +1,7 @@
 // Builders for compile tests: short ways to write a site's topology as the store would hand it over
 // (validated and normalised). Used only by *.test.ts in this directory.
 
-import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import {
   FirewallMarkSchema,
   HostSchema,
@@ -18,12 +18,15 @@ import type { SiteTopology } from "./compile.js";
 
 export const SITE = "fra1";
 
+/** The plain-object half of a message init (MessageInitShape is "message | plain object"). */
+type Init<S extends DescMessage, K extends PropertyKey> = Omit<Exclude<MessageInitShape<S>, MessageShape<S>>, K>;
+
 export const hostName = (id: string) => `sites/${SITE}/hosts/${id}`;
 export const vsName = (id: string) => `sites/${SITE}/virtualServices/${id}`;
 export const rsName = (vs: string, id: string) => `sites/${SITE}/virtualServices/${vs}/realServers/${id}`;
 export const fmName = (id: string) => `sites/${SITE}/firewallMarks/${id}`;
 
-export function site(init: Omit<MessageInitShape<typeof SiteSchema>, "name"> = {}) {
+export function site(init: Init<typeof SiteSchema, "name"> = {}) {
   return create(SiteSchema, { name: `sites/${SITE}`, ...init });
 }
 
@@ -50,7 +53,7 @@ export const realServerHost = (id: string, interfaces: Record<string, string[]>,
 
 export function vs(
   id: string,
-  init: Omit<MessageInitShape<typeof VirtualServiceSchema>, "name" | "directors"> & { directors?: string[] },
+  init: Init<typeof VirtualServiceSchema, "name" | "directors"> & { directors?: string[] },
 ): VirtualService {
   return create(VirtualServiceSchema, {
     protocol: init.fwmark ? Protocol.UNSPECIFIED : Protocol.TCP,
@@ -64,7 +67,7 @@ export function vs(
 export function rs(
   vsId: string,
   id: string,
-  init: Omit<MessageInitShape<typeof RealServerSchema>, "name" | "host"> & { host?: string },
+  init: Init<typeof RealServerSchema, "name" | "host"> & { host?: string },
 ): RealServer {
   return create(RealServerSchema, {
     weight: 1,
