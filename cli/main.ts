@@ -1,0 +1,12 @@
+/**
+ * `lvsfleet`: the command line client of the lvsfleet control plane. bin/lvsfleet.mjs loads this
+ * file through tsx, so it runs from a checkout without a build step.
+ */
+import { run } from "./run.js";
+
+const code = await run(process.argv.slice(2), process.env, {
+  stdout: (s) => void process.stdout.write(s),
+  stderr: (s) => void process.stderr.write(s),
+});
+// Let stdout drain (it may be a pipe) before the process ends.
+process.exitCode = code;
