@@ -608,6 +608,30 @@ describe("compileSite: real servers", () => {
     ]);
   });
 
+  it("a host that is Director and DR/TUN real server of the same VIP holds it once (Director side), keeping the tunnel", () => {
+    const topo = topology({
+      hosts: [
+        host("both", { roles: [HostRole.DIRECTOR, HostRole.REAL_SERVER], interfaces: { eth0: ["192.0.2.10/24"] } }),
+        director("lb2", { eth0: ["192.0.2.11/24"] }),
+      ],
+      virtualServices: [
+        vs("web", { address: "192.0.2.100", port: 80, directors: ["both", "lb2"] }),
+        vs("tun", { address: "192.0.2.101", port: 80, directors: ["both", "lb2"] }),
+      ],
+      realServers: [
+        rs("web", "self", { address: "192.0.2.10", forwardMethod: ForwardMethod.DR, host: "both" }),
+        rs("tun", "self", { address: "192.0.2.10", forwardMethod: ForwardMethod.TUN, host: "both" }),
+      ],
+    });
+    const both = compileSite(topo, 1n).get("both")!;
+    expect(both.director!.addresses.map((a) => `${a.interface} ${a.address}`)).toEqual(["eth0 192.0.2.100", "eth0 192.0.2.101"]);
+    expect(both.realServer!.addresses).toEqual([]);
+    expect(both.realServer!.tunnels.map((t) => t.name)).toEqual(["tunl0"]);
+    // No lo/tunnel VIP left → no ARP sysctls (they would not hurt, but nothing needs them).
+    expect(both.sysctls.some((x) => x.key.endsWith(".arp_ignore"))).toBe(false);
+    expect(both.sysctls.map((x) => x.key)).toContain("net.ipv4.conf.tunl0.rp_filter");
+  });
+
   it("real servers of several methods on one host: lo, tunnel and NAT paths side by side", () => {
     const topo = topology({
       hosts: [director("lb1", { eth0: ["192.0.2.10/24"], eth1: ["198.51.100.1/24"] }), realServerHost("multi", { eth0: ["198.51.100.40/24"] })],

@@ -178,8 +178,6 @@ interface HostAcc {
   /** Tunnel devices that receive IPv4 inner packets (need rp_filter relaxed). */
   rpFilterDevices: Set<string>;
   natPaths: Map<string, NatReturnPath>;
-  /** Holds an IPv4 VIP as a DR/TUN real server (needs the ARP sysctls). */
-  arpV4: boolean;
 }
 
 function familyOf(af: AddressFamily): Family {
@@ -298,7 +296,6 @@ class Compiler {
         tunnels: new Map(),
         rpFilterDevices: new Set(),
         natPaths: new Map(),
-        arpV4: false,
       });
     }
     for (const fm of topo.firewallMarks) this.marks.set(fm.mark, fm);
@@ -561,8 +558,6 @@ class Compiler {
       // rp_filter is IPv4 source validation: it applies when the decapsulated packet is IPv4.
       if (family === 4) acc.rpFilterDevices.add(ifname);
     }
-    if (vips.length === 0) return;
-    if (family === 4) acc.arpV4 = true;
     for (const vip of vips) {
       const v = create(VipAddressSchema, { interface: ifname, address: vip, prefixLength: hostPrefixLength(family) });
       acc.rsVips.set(vipKey(v), v);
@@ -622,14 +617,19 @@ class Compiler {
       if (acc.nat6) set(confKey("ipv6", "all", "forwarding"), "1");
     }
 
-    const hasRs = acc.rsVips.size > 0 || acc.tunnels.size > 0 || acc.natPaths.size > 0;
+    // A host that is both the Director and a real server of a VIP already holds it (Director side):
+    // the address is local either way, and IPVS delivers to a destination that is a local address
+    // itself (LOCALNODE). A second copy on lo / the tunnel would only duplicate the local route.
+    const directorHeld = new Set(state.director?.addresses.map((a) => a.address) ?? []);
+    const rsVips = [...acc.rsVips.values()].filter((v) => !directorHeld.has(v.address)).sort(compareVips);
+    const hasRs = rsVips.length > 0 || acc.tunnels.size > 0 || acc.natPaths.size > 0;
     if (hasRs) {
       state.realServer = create(RealServerStateSchema, {
-        addresses: [...acc.rsVips.values()].sort(compareVips),
+        addresses: rsVips,
         tunnels: [...acc.tunnels.values()].sort((a, b) => compareStrings(a.name, b.name) || a.type - b.type),
         natReturnPaths: [...acc.natPaths.values()].sort((a, b) => compareStrings(a.virtualService, b.virtualService)),
       });
-      if (acc.arpV4) {
+      if (rsVips.some((v) => parseAddress(v.address)?.family === 4)) {
         // The VIP is a local address, and by default Linux answers ARP for any local address on any
         // interface (weak host model): the real server would steal the VIP from the Director.
         // arp_ignore=1: answer only for addresses configured on the receiving interface.
