@@ -126,9 +126,8 @@ const fullOf = (s: IpvsService) => ({ ...keyOf(s), scheduler: s.scheduler, flags
 const destReq = (d: IpvsDestination) => ({
   family: d.family, address: d.address, port: d.port, forward: d.forward, weight: d.weight,
   upperThreshold: d.upperThreshold, lowerThreshold: d.lowerThreshold,
-  ...(d.tunnelType !== undefined ? { tunnelType: d.tunnelType } : {}),
-  ...(d.tunnelPort !== undefined ? { tunnelPort: d.tunnelPort } : {}),
-  ...(d.tunnelFlags !== undefined ? { tunnelFlags: d.tunnelFlags } : {}),
+  // Always sent, as ipvsadm does: 0 = ipip, no port, no flags.
+  tunnelType: d.tunnelType ?? "ipip", tunnelPort: d.tunnelPort ?? 0, tunnelFlags: d.tunnelFlags ?? 0,
 });
 
 const RUNS = { numRuns: 300 };

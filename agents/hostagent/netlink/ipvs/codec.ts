@@ -228,6 +228,10 @@ export function formatVersion(v: number): string {
 // ---------------------------------------------------------------------------------------------
 // Encoding
 
+// Request nests carry NLA_F_NESTED, as libnl's nla_nest_start() sets it (and so ipvsadm sends it);
+// the kernel's replies do not (nla_nest_start_noflag) — decoding ignores the bit either way.
+const NESTED = true;
+
 function putService(w: AttrWriter, s: IpvsServiceAttrs): void {
   w.nested(C.IPVS_CMD_ATTR_SERVICE, (n) => {
     const family = s.family;
@@ -261,7 +265,7 @@ function putService(w: AttrWriter, s: IpvsServiceAttrs): void {
     }
     if (s.stats) putStats(n, C.IPVS_SVC_ATTR_STATS, s.stats, false);
     if (s.stats64) putStats(n, C.IPVS_SVC_ATTR_STATS64, s.stats64, true);
-  });
+  }, NESTED);
 }
 
 function putDest(w: AttrWriter, d: IpvsDestinationAttrs): void {
@@ -285,7 +289,7 @@ function putDest(w: AttrWriter, d: IpvsDestinationAttrs): void {
     if (d.persistentConns !== undefined) n.u32(C.IPVS_DEST_ATTR_PERSIST_CONNS, d.persistentConns);
     if (d.stats) putStats(n, C.IPVS_DEST_ATTR_STATS, d.stats, false);
     if (d.stats64) putStats(n, C.IPVS_DEST_ATTR_STATS64, d.stats64, true);
-  });
+  }, NESTED);
 }
 
 const STATS_FIELDS: [keyof IpvsStats, number, boolean][] = [
@@ -327,7 +331,7 @@ function putDaemon(w: AttrWriter, d: NonNullable<IpvsMessage["daemon"]>): void {
     }
     if (d.mcastPort !== undefined) n.u16(C.IPVS_DAEMON_ATTR_MCAST_PORT, d.mcastPort);
     if (d.mcastTtl !== undefined) n.u8(C.IPVS_DAEMON_ATTR_MCAST_TTL, d.mcastTtl);
-  });
+  }, NESTED);
 }
 
 /** genlmsghdr + attributes for any IPVS message (requests and, for tests, kernel-style replies). */
@@ -391,9 +395,10 @@ function fullDest(d: IpvsDestination): IpvsDestinationAttrs {
     family: d.family,
     forward: d.forward,
     weight: d.weight,
-    tunnelType: d.tunnelType,
-    tunnelPort: d.tunnelPort,
-    tunnelFlags: d.tunnelFlags,
+    // ipvsadm always sends the tunnel attributes (0 = ipip, no port, no flags); so do we.
+    tunnelType: d.tunnelType ?? "ipip",
+    tunnelPort: d.tunnelPort ?? 0,
+    tunnelFlags: d.tunnelFlags ?? 0,
     upperThreshold: d.upperThreshold,
     lowerThreshold: d.lowerThreshold,
   };

@@ -180,7 +180,8 @@ export function newIpipRequest(spec: IpipRequestSpec): NetlinkRequest {
   const w = new AttrWriter().raw(encodeIfInfoMsg()).string(C.IFLA_IFNAME, spec.name);
   if (spec.mtu !== undefined) w.u32(C.IFLA_MTU, spec.mtu);
   w.nested(C.IFLA_LINKINFO, (li) => {
-    li.string(C.IFLA_INFO_KIND, "ipip");
+    // iproute2 sends the kind without a terminating NUL (NLA_STRING accepts both).
+    li.bytes(C.IFLA_INFO_KIND, Buffer.from("ipip"));
     li.nested(C.IFLA_INFO_DATA, (d) => {
       d.u8(C.IFLA_IPTUN_PROTO, 0);
       d.bytes(C.IFLA_IPTUN_LOCAL, local);
@@ -358,6 +359,7 @@ export interface RouteRequestSpec {
 }
 
 function routeMessage(s: RouteRequestSpec, type: number, flags: number, op: string): NetlinkRequest {
+  const del = type === C.RTM_DELROUTE;
   const af = afOf(s.family);
   const w = new AttrWriter().raw(
     encodeRtMsg({
@@ -368,9 +370,11 @@ function routeMessage(s: RouteRequestSpec, type: number, flags: number, op: stri
       // Tables above 255 only fit RTA_TABLE; the header then says RT_TABLE_UNSPEC (iproute2 does the same).
       table: s.table < 256 ? s.table : 0,
       protocol: s.protocol,
-      // A route via a gateway is universe scope; a direct ("dev X") route is link scope.
-      scope: s.gateway ? C.RT_SCOPE_UNIVERSE : C.RT_SCOPE_LINK,
-      type: C.RTN_UNICAST,
+      // A route via a gateway is universe scope; a direct ("dev X") route is link scope. Deletes
+      // use the wildcards RT_SCOPE_NOWHERE and RTN_UNSPEC, as iproute2 does (fib_table_delete
+      // treats them as "any").
+      scope: del ? C.RT_SCOPE_NOWHERE : s.gateway ? C.RT_SCOPE_UNIVERSE : C.RT_SCOPE_LINK,
+      type: del ? C.RTN_UNSPEC : C.RTN_UNICAST,
       flags: 0,
     }),
   );

@@ -91,6 +91,7 @@ export const RTA_PREFSRC = 7;
 export const RTA_TABLE = 15;
 
 // rtnetlink.h: rtm_type, rtm_protocol, rtm_scope, tables
+export const RTN_UNSPEC = 0;
 export const RTN_UNICAST = 1;
 export const RTN_LOCAL = 2;
 export const RTPROT_KERNEL = 2;
@@ -99,6 +100,7 @@ export const RTPROT_STATIC = 4;
 export const RT_SCOPE_UNIVERSE = 0;
 export const RT_SCOPE_LINK = 253;
 export const RT_SCOPE_HOST = 254;
+export const RT_SCOPE_NOWHERE = 255;
 export const RT_TABLE_MAIN = 254;
 export const RT_TABLE_LOCAL = 255;
 
