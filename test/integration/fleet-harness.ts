@@ -111,3 +111,186 @@ export class PrivateNats {
     await rm(this.dir, { recursive: true, force: true });
   }
 }
+
+// --- a fleet: topology in a real store, agents in-process with the fake backend --------------------
+
+import { create } from "@bufbuild/protobuf";
+import { mkdtemp as mkdtempFs } from "node:fs/promises";
+import type pg from "pg";
+import { HostSchema, RealServerSchema, SiteSchema, VirtualServiceSchema } from "../../gen/lvsfleet/v1/topology_pb.js";
+import { ForwardMethod, HostRole, Protocol } from "../../gen/lvsfleet/v1/types_pb.js";
+import { DEFAULTS, type AgentConfig } from "../../agents/hostagent/config.js";
+import { FakeBackend } from "../../agents/hostagent/kernel/fake-backend.js";
+import { startAgent, type Agent } from "../../agents/hostagent/sync/agent.js";
+import { compileSite } from "../../services/controlplane/compile/index.js";
+import { emptyDesiredState, loadSiteTopology } from "../../services/controlplane/relay/index.js";
+import type { TopologyStore } from "../../services/controlplane/store/index.js";
+
+export const meta = (operation: string) => ({ actor: "test", operation });
+
+export interface FleetShape {
+  site: string;
+  directors: string[];
+  realServers: string[];
+  /** vs id → { director, real server host ids } */
+  services: Map<string, { director: string; rsHosts: string[]; vip: string }>;
+}
+
+/**
+ * `nDirectors` Directors and `nRealServers` real-server hosts; one DR virtual service per real
+ * server pair, carried by Directors round robin. Every real-server host serves one service.
+ */
+export async function buildFleet(store: TopologyStore, site: string, nDirectors: number, nRealServers: number): Promise<FleetShape> {
+  await store.sites.create(meta("CreateSite"), site, create(SiteSchema, {}));
+  const directors: string[] = [];
+  const realServers: string[] = [];
+  for (let i = 0; i < nDirectors; i++) {
+    const id = `d${i}`;
+    directors.push(id);
+    await store.hosts.create(meta("CreateHost"), site, id, create(HostSchema, {
+      roles: [HostRole.DIRECTOR],
+      addresses: [`192.0.2.${10 + i}`],
+      interfaces: [{ name: "eth0", addresses: [`192.0.2.${10 + i}/24`] }],
+    }));
+  }
+  for (let i = 0; i < nRealServers; i++) {
+    const id = `r${i}`;
+    realServers.push(id);
+    await store.hosts.create(meta("CreateHost"), site, id, create(HostSchema, {
+      roles: [HostRole.REAL_SERVER],
+      addresses: [`198.51.100.${10 + i}`],
+      interfaces: [{ name: "eth0", addresses: [`198.51.100.${10 + i}/24`] }],
+    }));
+  }
+  const services = new Map<string, { director: string; rsHosts: string[]; vip: string }>();
+  for (let i = 0; i * 2 < nRealServers; i++) {
+    const vsId = `web${i}`;
+    const director = directors[i % nDirectors]!;
+    const vip = `203.0.113.${1 + i}`;
+    await store.virtualServices.create(meta("CreateVirtualService"), site, vsId, create(VirtualServiceSchema, {
+      protocol: Protocol.TCP,
+      address: vip,
+      port: 80,
+      scheduler: "wlc",
+      directors: [`sites/${site}/hosts/${director}`],
+    }));
+    const rsHosts = realServers.slice(i * 2, i * 2 + 2);
+    for (const h of rsHosts) {
+      await store.realServers.create(meta("CreateRealServer"), site, vsId, h, create(RealServerSchema, {
+        address: `198.51.100.${10 + Number(h.slice(1))}`,
+        port: 80,
+        forwardMethod: ForwardMethod.DR,
+        weight: 1,
+        host: `sites/${site}/hosts/${h}`,
+      }));
+    }
+    services.set(vsId, { director, rsHosts, vip });
+  }
+  return { site, directors, realServers, services };
+}
+
+export async function setWeight(store: TopologyStore, site: string, vsId: string, rsId: string, weight: number): Promise<bigint> {
+  const w = await store.realServers.update(meta("UpdateRealServer"), site, vsId, rsId, create(RealServerSchema, { weight }), { paths: ["weight"] });
+  return w.revision;
+}
+
+/** host → hash the host must end up with, compiled straight from the database (the oracle). */
+export async function expectedHashes(pool: pg.Pool, site: string, hosts: string[]): Promise<Map<string, string>> {
+  const c = await pool.connect();
+  try {
+    const topo = await loadSiteTopology(c, site);
+    const states = topo ? compileSite(topo, 0n) : new Map();
+    return new Map(hosts.map((h) => [h, states.get(h)?.hash ?? emptyDesiredState(site, h).hash]));
+  } finally {
+    c.release();
+  }
+}
+
+export interface FleetAgent {
+  host: string;
+  backend: FakeBackend;
+  agent: Agent;
+  config: AgentConfig;
+}
+
+export class AgentFleet {
+  readonly agents = new Map<string, FleetAgent>();
+  private constructor(
+    readonly site: string,
+    readonly natsUrl: string,
+    readonly bucket: string,
+    readonly stateRoot: string,
+  ) {}
+
+  static async create(site: string, natsUrl: string, bucket: string): Promise<AgentFleet> {
+    return new AgentFleet(site, natsUrl, bucket, await mkdtempFs(join(tmpdir(), "lvsfleet-fleet-")));
+  }
+
+  configFor(host: string): AgentConfig {
+    return {
+      ...DEFAULTS,
+      site: this.site,
+      host,
+      natsServers: [this.natsUrl],
+      bucket: this.bucket,
+      stateDir: join(this.stateRoot, host),
+      heartbeatSeconds: 2,
+      resyncSeconds: 1,
+      retrySeconds: 0.2,
+      backoffBaseMs: 50,
+      backoffMaxMs: 400,
+    };
+  }
+
+  async start(host: string, backend = new FakeBackend()): Promise<FleetAgent> {
+    const config = this.configFor(host);
+    const agent = await startAgent({ config, backend });
+    const a = { host, backend, agent, config };
+    this.agents.set(host, a);
+    return a;
+  }
+
+  async startAll(hosts: string[]): Promise<void> {
+    await Promise.all(hosts.map((h) => this.start(h)));
+  }
+
+  async stop(host: string): Promise<FleetAgent> {
+    const a = this.agents.get(host)!;
+    await a.agent.stop();
+    return a;
+  }
+
+  /** Waits until every running agent's kernel (fake) holds the oracle's state. */
+  async converged(pool: pg.Pool, timeoutMs = 20_000): Promise<Map<string, string>> {
+    const hosts = [...this.agents.keys()];
+    const want = await expectedHashes(pool, this.site, hosts);
+    await waitFor(
+      "every agent converged",
+      () => {
+        const behind = hosts.filter((h) => this.agents.get(h)!.backend.current?.hash !== want.get(h));
+        return behind.length === 0 ? true : undefined;
+      },
+      timeoutMs,
+      50,
+    ).catch((err: Error) => {
+      const behind = hosts.filter((h) => this.agents.get(h)!.backend.current?.hash !== want.get(h));
+      throw new Error(`${err.message}; behind: ${behind.slice(0, 10).join(", ")} (${behind.length})`);
+    });
+    return want;
+  }
+
+  /** Every agent only ever applied strictly increasing revisions. */
+  assertMonotonic(): void {
+    for (const [host, a] of this.agents) {
+      const revs = a.backend.applies.map((x) => x.revision);
+      for (let i = 1; i < revs.length; i++) {
+        if (!(revs[i]! > revs[i - 1]!)) throw new Error(`${host} applied ${revs[i]} after ${revs[i - 1]}`);
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.agents.values()].map((a) => a.agent.stop()));
+    await rm(this.stateRoot, { recursive: true, force: true });
+  }
+}

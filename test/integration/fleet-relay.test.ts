@@ -1,0 +1,214 @@
+// Outbox → relay → KV → agents, on the real Postgres (a database of this file) and the shared NATS
+// (a bucket of this file): 50 agents in-process with the fake backend.
+import { spawn, type ChildProcess } from "node:child_process";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { fromBinary } from "@bufbuild/protobuf";
+import type pg from "pg";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { Kvm } from "@nats-io/kv";
+import { HostDesiredStateSchema } from "../../gen/lvsfleet/v1/desired_state_pb.js";
+import { createPool, TopologyStore } from "../../services/controlplane/store/index.js";
+import { outboxHook, startRelay, type Relay } from "../../services/controlplane/relay/index.js";
+import { createTestDatabase, type TestDatabase } from "../harness/postgres.js";
+import { AgentFleet, buildFleet, expectedHashes, setWeight, SHARED_NATS_URL, uniqueName, waitFor, type FleetShape } from "./fleet-harness.js";
+
+const SITE = "fra1";
+let t: TestDatabase;
+let pool: pg.Pool;
+let store: TopologyStore;
+let bucket: string;
+let fleet: AgentFleet;
+let shape: FleetShape;
+let nc: NatsConnection;
+const relays: Relay[] = [];
+const children: ChildProcess[] = [];
+
+async function relay(extra: { lockRetryMs?: number } = {}): Promise<Relay> {
+  const r = await startRelay({ pool, natsUrl: SHARED_NATS_URL, bucket, pollMs: 100, lockRetryMs: extra.lockRetryMs ?? 200, markerCheckMs: 500 });
+  relays.push(r);
+  return r;
+}
+
+async function stopRelays(): Promise<void> {
+  for (const r of relays.splice(0)) await r.stop();
+}
+
+/** [vs, rs] of every real server that exists now. */
+async function realServerKeys(): Promise<Array<readonly [string, string]>> {
+  const r = await pool.query<{ vs: string; rs: string }>(
+    "SELECT virtual_service_id AS vs, real_server_id AS rs FROM real_servers ORDER BY 1, 2",
+  );
+  return r.rows.map((x) => [x.vs, x.rs] as const);
+}
+
+function appliesOf(hosts: string[]): Map<string, number> {
+  return new Map(hosts.map((h) => [h, fleet.agents.get(h)!.backend.applies.length]));
+}
+
+beforeAll(async () => {
+  t = await createTestDatabase();
+  pool = createPool(t.url, 80);
+  store = new TopologyStore(pool);
+  store.onWrite(outboxHook);
+  bucket = uniqueName("lvsfleet-desired-relay");
+  nc = await connect({ servers: SHARED_NATS_URL });
+  shape = await buildFleet(store, SITE, 2, 48);
+  fleet = await AgentFleet.create(SITE, SHARED_NATS_URL, bucket);
+});
+
+afterAll(async () => {
+  for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
+  await stopRelays();
+  await fleet?.close();
+  await new Kvm(nc).open(bucket).then((kv) => kv.destroy()).catch(() => undefined);
+  await nc?.close();
+  await pool?.end();
+  await t?.drop();
+});
+
+describe("relay", () => {
+  it("publishes every host's compiled state; 50 agents converge", async () => {
+    await relay();
+    await fleet.startAll([...shape.directors, ...shape.realServers]);
+    const want = await fleet.converged(pool);
+    expect(want.size).toBe(50);
+    // The KV value carries revision and hash; the outbox is drained.
+    const kv = await new Kvm(nc).open(bucket);
+    const e = await kv.get(`${SITE}.d0`);
+    const ds = fromBinary(HostDesiredStateSchema, e!.value);
+    expect(ds.hash).toBe(want.get("d0"));
+    expect(ds.revision).toBeGreaterThan(0n);
+    expect(ds.director?.services.length).toBeGreaterThan(0);
+    await relays[0]!.idle();
+    expect((await pool.query("SELECT count(*)::int AS n FROM outbox")).rows[0].n).toBe(0);
+  });
+
+  it("a change reaches exactly the hosts whose state it changes", async () => {
+    const hosts = [...fleet.agents.keys()];
+    const [vsId, svc] = [...shape.services.entries()][1]!;
+    // A weight change only touches the Director's IPVS table.
+    let before = appliesOf(hosts);
+    const rev = await setWeight(store, SITE, vsId, svc.rsHosts[0]!, 7);
+    await fleet.agents.get(svc.director)!.backend.waitFor((a) => a.revision >= rev);
+    await relays[0]!.idle();
+    await new Promise((r) => setTimeout(r, 300));
+    let after = appliesOf(hosts);
+    expect(hosts.filter((h) => after.get(h) !== before.get(h))).toEqual([svc.director]);
+    // Removing a DR real server touches its Director and the real server host (VIP off lo).
+    before = after;
+    const rs = svc.rsHosts[1]!;
+    await store.realServers.delete({ actor: "test", operation: "DeleteRealServer" }, SITE, vsId, rs);
+    await fleet.converged(pool);
+    await relays[0]!.idle();
+    await new Promise((r) => setTimeout(r, 300));
+    after = appliesOf(hosts);
+    expect(hosts.filter((h) => after.get(h) !== before.get(h)).sort()).toEqual([svc.director, rs].sort());
+    expect(fleet.agents.get(rs)!.backend.current?.realServer?.addresses ?? []).toEqual([]);
+    fleet.assertMonotonic();
+  });
+
+  it("an agent offline during 100 changes gets the latest on reconnect, in one apply", async () => {
+    const [vsId, svc] = [...shape.services.entries()][2]!;
+    const off = await fleet.stop(svc.director);
+    const n = off.backend.applies.length;
+    for (let i = 1; i <= 100; i++) await setWeight(store, SITE, vsId, svc.rsHosts[i % 2]!, 100 + i);
+    await relays[0]!.idle();
+    // Same "kernel" (the fake keeps its state), same state dir: a restarted agent.
+    await fleet.start(svc.director, off.backend);
+    await fleet.converged(pool);
+    expect(off.backend.applies.length).toBe(n + 1);
+    const weights = off.backend.current!.director!.services.find((s) => s.virtualService.endsWith(`/${vsId}`))!.destinations.map((d) => d.weight);
+    expect(weights.sort()).toEqual([199, 200]);
+    fleet.assertMonotonic();
+  });
+
+  it("64 concurrent writers with random commit delays: no change is skipped (the outbox trap)", async () => {
+    // Every write takes its revision, then waits 0–80 ms before COMMIT: revisions commit out of order.
+    const delay = async () => new Promise<void>((r) => setTimeout(r, Math.random() * 80));
+    store.onWrite(delay);
+    try {
+      const targets = await realServerKeys();
+      const writes: Array<Promise<bigint>> = [];
+      for (let i = 0; i < 64; i++) {
+        const [vsId, h] = targets[i % targets.length]!;
+        writes.push(setWeight(store, SITE, vsId, h, 1000 + i));
+      }
+      await Promise.all(writes);
+    } finally {
+      store.db.afterWrite.splice(store.db.afterWrite.indexOf(delay), 1);
+    }
+    await relays[0]!.idle();
+    await fleet.converged(pool);
+    // Independent of the oracle: every Director's table has exactly the weights written last.
+    const rows = await pool.query<{ vs: string; rs: string; w: number }>(
+      "SELECT virtual_service_id AS vs, real_server_id AS rs, (resource->>'weight')::int AS w FROM real_servers",
+    );
+    for (const r of rows.rows) {
+      const director = shape.services.get(r.vs)!.director;
+      const svc = fleet.agents.get(director)!.backend.current!.director!.services.find((s) => s.virtualService.endsWith(`/${r.vs}`))!;
+      expect(svc.destinations.find((d) => d.realServer.endsWith(`/${r.rs}`))?.weight, `${r.vs}/${r.rs}`).toBe(r.w);
+    }
+    expect(rows.rows.some((r) => r.w >= 1000)).toBe(true);
+    fleet.assertMonotonic();
+  });
+
+  it("two relays: only one publishes; the other takes over when it stops", async () => {
+    await stopRelays();
+    const a = await relay();
+    await waitFor("a leader", () => a.isLeader());
+    const b = await relay();
+    await a.idle();
+    const [vsId, svc] = [...shape.services.entries()][3]!;
+    for (let i = 0; i < 5; i++) await setWeight(store, SITE, vsId, svc.rsHosts[0]!, 300 + i);
+    await a.idle();
+    await fleet.converged(pool);
+    expect(a.isLeader()).toBe(true);
+    expect(b.isLeader()).toBe(false);
+    expect(b.stats).toMatchObject({ compiled: 0, published: 0, leaderships: 0 });
+    expect(a.stats.published).toBeGreaterThan(0);
+    await a.stop();
+    await waitFor("b takes over", () => b.isLeader(), 10_000);
+    await setWeight(store, SITE, vsId, svc.rsHosts[0]!, 400);
+    await b.idle();
+    await fleet.converged(pool);
+    expect(b.stats.compiled).toBeGreaterThan(0);
+  });
+
+  it("relay killed (SIGKILL) mid-burst: nothing is lost", async () => {
+    await stopRelays();
+    const child = spawn(process.execPath, ["--import", "tsx", "services/controlplane/relay/main.ts"], {
+      env: { ...process.env, DATABASE_URL: t.url, NATS_URL: SHARED_NATS_URL, LVSFLEET_DESIRED_BUCKET: bucket, LVSFLEET_RELAY_POLL_MS: "50", LVSFLEET_LOG_LEVEL: "warn" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    children.push(child);
+    let out = "";
+    child.stdout!.on("data", (d) => (out += String(d)));
+    child.stderr!.on("data", (d) => (out += String(d)));
+    await waitFor("the child relay leads", () => out.includes("relay leader"), 20_000);
+    const targets = await realServerKeys();
+    const exited = new Promise((r) => child.once("exit", r));
+    let killedAt = -1;
+    for (let i = 0; i < 200; i++) {
+      const [vsId, h] = targets[i % targets.length]!;
+      const writes = [setWeight(store, SITE, vsId, h, 2000 + i)];
+      if (i === 80) {
+        // Let the relay be in the middle of the stream, then kill it without warning.
+        await waitFor("the child relay publishing", async () => (await pool.query("SELECT count(*)::int AS n FROM desired_states WHERE revision > 0 AND published")).rows[0].n > 0);
+        child.kill("SIGKILL");
+        killedAt = i;
+      }
+      await Promise.all(writes);
+    }
+    await exited;
+    expect(killedAt).toBe(80);
+    // Writes went on without a relay; a new one picks up everything.
+    const r = await relay();
+    await r.idle(30_000);
+    const want = await fleet.converged(pool, 30_000);
+    expect((await pool.query("SELECT count(*)::int AS n FROM outbox")).rows[0].n).toBe(0);
+    const unpublished = await pool.query("SELECT count(*)::int AS n FROM desired_states WHERE NOT published");
+    expect(unpublished.rows[0].n).toBe(0);
+    expect(want.size).toBe(50);
+    fleet.assertMonotonic();
+  });
+});
