@@ -30,9 +30,9 @@ export class FirewallMarkRepository {
     try {
       const { result, revision } = await withTransaction(this.db, meta, async (tx) => {
         if (!(await lockRow(tx, SITE_TABLE, [site], "FOR KEY SHARE"))) throw parentMissing("parent", siteName(site));
-        throwIfInvalid(await firewallMarkDuplicates(tx, site, fmId, fm));
+        // Also throws ALREADY_EXISTS for a taken id, before a revision is taken.
+        throwIfInvalid(await firewallMarkDuplicates(tx, site, fmId, fm, true));
         if (opts.validateOnly) {
-          if (await lockRow(tx, FIREWALL_MARK_TABLE, [site, fmId], "FOR KEY SHARE")) throw LvsfleetError.alreadyExists(name);
           return stamp(FirewallMarkSchema, fm, name, 0n, new Date(), new Date());
         }
         return insertRow(tx, FIREWALL_MARK_TABLE, [site, fmId], { mark: fm.mark }, fm);
@@ -52,7 +52,7 @@ export class FirewallMarkRepository {
         checkEtag(name, existing.revision, patch.etag);
         const merged = normalizeFirewallMark({ ...applyFieldMask(FirewallMarkSchema, existing, patch, [...opts.paths], "update_mask.paths"), name } as FirewallMark);
         const violations = validateFirewallMark(merged, "firewall_mark");
-        throwIfInvalid(violations.length > 0 ? violations : await firewallMarkDuplicates(tx, site, fmId, merged));
+        throwIfInvalid(violations.length > 0 ? violations : await firewallMarkDuplicates(tx, site, fmId, merged, false));
         if (merged.mark !== existing.mark) {
           const users = await selectRows(tx, VIRTUAL_SERVICE_TABLE, "site_id = $1 AND fwmark = $2", [site, existing.mark]);
           if (users.length > 0) {

@@ -32,8 +32,9 @@ export class HostRepository {
       const { result, revision } = await withTransaction(this.db, meta, async (tx) => {
         // FOR KEY SHARE: the site must exist and must not be deleted before we commit.
         if (!(await lockRow(tx, SITE_TABLE, [site], "FOR KEY SHARE"))) throw parentMissing("parent", siteName(site));
+        // A taken id fails before a revision is taken (the primary key remains the guarantee).
+        if (await lockRow(tx, HOST_TABLE, [site, hostId], "FOR KEY SHARE")) throw LvsfleetError.alreadyExists(name);
         if (opts.validateOnly) {
-          if (await lockRow(tx, HOST_TABLE, [site, hostId], "FOR KEY SHARE")) throw LvsfleetError.alreadyExists(name);
           return stamp(HostSchema, host, name, 0n, new Date(), new Date());
         }
         return insertRow(tx, HOST_TABLE, [site, hostId], {}, host);

@@ -60,9 +60,9 @@ export class RealServerRepository {
         const ctx = await loadContext(tx, site, vsId, rs);
         if (!ctx.virtualService) throw parentMissing("parent", virtualServiceName(site, vsId));
         const violations = validateRealServer(rs, { virtualService: ctx.virtualService, host: ctx.host }, "real_server");
-        throwIfInvalid(violations.length > 0 ? violations : await realServerDuplicates(tx, site, vsId, rsId, rs));
+        // Also throws ALREADY_EXISTS for a taken id, before a revision is taken.
+        throwIfInvalid(violations.length > 0 ? violations : await realServerDuplicates(tx, site, vsId, rsId, rs, true));
         if (opts.validateOnly) {
-          if (await lockRow(tx, REAL_SERVER_TABLE, [site, vsId, rsId], "FOR KEY SHARE")) throw LvsfleetError.alreadyExists(name);
           return stamp(RealServerSchema, rs, name, 0n, new Date(), new Date());
         }
         return insertRow(tx, REAL_SERVER_TABLE, [site, vsId, rsId], columns(site, rs), rs);
@@ -86,7 +86,7 @@ export class RealServerRepository {
         const h = hostId(site, merged);
         const host = h ? await lockRow(tx, HOST_TABLE, [site, h], "FOR SHARE") : undefined;
         const violations = validateRealServer(merged, { virtualService, host }, "real_server");
-        throwIfInvalid(violations.length > 0 ? violations : await realServerDuplicates(tx, site, vsId, rsId, merged));
+        throwIfInvalid(violations.length > 0 ? violations : await realServerDuplicates(tx, site, vsId, rsId, merged, false));
         if (opts.validateOnly) return merged;
         return updateRow(tx, REAL_SERVER_TABLE, [site, vsId, rsId], columns(site, merged), existing, merged);
       });

@@ -24,13 +24,13 @@ export class SiteRepository {
     const name = siteName(siteId);
     const site = normalizeSite({ ...input, name } as Site);
     throwIfInvalid(validateSite(site, "site"));
-    if (opts.validateOnly) {
-      const existing = await this.db.pool.query("SELECT 1 FROM sites WHERE site_id = $1", [siteId]);
-      if (existing.rowCount) throw LvsfleetError.alreadyExists(name);
-      return { resource: stamp(SiteSchema, site, name, 0n, new Date(), new Date()), revision: 0n };
-    }
     try {
-      const { result, revision } = await withTransaction(this.db, meta, (tx) => insertRow(tx, SITE_TABLE, [siteId], {}, site));
+      const { result, revision } = await withTransaction(this.db, meta, async (tx) => {
+        // A taken id fails before a revision is taken (the primary key remains the guarantee).
+        if (await lockRow(tx, SITE_TABLE, [siteId], "FOR KEY SHARE")) throw LvsfleetError.alreadyExists(name);
+        if (opts.validateOnly) return stamp(SiteSchema, site, name, 0n, new Date(), new Date());
+        return insertRow(tx, SITE_TABLE, [siteId], {}, site);
+      });
       return { resource: result, revision };
     } catch (err) {
       throw mapPgError(err, { resourceName: name });

@@ -55,7 +55,7 @@ async function loadContext(
 /** Every violation: the domain rules over the locked context, then (if those pass) uniqueness. */
 async function validated(tx: WriteTx, site: string, vsId: string, vs: VirtualService, existingId: string | undefined): Promise<FieldViolation[]> {
   const violations = validateVirtualService(vs, await loadContext(tx, site, existingId, vs), "virtual_service");
-  return violations.length > 0 ? violations : virtualServiceDuplicates(tx, site, vsId, vs);
+  return violations.length > 0 ? violations : virtualServiceDuplicates(tx, site, vsId, vs, existingId === undefined);
 }
 
 async function syncDirectors(tx: WriteTx, site: string, vsId: string, vs: VirtualService): Promise<void> {
@@ -90,8 +90,8 @@ export class VirtualServiceRepository {
       const { result, revision } = await withTransaction(this.db, meta, async (tx) => {
         if (!(await lockRow(tx, SITE_TABLE, [site], "FOR KEY SHARE"))) throw parentMissing("parent", siteName(site));
         throwIfInvalid(await validated(tx, site, vsId, vs, undefined));
+        // (validated() also threw ALREADY_EXISTS for a taken id.)
         if (opts.validateOnly) {
-          if (await lockRow(tx, VIRTUAL_SERVICE_TABLE, [site, vsId], "FOR KEY SHARE")) throw LvsfleetError.alreadyExists(name);
           return stamp(VirtualServiceSchema, vs, name, 0n, new Date(), new Date());
         }
         const written = await insertRow(tx, VIRTUAL_SERVICE_TABLE, [site, vsId], virtualServiceColumns(vs), vs);
