@@ -12,7 +12,9 @@ export interface Cidr {
   prefixLen: number;
 }
 
+/** 4, 6, or undefined for anything else — including scoped IPv6 ("fe80::1%eth0"), which net.isIP accepts. */
 export function ipFamily(address: string): IpFamily | undefined {
+  if (address.includes("%")) return undefined;
   const v = isIP(address);
   return v === 4 ? 4 : v === 6 ? 6 : undefined;
 }
