@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { compareAddressStrings, parseAddress, parsePrefix, prefixContains } from "./addr.js";
+import { addressSortKey, compareAddressStrings, compareStrings, parseAddress, parsePrefix, prefixContains, sortByKey } from "./addr.js";
 import { hostId, realServerParent, siteId } from "./names.js";
 
 const bytesToBig = (b: Uint8Array) => b.reduce((acc, x) => (acc << 8n) | BigInt(x), 0n);
@@ -38,7 +38,7 @@ describe("addr", () => {
     expect([...p.bytes]).toEqual([...bytes]);
   });
 
-  it.each(["", "1.2.3", "1.2.3.4.5", "256.0.0.1", "1.2.3.-1", "2001:db8:::1", "1::2::3", "12345::", "1:2:3:4:5:6:7:8:9", "g::1", "a:b:c:d:e:f:1", "eth0"])(
+  it.each(["", "1.2.3", "1.2.3.", ".1.2.3", "1..2.3", "1.2.3.4 ", "1234.1.1.1", "1.2.3.4.5", "256.0.0.1", "1.2.3.-1", "2001:db8:::1", "1::2::3", "12345::", "1:2:3:4:5:6:7:8:9", "g::1", "a:b:c:d:e:f:1", "eth0"])(
     "rejects %j",
     (text) => expect(parseAddress(text)).toBeUndefined(),
   );
@@ -92,6 +92,19 @@ describe("addr", () => {
     );
     expect(compareAddressStrings("192.0.2.9", "192.0.2.10")).toBeLessThan(0);
     expect(compareAddressStrings("255.255.255.255", "::")).toBeLessThan(0);
+  });
+
+  it("addressSortKey orders exactly like compareAddressStrings (mixed families and junk)", () => {
+    const v4 = fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)).map((t) => t.join("."));
+    const v6 = fc.uint8Array({ minLength: 16, maxLength: 16 }).map((b) => v6Text(b, true));
+    const any = fc.oneof(v4, v6, fc.constantFrom("not-an-ip", "", "1.2.3"));
+    fc.assert(
+      fc.property(any, any, (a, b) => {
+        expect(Math.sign(compareStrings(addressSortKey(a), addressSortKey(b)))).toBe(Math.sign(compareAddressStrings(a, b)));
+      }),
+      { numRuns: 500 },
+    );
+    expect(sortByKey(["10.0.0.1", "::1", "9.0.0.1", "x", "10.0.0.0"], addressSortKey)).toEqual(["9.0.0.1", "10.0.0.0", "10.0.0.1", "::1", "x"]);
   });
 
   it("prefixContains agrees with integer masking", () => {

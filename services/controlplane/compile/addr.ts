@@ -19,17 +19,27 @@ export interface ParsedPrefix extends ParsedAddress {
 }
 
 function parseIpv4(s: string): Uint8Array | undefined {
-  const parts = s.split(".");
-  if (parts.length !== 4) return undefined;
+  // Hand-rolled (no split/regex): this runs for every address the compiler sorts.
   const out = new Uint8Array(4);
-  for (let i = 0; i < 4; i++) {
-    const p = parts[i];
-    if (!/^[0-9]{1,3}$/.test(p)) return undefined;
-    const n = Number(p);
-    if (n > 255) return undefined;
-    out[i] = n;
+  let part = 0;
+  let value = 0;
+  let digits = 0;
+  for (let i = 0; i <= s.length; i++) {
+    const c = i < s.length ? s.charCodeAt(i) : 46; // virtual trailing "."
+    if (c === 46) {
+      if (digits === 0 || part > 3) return undefined;
+      out[part++] = value;
+      value = 0;
+      digits = 0;
+    } else if (c >= 48 && c <= 57) {
+      if (++digits > 3) return undefined;
+      value = value * 10 + (c - 48);
+      if (value > 255) return undefined;
+    } else {
+      return undefined;
+    }
   }
-  return out;
+  return part === 4 ? out : undefined;
 }
 
 function parseIpv6(s: string): Uint8Array | undefined {
@@ -141,4 +151,24 @@ export function compareStrings(a: string, b: string): number {
 export function stripPrefix(s: string): string {
   const slash = s.indexOf("/");
   return slash < 0 ? s : s.slice(0, slash);
+}
+
+/**
+ * A string whose code-unit order is compareAddressStrings' order ("4:" + 8 hex digits, "6:" + 32,
+ * unparsable "9:" + text): parse once, then sort by plain string comparison.
+ */
+export function addressSortKey(s: string): string {
+  const p = parseAddress(s);
+  if (!p) return `9:${s}`;
+  let hex = "";
+  for (const b of p.bytes) hex += b.toString(16).padStart(2, "0");
+  return `${p.family}:${hex}`;
+}
+
+/** Sorts by a string key computed once per element (stable; code-unit order). */
+export function sortByKey<T>(xs: Iterable<T>, key: (x: T) => string): T[] {
+  return [...xs]
+    .map((x) => [key(x), x] as const)
+    .sort((a, b) => compareStrings(a[0], b[0]))
+    .map(([, x]) => x);
 }

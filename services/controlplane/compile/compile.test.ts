@@ -14,7 +14,7 @@ import {
   Protocol,
   TunnelType,
 } from "../../../gen/lvsfleet/v1/types_pb.js";
-import { affectedHosts, compileSite, compileSiteWithNotes, hashDesiredState, type SiteTopology } from "./compile.js";
+import { affectedHosts, changedHosts, compileSite, compileSiteWithNotes, hashDesiredState, type SiteTopology } from "./compile.js";
 import { desiredStateKey } from "./names.js";
 import { director, fm, host, hostName, realServerHost, rs, rsName, site, SITE, topology, vs, vsName } from "./testing.js";
 
@@ -806,5 +806,7 @@ describe("affectedHosts: table", () => {
     mutate(after);
     expect(affectedHosts(before, after)).toEqual(want);
     expect(affectedHosts(after, before)).toEqual(want);
+    // Same answer from already compiled states (a caller keeping its last compilation).
+    expect(changedHosts(compileSite(before, 1n), compileSite(after, 2n))).toEqual(want);
   });
 });

@@ -1,5 +1,6 @@
 export {
   affectedHosts,
+  changedHosts,
   compileSite,
   compileSiteWithNotes,
   confKey,
