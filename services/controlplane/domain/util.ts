@@ -10,13 +10,15 @@ export function isObj(v: unknown): v is Obj {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
-/** An integer in [min, max] (a JS number; bigint is accepted when it fits). */
+/**
+ * An integer in [min, max], as a JS number: 32-bit proto fields are numbers in protobuf-es, so a
+ * bigint (or a numeric string) there is a malformed message, not a value.
+ */
 export function isIntIn(v: unknown, min: number, max: number): boolean {
-  if (typeof v === "bigint") return v >= BigInt(min) && v <= BigInt(max);
   return typeof v === "number" && Number.isInteger(v) && v >= min && v <= max;
 }
 
-/** Number value of an integer-ish field, or NaN when it is not a finite integer. */
+/** Number value of an integer field (a number, or a bigint for 64-bit fields), or NaN when it is not a safe integer. */
 export function intOf(v: unknown): number {
   if (typeof v === "bigint") return v > BigInt(Number.MAX_SAFE_INTEGER) || v < BigInt(-Number.MAX_SAFE_INTEGER) ? NaN : Number(v);
   return typeof v === "number" && Number.isInteger(v) ? v : NaN;

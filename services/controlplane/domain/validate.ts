@@ -88,6 +88,11 @@ export const DNS_QUERY_TYPES = ["A", "AAAA", "CNAME", "MX", "NS", "PTR", "SOA", 
 // Shared pieces
 // ---------------------------------------------------------------------------------------------
 
+/** A proto3 default for an absent field: only `undefined` is absent; null and the like are invalid values. */
+function def<T>(v: unknown, d: T): unknown {
+  return v === undefined ? d : v;
+}
+
 function famOf(a: ParsedAddress): AddressFamily {
   return a.family === 4 ? AddressFamily.IPV4 : AddressFamily.IPV6;
 }
@@ -167,8 +172,8 @@ const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/;
 /** Duration → milliseconds, or NaN when it is not a valid google.protobuf.Duration. */
 function durationMs(d: unknown): number {
   if (!isObj(d)) return NaN;
-  const s = intOf(d.seconds ?? 0n);
-  const n = intOf(d.nanos ?? 0);
+  const s = intOf(def(d.seconds, 0n));
+  const n = intOf(def(d.nanos, 0));
   if (Number.isNaN(s) || Number.isNaN(n) || n <= -1e9 || n >= 1e9) return NaN;
   if ((s > 0 && n < 0) || (s < 0 && n > 0)) return NaN;
   return s * 1000 + n / 1e6;
@@ -258,7 +263,7 @@ export function validateSite(s: Site, field: string): FieldViolation[] {
     if (!isObj(t)) v.add(join(field, "ipvs_timeouts"), "INVALID_ARGUMENT", "ipvs_timeouts must be a message");
     else {
       for (const [local, proto] of [["tcpSeconds", "tcp_seconds"], ["tcpFinSeconds", "tcp_fin_seconds"], ["udpSeconds", "udp_seconds"]] as const) {
-        const val = t[local] ?? 0;
+        const val = def(t[local], 0);
         if (!isIntIn(val, 0, MAX_IPVS_TIMEOUT_SECONDS)) {
           v.add(join(field, `ipvs_timeouts.${proto}`), "TIMEOUT_OUT_OF_RANGE", `${show(val)} is not in 0..${MAX_IPVS_TIMEOUT_SECONDS} seconds (the kernel rejects more than INT_MAX/HZ)`);
         }
@@ -451,7 +456,7 @@ export function validateFirewallMark(m: FirewallMark, field: string): FieldViola
         else if (isV4Embedded(p.address) && p.length >= 96) v.add(f, "ADDRESS_NOT_ALLOWED", "IPv4-mapped/compatible IPv6 prefixes are ambiguous; use the IPv4 form");
       });
     }
-    const proto = match.protocol ?? Protocol.UNSPECIFIED;
+    const proto = def(match.protocol, Protocol.UNSPECIFIED);
     checkEnum(v, proto, [Protocol.UNSPECIFIED, Protocol.TCP, Protocol.UDP, Protocol.SCTP], `${fm}.protocol`, "protocol");
     if (match.ports === undefined) return;
     const ports = arrOf(match.ports);
@@ -557,9 +562,9 @@ export function validateVirtualService(vs: VirtualService, ctx: VirtualServiceCo
   const fwmarkSet = n.fwmark !== 0 && n.fwmark !== undefined;
   const isFwmark = isIntIn(n.fwmark, 1, MAX_FWMARK);
   const persistence = n.persistence;
-  const timeout = isObj(persistence) ? persistence.timeoutSeconds ?? 0 : 0;
+  const timeout = isObj(persistence) ? def(persistence.timeoutSeconds, 0) : 0;
   const persistent = isIntIn(timeout, 1, MAX_PERSISTENCE_TIMEOUT_SECONDS);
-  const protocol = n.protocol ?? Protocol.UNSPECIFIED;
+  const protocol = def(n.protocol, Protocol.UNSPECIFIED);
   let family: AddressFamily | undefined;
 
   if (fwmarkSet) {
@@ -581,7 +586,7 @@ export function validateVirtualService(vs: VirtualService, ctx: VirtualServiceCo
     else checkEnum(v, protocol, [Protocol.TCP, Protocol.UDP, Protocol.SCTP], F("protocol"), "protocol");
     const a = checkEndpointAddress(v, n.address, F("address"), true);
     if (a) family = famOf(a);
-    const port = checkPort(v, n.port ?? 0, F("port"));
+    const port = checkPort(v, def(n.port, 0), F("port"));
     // ipvsadm.c: "Zero port specified for non-persistent service"; ip_vs_core.c ip_vs_schedule():
     // "Schedule: port zero only supported in persistent services".
     if (port === 0 && !persistent) {
@@ -698,7 +703,7 @@ export function validateVirtualService(vs: VirtualService, ctx: VirtualServiceCo
   if (n.healthCheck !== undefined) validateHealthCheck(v, n.healthCheck, F("health_check"));
   checkEnum(v, n.failureAction, [FailureAction.QUIESCE, FailureAction.REMOVE], F("failure_action"), "failure action");
 
-  const shape: ServiceShape = { fwmark: fwmarkSet, port: fwmarkSet ? 0 : isIntIn(n.port ?? 0, 0, MAX_PORT) ? intOf(n.port ?? 0) : undefined, family };
+  const shape: ServiceShape = { fwmark: fwmarkSet, port: fwmarkSet ? 0 : isIntIn(def(n.port, 0), 0, MAX_PORT) ? intOf(def(n.port, 0)) : undefined, family };
 
   // --- sorry server: a destination like any other (same family and port rules)
   const ss = n.sorryServer;
@@ -706,7 +711,7 @@ export function validateVirtualService(vs: VirtualService, ctx: VirtualServiceCo
     if (!isObj(ss)) v.add(F("sorry_server"), "INVALID_ARGUMENT", "sorry_server must be a message");
     else {
       const a = checkEndpointAddress(v, ss.address, F("sorry_server.address"), true);
-      const port = checkPort(v, ss.port ?? 0, F("sorry_server.port"));
+      const port = checkPort(v, def(ss.port, 0), F("sorry_server.port"));
       const fwdOk = checkEnum(v, ss.forwardMethod, [ForwardMethod.NAT, ForwardMethod.DR, ForwardMethod.TUN], F("sorry_server.forward_method"), "forward method");
       if (fwdOk) {
         const p = destinationProblems(shape, { family: a?.family, port, forward: ss.forwardMethod });
@@ -770,9 +775,9 @@ function validateHealthCheck(v: Violations, hc: unknown, field: string): void {
       if (typeof path !== "string" || !path.startsWith("/") || path.length > 2048 || /\s/.test(path) || CONTROL_RE.test(path)) {
         v.add(`${f}.path`, "INVALID_HTTP_PATH", `${show(path)} is not a request path: it starts with "/", has no whitespace or control characters, at most 2048 characters`);
       }
-      const st = val.expectedStatus ?? 0;
+      const st = def(val.expectedStatus, 0);
       if (!(isIntIn(st, 0, 0) || isIntIn(st, 100, 599))) v.add(`${f}.expected_status`, "INVALID_HTTP_STATUS", `${show(st)} is not an HTTP status 100..599 (or 0 for any 2xx)`);
-      const re = val.bodyRegex ?? "";
+      const re = def(val.bodyRegex, "");
       if (typeof re !== "string") v.add(`${f}.body_regex`, "INVALID_REGEX", "body_regex must be a string");
       else if (re.length > 1024) v.add(`${f}.body_regex`, "INVALID_REGEX", "body_regex is at most 1024 characters");
       else if (re !== "") {
@@ -782,7 +787,7 @@ function validateHealthCheck(v: Violations, hc: unknown, field: string): void {
           v.add(`${f}.body_regex`, "INVALID_REGEX", `body_regex does not compile: ${e instanceof Error ? e.message : "invalid"}`);
         }
       }
-      const hh = val.hostHeader ?? "";
+      const hh = def(val.hostHeader, "");
       if (typeof hh !== "string" || hh.length > 255 || /\s/.test(hh) || CONTROL_RE.test(hh)) {
         v.add(`${f}.host_header`, "INVALID_HOST_HEADER", "host_header is at most 255 characters without whitespace or control characters");
       }
@@ -818,7 +823,7 @@ function validateHealthCheck(v: Violations, hc: unknown, field: string): void {
   for (const [local, proto] of [["rise", "rise"], ["fall", "fall"]] as const) {
     if (!isIntIn(hc[local], 1, MAX_RISE_FALL)) v.add(`${field}.${proto}`, "OUT_OF_RANGE", `${proto} ${show(hc[local])} is not in 1..${MAX_RISE_FALL}`);
   }
-  checkPort(v, hc.port ?? 0, `${field}.port`);
+  checkPort(v, def(hc.port, 0), `${field}.port`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -867,7 +872,7 @@ export function validateRealServer(rs: RealServer, ctx: RealServerContext, field
   }
 
   const a = checkEndpointAddress(v, n.address, F("address"), true);
-  const port = checkPort(v, n.port ?? 0, F("port"));
+  const port = checkPort(v, def(n.port, 0), F("port"));
   const fwdOk = checkEnum(v, n.forwardMethod, [ForwardMethod.NAT, ForwardMethod.DR, ForwardMethod.TUN], F("forward_method"), "forward method (NAT, DR or TUN)");
 
   if (svc && fwdOk) {
@@ -877,8 +882,8 @@ export function validateRealServer(rs: RealServer, ctx: RealServerContext, field
   }
 
   if (!isIntIn(n.weight, 0, MAX_WEIGHT)) v.add(F("weight"), "WEIGHT_OUT_OF_RANGE", `weight ${show(n.weight)} is not in 0..${MAX_WEIGHT}`);
-  const upper = n.upperThreshold ?? 0;
-  const lower = n.lowerThreshold ?? 0;
+  const upper = def(n.upperThreshold, 0);
+  const lower = def(n.lowerThreshold, 0);
   const upperOk = isIntIn(upper, 0, MAX_THRESHOLD);
   const lowerOk = isIntIn(lower, 0, MAX_THRESHOLD);
   if (!upperOk) v.add(F("upper_threshold"), "THRESHOLD_OUT_OF_RANGE", `${show(upper)} is not in 0..${MAX_THRESHOLD}`);
@@ -924,7 +929,7 @@ function validateTunnel(v: Violations, n: Obj, F: (p: string) => string): void {
     return;
   }
   if (!checkEnum(v, t.type, [TunnelType.IPIP, TunnelType.GUE, TunnelType.GRE], F("tunnel.type"), "tunnel type (IPIP, GUE or GRE)")) return;
-  const port = t.port ?? 0;
+  const port = def(t.port, 0);
   if (t.type === TunnelType.GUE) {
     if (port === 0) v.add(F("tunnel.port"), "REQUIRED", "GUE needs a UDP port (the kernel rejects tunnel port 0)");
     else if (!isIntIn(port, 1, MAX_PORT)) v.add(F("tunnel.port"), "PORT_OUT_OF_RANGE", `port ${show(port)} is not in 1..${MAX_PORT}`);
