@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { toJson } from "@bufbuild/protobuf";
 import { TopologyService } from "../gen/lvsfleet/v1/topology_service_pb.js";
 import { AddressFamily, FailureAction, ForwardMethod, HostRole, Protocol, TunnelType } from "../gen/lvsfleet/v1/types_pb.js";
-import { duration, endpoint, parseCommandLine, parseMatch, prefixLength, type Call } from "./args.js";
+import { duration, endpoint, entityTag, parseCommandLine, parseMatch, prefixLength, type Call } from "./args.js";
 import { expandName } from "./names.js";
 import { UsageError } from "./usage.js";
 
@@ -102,7 +102,7 @@ describe("virtual services", () => {
     const c = call("vs update ams1/web --scheduler rr --persistent 600 --etag abc");
     if (c.method !== "updateVirtualService") throw new Error(c.method);
     expect(c.request.virtualService?.name).toBe("sites/ams1/virtualServices/web");
-    expect(c.request.virtualService?.etag).toBe("abc");
+    expect(c.request.virtualService?.etag).toBe('"abc"');
     expect(c.request.updateMask?.paths).toEqual(["scheduler", "persistence.timeout_seconds"]);
     const off = call("vs update ams1/web --no-one-packet --no-check");
     if (off.method !== "updateVirtualService") throw new Error(off.method);
@@ -162,7 +162,7 @@ describe("real servers", () => {
     expect(u.request.updateMask?.paths).toEqual(["weight"]);
     expect(u.request.realServer?.weight).toBe(0);
     const d = call("rs delete ams1/web/rs1 --etag e1");
-    expect(d).toMatchObject({ method: "deleteRealServer", request: { name: "sites/ams1/virtualServices/web/realServers/rs1", etag: "e1" } });
+    expect(d).toMatchObject({ method: "deleteRealServer", request: { name: "sites/ams1/virtualServices/web/realServers/rs1", etag: '"e1"' } });
     expect(call("rs list ams1/web")).toMatchObject({ method: "listRealServers", request: { parent: "sites/ams1/virtualServices/web" } });
     expect(usageError("rs create ams1/web/rs1 --address 198.51.100.11 --dr --nat").message).toMatch(/one of --dr/);
     expect(usageError("rs create ams1/web/rs1 --address 198.51.100.11 --tun-type gre").message).toMatch(/needs --tun/);
@@ -185,7 +185,12 @@ describe("sites, hosts, marks, audit", () => {
   });
 
   it("delete with --force and --etag", () => {
-    expect(call("site delete ams1 --force --etag xyz")).toMatchObject({ method: "deleteSite", request: { name: "sites/ams1", force: true, etag: "xyz" } });
+    expect(call("site delete ams1 --force --etag xyz")).toMatchObject({ method: "deleteSite", request: { name: "sites/ams1", force: true, etag: '"xyz"' } });
+    // Etags are quoted entity tags; a shell-stripped bare one is quoted again, quoted/weak ones kept.
+    expect(entityTag("7")).toBe('"7"');
+    expect(entityTag('"7"')).toBe('"7"');
+    expect(entityTag('W/"7"')).toBe('W/"7"');
+    expect(entityTag("")).toBe("");
     expect(call("vs delete sites/ams1/virtualServices/web")).toMatchObject({ method: "deleteVirtualService", request: { name: "sites/ams1/virtualServices/web", force: false } });
   });
 

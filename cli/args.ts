@@ -320,7 +320,7 @@ function buildCall(kind: Kind, verb: Verb, v: Values, positionals: string[]): Ca
   const name = expandName(kind, exactlyOne(positionals, `a ${KIND_WORD[kind]} id (${ID_EXAMPLE[kind]})`));
   const [parent, id] = splitName(name);
   const validateOnly = v["validate-only"] === true;
-  const etag = (v.etag as string | undefined) ?? "";
+  const etag = entityTag((v.etag as string | undefined) ?? "");
   const force = v.force === true;
   switch (kind) {
     case "site": {
@@ -810,6 +810,16 @@ export function parseMatch(spec: string): FirewallMarkMatch {
 
 // ---------------------------------------------------------------------------------------------
 // Values
+
+/**
+ * Etags are HTTP entity tags (RFC 9110 §8.8.3), quoted: `"7"`. Shells eat the quotes, so a bare
+ * `--etag 7` is taken as `"7"`; quoted and weak (`W/"7"`) tags pass through unchanged.
+ */
+export function entityTag(s: string): string {
+  const v = s.trim();
+  if (v === "" || v.startsWith('"') || v.startsWith('W/"')) return v;
+  return `"${v}"`;
+}
 
 /** A non-negative integer flag value, at most `max`. */
 export function uint(flag: string, s: string, max: number): number {

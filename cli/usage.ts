@@ -44,7 +44,7 @@ ${GLOBAL_FLAGS}`;
 
 const WRITE_FLAGS = `  --validate-only    validate the request on the server; write nothing`;
 const DELETE_FLAGS = `  --force            also delete children / references (otherwise FAILED_PRECONDITION when in use)
-  --etag ETAG        fail with ABORTED unless the resource still has this etag`;
+  --etag ETAG        fail with ABORTED unless the resource still has this etag (quotes optional)`;
 
 export const SITE_USAGE = `Usage:
   lvsfleet site create <site> [flags]
