@@ -4,6 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NetnsPool, type Netns, type NetnsWorker, type Remote } from "../harness/netns.js";
 import { NetlinkError, NetlinkEncodeError } from "../../agents/hostagent/netlink/errors.js";
 import type { AddressManager, LinkManager, RouteManager } from "../../agents/hostagent/kernel/types.js";
+import { kernelTarget } from "../harness/kernel-vitest.js";
+import { bundleForGuest, mustExec } from "../harness/kernel-target.js";
 
 const pool = new NetnsPool();
 let ns: Netns;
@@ -178,5 +180,46 @@ describe("routes", () => {
     expect(await ns.ip("route", "show", "proto", "76")).toEqual([]);
     expect(await ns.ip("-6", "route", "show", "proto", "76")).toEqual([]);
     await expect(routes.add({ destination: "198.51.100.0/24" })).rejects.toBeInstanceOf(NetlinkEncodeError);
+  });
+});
+
+// This host's kernel has no ipip; the IPVS kernel target (Debian 6.1 in the VM the kernel project
+// boots anyway, or the host itself when it has IPVS) does. The adapters run there from an esbuild
+// bundle in a namespace the script makes and removes; iproute2 in the same namespace is the oracle.
+describe("ipip tunnel on the IPVS kernel target", () => {
+  it("creates an ipip tunnel with local/remote, brings it up, holds VIPs, deletes it", async () => {
+    const target = await kernelTarget();
+    const bundle = await bundleForGuest("test/kernel/rtnetlink-guest.ts");
+    const ns = `lvsft-ipip-${process.pid}`;
+    const script = [
+      "set -e",
+      `ip netns add ${ns}`,
+      `trap 'ip netns del ${ns}' EXIT`,
+      `ip -n ${ns} link set lo up`,
+      `ip netns exec ${ns} node ${bundle} create`,
+      `echo; ip -n ${ns} -j -d link show tunl-vip`,
+      `echo; ip -n ${ns} -j addr show dev tunl-vip`,
+      `echo; ip netns exec ${ns} node ${bundle} delete`,
+      `echo; ip -n ${ns} -j link show`,
+    ].join("\n");
+    const out = (await mustExec(target, script, { timeoutMs: 120_000 })).split("\n").filter((l) => l.trim() !== "");
+    expect(out).toHaveLength(5);
+    const [created, link, addr, deleted, linksAfter] = out.map((l) => JSON.parse(l));
+    expect(created.error).toBeUndefined();
+    expect(created.created).toMatchObject({ name: "tunl-vip", kind: "ipip", up: false, tunnel: { local: "192.0.2.1", remote: "203.0.113.9", ttl: 64 } });
+    expect(created.after).toMatchObject({ name: "tunl-vip", up: true });
+    expect(created.duplicate).toMatchObject({ name: "NetlinkError", code: "EEXIST" });
+    // Oracle: iproute2 in the same namespace.
+    expect(link[0].linkinfo).toMatchObject({ info_kind: "ipip", info_data: { local: "192.0.2.1", remote: "203.0.113.9", ttl: 64 } });
+    expect(link[0].flags).toContain("UP");
+    expect(addr[0].addr_info.map((a: any) => [a.local, a.prefixlen, a.label])).toEqual(
+      expect.arrayContaining([
+        ["198.51.100.50", 32, "tunl-vip:lvsf"],
+        ["2001:db8::50", 128, undefined],
+      ]),
+    );
+    expect(created.owned.map((a: any) => a.address).sort()).toEqual(["198.51.100.50", "2001:db8::50"]);
+    expect(deleted).toEqual({ after: null });
+    expect(linksAfter.map((l: any) => l.ifname)).not.toContain("tunl-vip");
   });
 });
