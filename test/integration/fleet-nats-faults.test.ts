@@ -1,0 +1,107 @@
+// The distribution path when NATS fails: a private nats-server (temp dir, free port) that the test
+// kills, restarts and wipes; the real Postgres (a database of this file). The shared server is
+// never touched.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type pg from "pg";
+import { connect } from "@nats-io/transport-node";
+import { Kvm } from "@nats-io/kv";
+import { createPool, TopologyStore } from "../../services/controlplane/store/index.js";
+import { MARKER_KEY, outboxHook, startRelay, type Relay } from "../../services/controlplane/relay/index.js";
+import { createTestDatabase, type TestDatabase } from "../harness/postgres.js";
+import { AgentFleet, buildFleet, PrivateNats, setWeight, waitFor, type FleetShape } from "./fleet-harness.js";
+
+const SITE = "ams2";
+const BUCKET = "lvsfleet-desired";
+let t: TestDatabase;
+let pool: pg.Pool;
+let store: TopologyStore;
+let nats: PrivateNats;
+let fleet: AgentFleet;
+let shape: FleetShape;
+let relay: Relay;
+
+async function keysInBucket(): Promise<string[]> {
+  const nc = await connect({ servers: nats.url });
+  try {
+    const kv = await new Kvm(nc).open(BUCKET);
+    const keys: string[] = [];
+    for await (const k of await kv.keys()) keys.push(k);
+    return keys.sort();
+  } finally {
+    await nc.close();
+  }
+}
+
+/** Some writes while NATS is away: each must commit promptly (the API does not wait for NATS). */
+async function writesWhileDown(base: number): Promise<void> {
+  let i = 0;
+  for (const [vsId, svc] of shape.services) {
+    const started = Date.now();
+    await setWeight(store, SITE, vsId, svc.rsHosts[0]!, base + i++);
+    // A write that waited for NATS would take at least a NATS request timeout (3 s and more).
+    expect(Date.now() - started).toBeLessThan(3_000);
+  }
+}
+
+beforeAll(async () => {
+  nats = await PrivateNats.start();
+  t = await createTestDatabase();
+  pool = createPool(t.url, 20);
+  store = new TopologyStore(pool);
+  store.onWrite(outboxHook);
+  shape = await buildFleet(store, SITE, 2, 18);
+  relay = await startRelay({ pool, natsUrl: nats.url, bucket: BUCKET, pollMs: 100, lockRetryMs: 200, markerCheckMs: 300 });
+  fleet = await AgentFleet.create(SITE, nats.url, BUCKET);
+  await fleet.startAll([...shape.directors, ...shape.realServers]);
+  await fleet.converged(pool);
+});
+
+afterAll(async () => {
+  await relay?.stop();
+  await fleet?.close();
+  await nats?.stop();
+  await pool?.end();
+  await t?.drop();
+});
+
+describe("NATS faults", () => {
+  it("NATS killed and restarted: writes keep committing, the relay catches up, all converge", async () => {
+    const republishes = relay.stats.republishes;
+    await nats.kill();
+    await writesWhileDown(500);
+    // The outbox was compiled meanwhile; it waits in desired_states for NATS.
+    await waitFor("changes compiled while NATS is down", async () => {
+      const r = await pool.query<{ outbox: number; pending: string[] }>(
+        `SELECT (SELECT count(*)::int FROM outbox) AS outbox,
+                (SELECT coalesce(array_agg(host ORDER BY host), '{}') FROM desired_states WHERE NOT published) AS pending`,
+      );
+      // Weight changes touch the Directors only.
+      return r.rows[0]!.outbox === 0 && r.rows[0]!.pending.join() === shape.directors.join();
+    });
+    await nats.startProcess();
+    await fleet.converged(pool, 30_000);
+    // The server kept its data: no full republish was needed.
+    await relay.idle();
+    expect(relay.stats.republishes).toBe(republishes);
+    fleet.assertMonotonic();
+  });
+
+  it("NATS data wiped: the relay notices, recreates the bucket, republishes every host; all converge", async () => {
+    const republishes = relay.stats.republishes;
+    await nats.wipeAndRestart();
+    await writesWhileDown(700);
+    await fleet.converged(pool, 30_000);
+    await waitFor("a full republish", () => relay.stats.republishes > republishes);
+    const keys = await keysInBucket();
+    expect(keys).toEqual([MARKER_KEY, ...[...fleet.agents.keys()].map((h) => `${SITE}.${h}`)].sort());
+    fleet.assertMonotonic();
+  });
+
+  it("NATS wiped while idle (no writes): every key comes back", async () => {
+    await nats.wipeAndRestart();
+    await waitFor("every key republished", async () => (await keysInBucket().catch(() => [])).length === fleet.agents.size + 1, 20_000);
+    // Agents keep their kernel state (same revisions come back and are not re-applied).
+    await fleet.converged(pool);
+    fleet.assertMonotonic();
+  });
+});
