@@ -152,7 +152,8 @@ export const virtualServiceArb: fc.Arbitrary<ServiceCase> = fc
         onePacket: udpish && r.onePacket,
         persistenceEngine: udpish && persistent && r.pe ? "sip" : "",
         directors: r.directors.map((d) => hostName(SITE, d)),
-        healthCheck: r.hc,
+        // fwmark and port-0 services need an explicit probe port for tcp/http/dns checks
+        healthCheck: r.hc && (r.fwmark || r.port === 0) && r.hc.kind.case !== "exec" && r.hc.port === 0 ? { ...r.hc, port: 1 + (r.mark % 65535) } : r.hc,
         failureAction: r.failure,
         sorryServer,
       });

@@ -47,6 +47,8 @@ const valid: Case[] = [
     [],
   ],
   ["fwmark service with a defined mark", fwm(() => {}), []],
+  ["fwmark service with a TCP check on an explicit port", fwm((vs) => (vs.healthCheck = create(HealthCheckSchema, { kind: { case: "tcp", value: {} }, port: 443 }))), []],
+  ["fwmark service with an exec check (no port needed)", fwm((vs) => (vs.healthCheck = create(HealthCheckSchema, { kind: { case: "exec", value: { argv: ["/bin/true"] } } }))), []],
   ["fwmark IPv6 service", fwm((vs) => (vs.addressFamily = AddressFamily.IPV6)), []],
   ["fwmark service with one-packet (ipvsadm allows it for fwmark)", fwm((vs) => (vs.onePacket = true)), []],
   ["fwmark service with sip (may carry UDP)", fwm((vs) => (vs.persistenceEngine = "sip")), []],
@@ -185,6 +187,12 @@ invalid.push(
   ],
   ["DNS check: label of 64 characters", tcp((vs) => (vs.healthCheck = create(HealthCheckSchema, { kind: { case: "dns", value: { queryName: `${"a".repeat(64)}.example` } } }))), [`${F}.health_check.dns.query_name INVALID_DNS_NAME`]],
   ["DNS check: no name", tcp((vs) => (vs.healthCheck = create(HealthCheckSchema, { kind: { case: "dns", value: {} } }))), [`${F}.health_check.dns.query_name INVALID_DNS_NAME`]],
+  ["fwmark service with a TCP check on the real server's port (there is none)", fwm((vs) => (vs.healthCheck = create(HealthCheckSchema, { kind: { case: "tcp", value: {} } }))), [`${F}.health_check.port HEALTH_CHECK_PORT_REQUIRED`]],
+  [
+    "port-0 service with an HTTP check on the real server's port",
+    tcp((vs) => ((vs.port = 0), (vs.persistence = { $typeName: "lvsfleet.v1.Persistence", timeoutSeconds: 60 }), (vs.healthCheck = create(HealthCheckSchema, { kind: { case: "http", value: {} } })))),
+    [`${F}.health_check.port HEALTH_CHECK_PORT_REQUIRED`],
+  ],
   ["unknown failure action", tcp((vs) => (vs.failureAction = 5 as FailureAction)), [`${F}.failure_action INVALID_ENUM`]],
   ["DR sorry server remapping the port", tcp((vs) => (vs.sorryServer = { $typeName: "lvsfleet.v1.SorryServer", address: "198.51.100.99", port: 8080, forwardMethod: ForwardMethod.DR })), [`${F}.sorry_server.port PORT_REMAP_NOT_ALLOWED`]],
   [

@@ -700,7 +700,17 @@ export function validateVirtualService(vs: VirtualService, ctx: VirtualServiceCo
   }
 
   // --- health check, failure action
-  if (n.healthCheck !== undefined) validateHealthCheck(v, n.healthCheck, F("health_check"));
+  if (n.healthCheck !== undefined) {
+    validateHealthCheck(v, n.healthCheck, F("health_check"));
+    // A probe on "the real server's port" has no port to use when the service spans ports: DR/TUN
+    // real servers of fwmark and port-0 services have port 0 (keepalived likewise needs
+    // connect_port there). Exec checks choose their own target.
+    const hc = n.healthCheck;
+    const spansPorts = fwmarkSet || n.port === 0;
+    if (spansPorts && isObj(hc) && isObj(hc.kind) && ["tcp", "http", "dns"].includes(hc.kind.case as string) && hc.port === 0) {
+      v.add(F("health_check.port"), "HEALTH_CHECK_PORT_REQUIRED", `a ${fwmarkSet ? "fwmark" : "port-0"} service spans ports: set the port to probe`);
+    }
+  }
   checkEnum(v, n.failureAction, [FailureAction.QUIESCE, FailureAction.REMOVE], F("failure_action"), "failure action");
 
   const shape: ServiceShape = { fwmark: fwmarkSet, port: fwmarkSet ? 0 : isIntIn(def(n.port, 0), 0, MAX_PORT) ? intOf(def(n.port, 0)) : undefined, family };
