@@ -23,11 +23,11 @@ import { basename, join, resolve } from "node:path";
 import { CommandFailedError, ExecTimeoutError, KernelTargetError } from "./kernel-target-errors.js";
 import { VmChannel, type ExecResult } from "./vm/channel.js";
 import { prepareVmImage, REPO_ROOT } from "./vm/image.js";
-import { bootVm, type VmInfo } from "./vm/qemu.js";
+import { bootVm, type BootOptions, type VmInfo } from "./vm/qemu.js";
 
 export { CommandFailedError, ExecTimeoutError, KernelTargetError, VmDiedError } from "./kernel-target-errors.js";
 export type { ExecResult } from "./vm/channel.js";
-export type { VmInfo } from "./vm/qemu.js";
+export type { BootOptions, VmInfo } from "./vm/qemu.js";
 
 export interface ExecOptions {
   /** Default 60 s. On expiry the command's process group is killed and ExecTimeoutError thrown. */
@@ -171,10 +171,10 @@ function vmTarget(info: VmInfo, stop?: () => Promise<void>): KernelTarget {
   };
 }
 
-async function startVmTarget(): Promise<KernelTarget> {
+async function startVmTarget(vm?: BootOptions): Promise<KernelTarget> {
   const image = await prepareVmImage();
-  const vm = await bootVm(image);
-  return vmTarget(vm.info, vm.stop);
+  const running = await bootVm(image, vm);
+  return vmTarget(running.info, running.stop);
 }
 
 // ------------------------------------------------------------------------------------------------ api
@@ -183,11 +183,11 @@ async function startVmTarget(): Promise<KernelTarget> {
  * Starts a kernel target: the host when its kernel has IPVS, else the VM.
  * `kind` or LVSFLEET_KERNEL_TARGET=host|vm forces one (host without IPVS is allowed then: for debugging).
  */
-export async function startKernelTarget(opts: { kind?: "host" | "vm" } = {}): Promise<KernelTarget> {
+export async function startKernelTarget(opts: { kind?: "host" | "vm"; vm?: BootOptions } = {}): Promise<KernelTarget> {
   const forced = opts.kind ?? process.env.LVSFLEET_KERNEL_TARGET;
   if (forced && forced !== "host" && forced !== "vm") throw new KernelTargetError(`LVSFLEET_KERNEL_TARGET must be host or vm, not ${forced}`);
   const kind = forced ?? ((await hostHasIpvs()) ? "host" : "vm");
-  return kind === "host" ? startHostTarget() : startVmTarget();
+  return kind === "host" ? startHostTarget() : startVmTarget(opts.vm);
 }
 
 /** Uses a target started by another process (e.g. the vitest global setup). close() only detaches. */

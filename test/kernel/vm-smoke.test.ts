@@ -179,7 +179,8 @@ describe.runIf(inject("lvsfleetKernelTarget").kind === "vm")("VM harness", () =>
   });
 
   it("reports a crashed guest as VmDiedError, not as a failed command", async () => {
-    crashing = await startKernelTarget({ kind: "vm" });
+    // A second, small VM (nothing preloaded): the suite's own VM must survive this test.
+    crashing = await startKernelTarget({ kind: "vm", vm: { smp: 1, memMiB: 512, preload: [] } });
     expect((await crashing.exec("echo alive")).stdout).toBe("alive\n");
     // sysrq 'c' panics the guest kernel; with panic=-1 and -no-reboot qemu exits.
     const err = await crashing.exec("echo c > /proc/sysrq-trigger; sleep 60", { timeoutMs: 60_000 }).catch((e: unknown) => e);

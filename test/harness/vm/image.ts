@@ -27,7 +27,7 @@ import { INIT_SCRIPT } from "./guest.js";
 const pexecFile = promisify(execFile);
 
 /** Bump when the layout or the content of the initramfs changes: it is part of the cache key. */
-export const IMAGE_FORMAT = 4;
+export const IMAGE_FORMAT = 5;
 
 /** The repository root (this file is test/harness/vm/image.ts). */
 export const REPO_ROOT = fileURLToPath(new URL("../../../", import.meta.url)).replace(/\/$/, "");
@@ -43,6 +43,28 @@ const GUEST_PACKAGES = [
   "ipvsadm", "libnl-3-200", "libnl-genl-3-200", "libpopt0",
   "nftables", "libnftables1", "libnftnl11", "libmnl0", "libjansson4", "libedit2", "libxtables12",
   "libgmp10", "libbsd0", "libmd0", "libtinfo6",
+];
+
+/**
+ * Driver families a VM without such hardware never loads. Dropped from the unpacked tree (~300 of 390 MB)
+ * unless something kept depends on them; everything under net/, fs/, lib/, crypto/, drivers/net/ (veth,
+ * tun, dummy, vxlan, ...) etc. stays.
+ */
+const DROP_MODULE_DIRS = [
+  "sound", "drivers/gpu", "drivers/media", "drivers/scsi", "drivers/infiniband", "drivers/usb", "drivers/iio",
+  "drivers/staging", "drivers/hwmon", "drivers/hid", "drivers/platform", "drivers/input", "drivers/ata",
+  "drivers/comedi", "drivers/mtd", "drivers/video", "drivers/target", "drivers/mmc", "drivers/isdn",
+  "drivers/bluetooth", "drivers/thunderbolt", "drivers/nvme", "drivers/watchdog", "drivers/i2c",
+  "drivers/net/wireless", "drivers/net/ethernet", "drivers/net/usb", "drivers/net/can", "drivers/net/wwan",
+  "drivers/net/ieee802154",
+].map((d) => `kernel/${d}/`);
+
+/** Must load in the guest: checked after trimming, so a bad drop list fails the build, not a test. */
+const REQUIRED_MODULES = [
+  "ip_vs", ...["rr", "wrr", "lc", "wlc", "sed", "nq", "lblc", "lblcr", "dh", "sh", "mh", "fo", "ovf", "ftp", "pe_sip"].map((m) => `ip_vs_${m}`),
+  "nf_tables", "nft_ct", "nft_nat", "nft_masq", "nft_chain_nat", "nft_fib_inet", "nft_reject_inet", "xt_ipvs",
+  "veth", "bridge", "ipip", "ip_gre", "fou", "tun", "dummy", "macvlan", "vxlan", "8021q", "sch_netem",
+  "9p", "9pnet_virtio", "overlay", "virtio_pci",
 ];
 
 /** Modules the initramfs loads itself (with their dependencies) to mount the 9p shares and the overlay. */
@@ -154,7 +176,7 @@ export async function ensureHostTools(): Promise<{ qemu: string }> {
  * Resolves exact versions: the kernel package is what `linux-image-amd64` depends on (bookworm: 6.1),
  * or LVSFLEET_VM_KERNEL_PKG (e.g. a 6.12 backports image for the `twos` scheduler).
  */
-async function resolvePackages(): Promise<Record<string, string>> {
+async function resolvePackagesWithApt(): Promise<Record<string, string>> {
   const forced = process.env.LVSFLEET_VM_KERNEL_PKG;
   const shown = await aptShow([forced ?? "linux-image-amd64", ...GUEST_PACKAGES]);
   let kernel: [string, string];
@@ -168,6 +190,49 @@ async function resolvePackages(): Promise<Record<string, string>> {
   }
   const pkgs: Record<string, string> = { [kernel[0]]: kernel[1] };
   for (const p of GUEST_PACKAGES) pkgs[p] = shown.get(p)!.Version;
+  return pkgs;
+}
+
+/**
+ * A fingerprint of apt's package lists and sources: while it is unchanged, the versions resolved last time
+ * still hold, and the ~1-2 s `apt-cache show` (no pkgcache.bin on these machines) is skipped.
+ */
+async function aptListsStamp(): Promise<string> {
+  const h = createHash("sha256");
+  h.update(JSON.stringify({ GUEST_PACKAGES, kernel: process.env.LVSFLEET_VM_KERNEL_PKG ?? "" }));
+  for (const dir of ["/var/lib/apt/lists", "/etc/apt", "/etc/apt/sources.list.d", "/etc/apt/preferences.d"]) {
+    let names: string[] = [];
+    try {
+      names = (await readdir(dir)).sort();
+    } catch {
+      continue;
+    }
+    for (const n of names) {
+      try {
+        const st = await stat(join(dir, n));
+        if (st.isFile()) h.update(`${dir}/${n} ${st.size} ${st.mtimeMs}\n`);
+      } catch {
+        /* raced with apt */
+      }
+    }
+  }
+  return h.digest("hex");
+}
+
+async function resolvePackages(): Promise<Record<string, string>> {
+  const file = join(vmCacheDir(), "resolved.json");
+  const stamp = await aptListsStamp();
+  try {
+    const prev = JSON.parse(await readFile(file, "utf8")) as { stamp: string; pkgs: Record<string, string> };
+    if (prev.stamp === stamp) return prev.pkgs;
+  } catch {
+    /* first run */
+  }
+  const pkgs = await resolvePackagesWithApt();
+  await mkdir(vmCacheDir(), { recursive: true });
+  const tmp = `${file}.${process.pid}.tmp`;
+  await writeFile(tmp, JSON.stringify({ stamp: await aptListsStamp(), pkgs }, null, 2) + "\n");
+  await rename(tmp, file);
   return pkgs;
 }
 
@@ -218,6 +283,30 @@ function parseModulesDep(text: string): Map<string, string[]> {
     byName.set(name, [mod.trim(), ...deps.trim().split(/\s+/).filter(Boolean)]);
   }
   return byName;
+}
+
+/** Deletes DROP_MODULE_DIRS modules that nothing kept depends on (modules.dep lists full closures). */
+async function trimModules(root: string, release: string): Promise<void> {
+  const modRoot = join(root, "lib/modules", release);
+  const keep = new Set<string>();
+  const all: string[] = [];
+  for (const line of (await readFile(join(modRoot, "modules.dep"), "utf8")).split("\n")) {
+    const [mod, deps] = line.split(":");
+    if (!mod || deps === undefined) continue;
+    all.push(mod.trim());
+    if (DROP_MODULE_DIRS.some((d) => mod.startsWith(d))) continue;
+    keep.add(mod.trim());
+    for (const d of deps.trim().split(/\s+/).filter(Boolean)) keep.add(d);
+  }
+  await Promise.all(all.filter((m) => !keep.has(m)).map((m) => rm(join(modRoot, m))));
+  await Promise.all(DROP_MODULE_DIRS.map((d) => run("find", [join(modRoot, d), "-depth", "-type", "d", "-empty", "-delete"]).catch(() => "")));
+}
+
+async function checkRequiredModules(root: string, release: string): Promise<void> {
+  const deps = parseModulesDep(await readFile(join(root, "lib/modules", release, "modules.dep"), "utf8"));
+  const builtin = await readFile(join(root, "lib/modules", release, "modules.builtin"), "utf8");
+  const missing = REQUIRED_MODULES.filter((m) => !deps.has(m) && !builtin.includes(`/${m}.ko`));
+  if (missing.length) throw new VmSetupError(`kernel ${release}: modules missing after unpacking: ${missing.join(", ")}`);
 }
 
 async function buildInitramfs(img: { root: string; release: string; out: string }): Promise<void> {
@@ -319,6 +408,19 @@ async function readManifest(dir: string): Promise<VmImage | undefined> {
  */
 export async function prepareVmImage(): Promise<VmImage> {
   await ensureHostTools();
+  try {
+    return await prepareFromLists();
+  } catch (err) {
+    if (!(err instanceof VmDownloadError) || aptUpdated) throw err;
+    log(`${err.message.split("\n")[0]} — running apt-get update and retrying`);
+    await aptUpdate(); // package lists older than the mirror: the resolved versions are gone
+    return await prepareFromLists();
+  }
+}
+
+class VmDownloadError extends VmSetupError {}
+
+async function prepareFromLists(): Promise<VmImage> {
   const pkgs = await resolvePackages();
   const key = imageKey(pkgs);
   const imagesDir = join(vmCacheDir(), "images");
@@ -333,7 +435,9 @@ export async function prepareVmImage(): Promise<VmImage> {
   await mkdir(join(tmp, "debs"), { recursive: true });
   try {
     // apt-get download as root warns that _apt cannot write the folder; harmless.
-    await run("apt-get", ["download", "-qq", ...Object.entries(pkgs).map(([p, v]) => `${p}=${v}`)], { cwd: join(tmp, "debs") });
+    await run("apt-get", ["download", "-qq", ...Object.entries(pkgs).map(([p, v]) => `${p}=${v}`)], { cwd: join(tmp, "debs") }).catch((e: Error) => {
+      throw new VmDownloadError(e.message);
+    });
     const debs = (await readdir(join(tmp, "debs"))).filter((f) => f.endsWith(".deb"));
     if (debs.length !== Object.keys(pkgs).length) throw new VmSetupError(`expected ${Object.keys(pkgs).length} .deb files, got ${debs.length}`);
     const root = join(tmp, "root");
@@ -345,6 +449,9 @@ export async function prepareVmImage(): Promise<VmImage> {
     if (!release) throw new VmSetupError("kernel package has no lib/modules/<release>");
     // Debian's .deb ships no modules.dep (postinst runs depmod): busybox depmod makes one.
     await run(join(root, "bin/busybox"), ["depmod", "-b", root, release]);
+    await trimModules(root, release);
+    await run(join(root, "bin/busybox"), ["depmod", "-b", root, release]);
+    await checkRequiredModules(root, release);
     await extractVmlinux(join(root, "boot", `vmlinuz-${release}`), join(tmp, "vmlinux"));
     await buildInitramfs({ root, release, out: join(tmp, "initramfs.cpio") });
 

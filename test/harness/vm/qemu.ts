@@ -84,6 +84,8 @@ export interface BootOptions {
   keep?: boolean; // leave qemu running after the parent exits (LVSFLEET_VM_KEEP)
   maxLifetimeSec?: number;
   preload?: string[];
+  smp?: number; // vCPUs (LVSFLEET_VM_SMP, 2)
+  memMiB?: number; // guest memory (LVSFLEET_VM_MEM, 2048)
 }
 
 export interface RunningVm {
@@ -118,8 +120,8 @@ export async function bootVm(image: VmImage, opts: BootOptions = {}): Promise<Ru
   const useKvm = process.env.LVSFLEET_VM_ACCEL === "kvm"; // off by default: the recipe measured KVM broken here
   const args = [
     ...(useKvm ? ["-accel", "kvm", "-cpu", "host"] : ["-accel", "tcg,thread=multi", "-cpu", "max"]),
-    "-smp", process.env.LVSFLEET_VM_SMP ?? "2",
-    "-m", process.env.LVSFLEET_VM_MEM ?? "2048",
+    "-smp", String(opts.smp ?? process.env.LVSFLEET_VM_SMP ?? 2),
+    "-m", String(opts.memMiB ?? process.env.LVSFLEET_VM_MEM ?? 2048),
     "-M", "pc",
     "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
     "-nic", "none", // no network device to the outside
