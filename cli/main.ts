@@ -4,6 +4,12 @@
  */
 import { run } from "./run.js";
 
+// `lvsfleet audit | head`: a reader that goes away is not an error worth a stack trace.
+process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  if (err.code === "EPIPE") process.exit(process.exitCode ?? 0);
+  throw err;
+});
+
 const code = await run(process.argv.slice(2), process.env, {
   stdout: (s) => void process.stdout.write(s),
   stderr: (s) => void process.stderr.write(s),
