@@ -78,6 +78,7 @@ describe("links", () => {
       expect(err.errno).toBe(95); // EOPNOTSUPP (Node names errno 95 "ENOTSUP", the same number on Linux)
       expect(err.op).toBe("RTM_NEWLINK ipip tunl-vip");
       expect(byName(await ns.ip("link"), "tunl-vip")).toBeUndefined();
+      await expect(links.ensureIpipFallback()).rejects.toMatchObject({ name: "NetlinkError", errno: 95 });
     }
     await expect(links.createIpip({ name: "bad/name" })).rejects.toBeInstanceOf(NetlinkEncodeError);
     await expect(links.createIpip({ name: "t6", remote: "2001:db8::1" })).rejects.toBeInstanceOf(NetlinkEncodeError);
@@ -187,7 +188,7 @@ describe("routes", () => {
 // boots anyway, or the host itself when it has IPVS) does. The adapters run there from an esbuild
 // bundle in a namespace the script makes and removes; iproute2 in the same namespace is the oracle.
 describe("ipip tunnel on the IPVS kernel target", () => {
-  it("creates an ipip tunnel with local/remote, brings it up, holds VIPs, deletes it", async () => {
+  it("creates an ipip tunnel with local/remote, brings it up, holds VIPs, deletes it; tunl0 for TUN real servers", async () => {
     const target = await kernelTarget();
     const bundle = await bundleForGuest("test/kernel/rtnetlink-guest.ts");
     const ns = `lvsft-ipip-${process.pid}`;
@@ -196,15 +197,10 @@ describe("ipip tunnel on the IPVS kernel target", () => {
       `ip netns add ${ns}`,
       `trap 'ip netns del ${ns}' EXIT`,
       `ip -n ${ns} link set lo up`,
-      `ip netns exec ${ns} node ${bundle} create`,
-      `echo; ip -n ${ns} -j -d link show tunl-vip`,
-      `echo; ip -n ${ns} -j addr show dev tunl-vip`,
-      `echo; ip netns exec ${ns} node ${bundle} delete`,
-      `echo; ip -n ${ns} -j link show`,
+      `ip netns exec ${ns} node ${bundle}`,
     ].join("\n");
-    const out = (await mustExec(target, script, { timeoutMs: 120_000 })).split("\n").filter((l) => l.trim() !== "");
-    expect(out).toHaveLength(5);
-    const [created, link, addr, deleted, linksAfter] = out.map((l) => JSON.parse(l));
+    const { out: created, oracle } = JSON.parse(await mustExec(target, script, { timeoutMs: 120_000 }));
+    const { link, addr, tunl0, linksAfter } = oracle;
     expect(created.error).toBeUndefined();
     expect(created.created).toMatchObject({ name: "tunl-vip", kind: "ipip", up: false, tunnel: { local: "192.0.2.1", remote: "203.0.113.9", ttl: 64 } });
     expect(created.after).toMatchObject({ name: "tunl-vip", up: true });
@@ -219,7 +215,13 @@ describe("ipip tunnel on the IPVS kernel target", () => {
       ]),
     );
     expect(created.owned.map((a: any) => a.address).sort()).toEqual(["198.51.100.50", "2001:db8::50"]);
-    expect(deleted).toEqual({ after: null });
+    // TUN real servers: the any/any fallback device tunl0 (an any/any named tunnel collides with it).
+    expect(created.anyAny).toMatchObject({ name: "NetlinkError", code: "EEXIST" });
+    expect(created.fallback).toMatchObject({ name: "tunl0", kind: "ipip", tunnel: { local: "0.0.0.0", remote: "0.0.0.0" } });
+    expect(created.fallbackAgain.index).toBe(created.fallback.index);
+    expect(tunl0[0].flags).toContain("UP");
+    expect(tunl0[0].addr_info.map((a: any) => [a.local, a.prefixlen, a.label])).toEqual([["198.51.100.51", 32, "tunl0:lvsf"]]);
+    expect(created.deleted).toBeNull();
     expect(linksAfter.map((l: any) => l.ifname)).not.toContain("tunl-vip");
   });
 });

@@ -74,3 +74,14 @@ describe("fake fwmarks and sysctls", () => {
     await expect(sysctls.write(ipv4ConfKey("lo", "arp_announce"), 3)).rejects.toMatchObject({ reason: "invalid-value" });
   });
 });
+
+describe("fake ipip keying", () => {
+  it("like the kernel, refuses a second any/any tunnel once tunl0 exists; ensureIpipFallback is idempotent", async () => {
+    const { links } = createFakeKernel();
+    const t = await links.ensureIpipFallback();
+    expect(t).toMatchObject({ name: "tunl0", kind: "ipip", tunnel: { local: "0.0.0.0", remote: "0.0.0.0" } });
+    expect((await links.ensureIpipFallback()).index).toBe(t.index);
+    await expect(links.createIpip({ name: "tun-any" })).rejects.toMatchObject({ code: "EEXIST" });
+    await links.createIpip({ name: "tun-l", local: "192.0.2.1" });
+  });
+});

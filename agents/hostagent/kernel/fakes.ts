@@ -111,10 +111,24 @@ export class FakeLinkManager implements LinkManager {
     this.k.calls.push(`link add ipip ${spec.name}`);
     if (!this.k.ipipSupported) throw new NetlinkError(op, errno("EOPNOTSUPP"));
     if (this.k.links.has(spec.name)) throw new NetlinkError(op, errno("EEXIST"));
+    // The kernel keys ipip tunnels by (local, remote): a second tunnel with the same pair is EEXIST.
+    const key = `${spec.local ?? "0.0.0.0"} ${spec.remote ?? "0.0.0.0"}`;
+    if ([...this.k.links.values()].some((x) => x.tunnel && `${x.tunnel.local} ${x.tunnel.remote}` === key)) throw new NetlinkError(op, errno("EEXIST"));
     const l = this.k.addLink(spec.name, "ipip");
     l.mtu = spec.mtu ?? 1480;
     l.tunnel = { local: spec.local ?? "0.0.0.0", remote: spec.remote ?? "0.0.0.0", ttl: spec.ttl ?? 0 };
     return structuredClone(l);
+  }
+
+  async ensureIpipFallback(): Promise<LinkInfo> {
+    const l = this.k.links.get("tunl0");
+    if (l) return structuredClone(l);
+    this.k.calls.push("link add ipip tunl0");
+    if (!this.k.ipipSupported) throw new NetlinkError("RTM_NEWLINK ipip tunl0", errno("EOPNOTSUPP"));
+    const t = this.k.addLink("tunl0", "ipip");
+    t.mtu = 1480;
+    t.tunnel = { local: "0.0.0.0", remote: "0.0.0.0", ttl: 0 };
+    return structuredClone(t);
   }
 
   async setUp(name: string, up: boolean): Promise<void> {

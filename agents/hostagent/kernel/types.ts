@@ -45,7 +45,19 @@ export interface LinkManager {
   list(): Promise<LinkInfo[]>;
   /** undefined when no such link exists. */
   get(name: string): Promise<LinkInfo | undefined>;
+  /**
+   * Creates a named ipip tunnel. The kernel keys ipip tunnels by (local, remote): once the ipip
+   * module is loaded every namespace has the fallback device tunl0 with any/any, so a second any/any
+   * tunnel fails with EEXIST — give named tunnels a `local`, or use ensureIpipFallback().
+   */
   createIpip(spec: IpipTunnelSpec): Promise<LinkInfo>;
+  /**
+   * The any/any ipip device that receives every IPIP packet — what an LVS TUN real server holds the
+   * VIP on. Returns tunl0, loading ipip (which creates it) if needed; if fallback devices are
+   * disabled for this namespace (net.core.fb_tunnels_only_for_init_net), creates an any/any ipip
+   * link named tunl0 instead. Idempotent.
+   */
+  ensureIpipFallback(): Promise<LinkInfo>;
   setUp(name: string, up: boolean): Promise<void>;
   delete(name: string): Promise<void>;
 }

@@ -5,6 +5,9 @@ import { decodeLink, delLinkRequest, dumpLinksRequest, getLinkByNameRequest, new
 import { RTM_NEWLINK } from "./constants.js";
 import { dumpConsistent, type RtTransport } from "./transport.js";
 
+/** Name of the ipip fallback device (net/ipv4/ipip.c: ipip_init_net → "tunl0"). */
+export const IPIP_FALLBACK = "tunl0";
+
 export class RtnlLinkManager implements LinkManager {
   constructor(private readonly nl: RtTransport) {}
 
@@ -40,6 +43,21 @@ export class RtnlLinkManager implements LinkManager {
     await this.nl.request(newIpipRequest(spec));
     const link = await this.get(spec.name);
     if (!link) throw new NetlinkError(`RTM_NEWLINK ipip ${spec.name}`, 19 /* ENODEV */, { message: `ipip ${spec.name} vanished right after creation` });
+    return link;
+  }
+
+  async ensureIpipFallback(): Promise<LinkInfo> {
+    const existing = await this.get(IPIP_FALLBACK);
+    if (existing) return existing;
+    try {
+      // Loads ipip on demand; module init creates tunl0 (unless fallback devices are disabled here),
+      // after which this request itself fails with EEXIST — both outcomes leave a tunl0.
+      await this.nl.request(newIpipRequest({ name: IPIP_FALLBACK }));
+    } catch (e) {
+      if (!(e instanceof NetlinkError && e.code === "EEXIST")) throw e;
+    }
+    const link = await this.get(IPIP_FALLBACK);
+    if (!link) throw new NetlinkError(`RTM_NEWLINK ipip ${IPIP_FALLBACK}`, 19 /* ENODEV */, { message: `${IPIP_FALLBACK} missing after creating it` });
     return link;
   }
 
