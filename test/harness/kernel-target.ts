@@ -16,7 +16,7 @@
 // See README.md for the protocol, timings and knobs.
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync } from "node:fs";
+import { closeSync, existsSync, openSync, rmSync } from "node:fs";
 import { mkdir, mkdtemp, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
@@ -32,6 +32,8 @@ export type { BootOptions, VmInfo } from "./vm/qemu.js";
 export interface ExecOptions {
   /** Default 60 s. On expiry the command's process group is killed and ExecTimeoutError thrown. */
   timeoutMs?: number;
+  /** Standard input, delivered as a regular file (not a pipe: `nft -f -` / `ipvsadm -R` are happy). */
+  stdin?: string | Buffer;
 }
 
 export interface HostInfo {
@@ -47,7 +49,7 @@ export interface KernelTarget {
   kind: "host" | "vm";
   /** Runs a bash script as root on a kernel with IPVS. Non-zero exit is a result, not an error. */
   exec(script: string, opts?: ExecOptions): Promise<ExecResult>;
-  /** Stops the VM / removes the namespace when this target started it; a connected target just detaches. */
+  /** Stops the VM / removes the namespace when this target started it; no-op on a connected target. */
   close(): Promise<void>;
   /** Serialisable description for connectKernelTarget() in another process. */
   info: KernelTargetInfo;
@@ -95,6 +97,8 @@ async function which(cmd: string): Promise<boolean> {
 
 // ---------------------------------------------------------------------------------------------- host
 
+let stdinSeq = 0;
+
 function hostTarget(info: HostInfo, owner: boolean): KernelTarget {
   let closed = false;
   return {
@@ -104,14 +108,25 @@ function hostTarget(info: HostInfo, owner: boolean): KernelTarget {
     async exec(script, opts = {}) {
       if (closed) throw new KernelTargetError("kernel target is closed");
       const timeoutMs = opts.timeoutMs ?? 60_000;
+      let stdinFd: number | "ignore" = "ignore";
+      let stdinFile: string | undefined;
+      if (opts.stdin !== undefined) {
+        stdinFile = join(info.shareDir, `.stdin-${process.pid}-${stdinSeq++}`);
+        await writeFile(stdinFile, opts.stdin);
+        stdinFd = openSync(stdinFile, "r");
+      }
+      const done = () => {
+        if (typeof stdinFd === "number") closeSync(stdinFd);
+        if (stdinFile) rmSync(stdinFile, { force: true });
+      };
       return await new Promise<ExecResult>((res, rej) => {
         const env = { ...process.env, PATH: `${info.pathPrefix}${process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin"}`, LVSFLEET_KERNEL_TARGET_KIND: "host" };
-        const p = spawn("ip", ["netns", "exec", info.netns, "bash", "-c", script], { cwd: REPO_ROOT, env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+        const p = spawn("ip", ["netns", "exec", info.netns, "bash", "-c", script], { cwd: REPO_ROOT, env, detached: true, stdio: [stdinFd, "pipe", "pipe"] });
         let stdout = "";
         let stderr = "";
         let timedOut = false;
-        p.stdout.on("data", (d) => (stdout += d));
-        p.stderr.on("data", (d) => (stderr += d));
+        p.stdout!.on("data", (d) => (stdout += d));
+        p.stderr!.on("data", (d) => (stderr += d));
         const t = setTimeout(() => {
           timedOut = true;
           try {
@@ -122,19 +137,21 @@ function hostTarget(info: HostInfo, owner: boolean): KernelTarget {
         }, timeoutMs);
         p.on("error", (e) => {
           clearTimeout(t);
+          done();
           rej(e);
         });
         p.on("close", (code, sig) => {
           clearTimeout(t);
+          done();
           if (timedOut) rej(new ExecTimeoutError(`command did not finish within ${timeoutMs} ms (killed)`, stdout, stderr));
           else res({ code: code ?? 128 + (sig === "SIGKILL" ? 9 : 15), stdout, stderr });
         });
       });
     },
     async close() {
+      if (!owner) return; // connected: the namespace belongs to whoever started it
       if (closed) return;
       closed = true;
-      if (!owner) return;
       await sh("ip", ["netns", "del", info.netns]);
       await rm(info.shareDir, { recursive: true, force: true });
     },
@@ -165,8 +182,9 @@ function vmTarget(info: VmInfo, stop?: () => Promise<void>): KernelTarget {
     shareDir: info.shareDir,
     exec: (script, opts) => channel.exec(script, opts),
     async close() {
+      if (!stop) return; // connected: the VM belongs to whoever started it
       channel.markClosed();
-      if (stop) await stop();
+      await stop();
     },
   };
 }
@@ -190,7 +208,7 @@ export async function startKernelTarget(opts: { kind?: "host" | "vm"; vm?: BootO
   return kind === "host" ? startHostTarget() : startVmTarget(opts.vm);
 }
 
-/** Uses a target started by another process (e.g. the vitest global setup). close() only detaches. */
+/** Uses a target started by another process (e.g. the vitest global setup). Its close() does nothing. */
 export async function connectKernelTarget(info: KernelTargetInfo): Promise<KernelTarget> {
   if (info.kind === "host") return hostTarget(info, false);
   const t = vmTarget(info);

@@ -138,6 +138,20 @@ describe("kernel target", () => {
     }
   });
 
+  it("feeds stdin from a file: ipvsadm -R and nft -f -", async () => {
+    const rules = "-A -t 198.18.0.1:443 -s sh\n-a -t 198.18.0.1:443 -r 198.51.100.20:443 -g -w 2\n";
+    const table = `lvsfleet_stdin_${process.pid}`;
+    await mustExec(target, "ipvsadm -C");
+    try {
+      await mustExec(target, "ipvsadm -R", { stdin: rules });
+      expect(await mustExec(target, "ipvsadm -Sn")).toBe(rules);
+      await mustExec(target, "nft -f -", { stdin: `table ip ${table} {\n  chain c {\n    type filter hook input priority 0;\n  }\n}\n` });
+      expect(await mustExec(target, "nft list tables")).toContain(`table ip ${table}`);
+    } finally {
+      await target.exec(`ipvsadm -C; nft delete table ip ${table}`);
+    }
+  });
+
   it("returns a failing command's exit code and stderr (not an exception)", async () => {
     const r = await target.exec("echo partial; echo boom >&2; ls /nonexistent-lvsfleet-path; exit 7");
     expect(r.code).toBe(7);

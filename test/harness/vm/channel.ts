@@ -2,7 +2,8 @@
 //
 //   host writes  cmd/.<id>.tmp, renames it to cmd/<id>.sh      (rename = atomic hand-over)
 //   guest starts run-one.sh <id> in its own session: writes run/<id>.pid, sources cmd/<id>.sh in a
-//                bash subshell with stdout/stderr to out/<id>.out / out/<id>.err, then out/<id>.code
+//                bash subshell with stdin from cmd/<id>.in (if any, else /dev/null) and stdout/stderr
+//                to out/<id>.out / out/<id>.err, then writes out/<id>.code
 //   host polls   out/<id>.code until it holds a number, reads the result, removes the files;
 //                on timeout writes kill/<id> (the guest kills the process group)
 //
@@ -40,7 +41,7 @@ export class VmChannel {
     this.closed = true;
   }
 
-  async exec(script: string, opts: { timeoutMs?: number } = {}): Promise<ExecResult> {
+  async exec(script: string, opts: { timeoutMs?: number; stdin?: string | Buffer } = {}): Promise<ExecResult> {
     if (this.closed) throw new KernelTargetError("kernel target is closed");
     await this.checkAlive();
     const timeoutMs = opts.timeoutMs ?? 60_000;
@@ -48,12 +49,14 @@ export class VmChannel {
     const c = this.info.chanDir;
     const files = {
       cmd: join(c, "cmd", `${id}.sh`),
+      in: join(c, "cmd", `${id}.in`),
       pid: join(c, "run", `${id}.pid`),
       out: join(c, "out", `${id}.out`),
       err: join(c, "out", `${id}.err`),
       code: join(c, "out", `${id}.code`),
     };
     const tmp = join(c, "cmd", `.${id}.tmp`);
+    if (opts.stdin !== undefined) await writeFile(files.in, opts.stdin); // before the .sh appears
     await writeFile(tmp, script);
     await rename(tmp, files.cmd);
     const cleanup = () => Promise.all(Object.values(files).map((f) => rm(f, { force: true })));

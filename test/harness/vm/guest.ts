@@ -126,7 +126,8 @@ export function runOneScript(p: GuestParams): string {
 __lvsfleet_c=${q(p.chanDir)}
 __lvsfleet_id=$1
 echo $$ > "$__lvsfleet_c/run/$__lvsfleet_id.pid"
-( . "$__lvsfleet_c/cmd/$__lvsfleet_id.sh" ) > "$__lvsfleet_c/out/$__lvsfleet_id.out" 2> "$__lvsfleet_c/out/$__lvsfleet_id.err" < /dev/null
+__lvsfleet_in=/dev/null; [ -e "$__lvsfleet_c/cmd/$__lvsfleet_id.in" ] && __lvsfleet_in="$__lvsfleet_c/cmd/$__lvsfleet_id.in"
+( . "$__lvsfleet_c/cmd/$__lvsfleet_id.sh" ) > "$__lvsfleet_c/out/$__lvsfleet_id.out" 2> "$__lvsfleet_c/out/$__lvsfleet_id.err" < "$__lvsfleet_in"
 echo $? > "$__lvsfleet_c/out/$__lvsfleet_id.code"
 `;
 }
