@@ -220,10 +220,11 @@ export class AgentFleet {
     readonly natsUrl: string,
     readonly bucket: string,
     readonly stateRoot: string,
+    readonly overrides: Partial<AgentConfig>,
   ) {}
 
-  static async create(site: string, natsUrl: string, bucket: string): Promise<AgentFleet> {
-    return new AgentFleet(site, natsUrl, bucket, await mkdtempFs(join(tmpdir(), "lvsfleet-fleet-")));
+  static async create(site: string, natsUrl: string, bucket: string, overrides: Partial<AgentConfig> = {}): Promise<AgentFleet> {
+    return new AgentFleet(site, natsUrl, bucket, await mkdtempFs(join(tmpdir(), "lvsfleet-fleet-")), overrides);
   }
 
   configFor(host: string): AgentConfig {
@@ -239,6 +240,7 @@ export class AgentFleet {
       retrySeconds: 0.2,
       backoffBaseMs: 50,
       backoffMaxMs: 400,
+      ...this.overrides,
     };
   }
 

@@ -1,0 +1,156 @@
+// FleetService handlers: plain functions over an injected StatusStore (+ the ingest's change events
+// for the streaming/waiting calls). Transport is bound elsewhere (lib/grpc).
+import type { EventEmitter } from "node:events";
+import type { FleetService } from "../../../gen/lvsfleet/v1/fleet_service_pb.js";
+import { HostState, type HostStatus } from "../../../gen/lvsfleet/v1/fleet_service_pb.js";
+import type { CallContext, ServiceImpl } from "../../../lib/grpc/server.js";
+import { LvsfleetError, type FieldViolation } from "../domain/errors.js";
+import type { StatusStore } from "./store.js";
+
+const TOKEN = /^[A-Za-z0-9_-]{1,63}$/;
+const DEFAULT_PAGE = 100;
+const MAX_PAGE = 1000;
+const DEFAULT_ROLLOUT_TIMEOUT_MS = 60_000;
+const MAX_ROLLOUT_TIMEOUT_MS = 3_600_000;
+
+export interface FleetServiceDeps {
+  store: StatusStore;
+  /** "change" events after status writes (StatusIngest.events); the watchers also poll. */
+  events?: EventEmitter;
+  /** Re-check interval of WatchHostStatuses and WaitForRollout (ms). */
+  pollMs?: number;
+}
+
+function checkToken(field: string, v: string, required: boolean, out: FieldViolation[]): void {
+  if (!v) {
+    if (required) out.push({ field, description: `${field} is required`, reason: "REQUIRED" });
+    return;
+  }
+  if (!TOKEN.test(v)) out.push({ field, description: `${field} ${JSON.stringify(v)}: letters, digits, '-' or '_'`, reason: "INVALID_ID" });
+}
+
+function checkStates(states: readonly HostState[], out: FieldViolation[]): void {
+  states.forEach((s, i) => {
+    if (!(s in HostState) || s === HostState.UNSPECIFIED) out.push({ field: `states[${i}]`, description: `unknown host state ${s}`, reason: "INVALID_ENUM" });
+  });
+}
+
+function encodeToken(site: string, host: string): string {
+  return Buffer.from(JSON.stringify([site, host])).toString("base64url");
+}
+
+function decodeToken(token: string): [string, string] {
+  try {
+    const v = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as unknown;
+    if (Array.isArray(v) && v.length === 2 && v.every((x) => typeof x === "string")) return v as [string, string];
+  } catch {
+    /* fall through */
+  }
+  throw LvsfleetError.invalid([{ field: "page_token", description: "not a page token of this list", reason: "INVALID_PAGE_TOKEN" }]);
+}
+
+/** Resolves after `ms`, on a change event, or on abort — whichever comes first. */
+function nextTick(ms: number, events: EventEmitter | undefined, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(t);
+      events?.off("change", done);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    events?.on("change", done);
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
+function fingerprint(s: HostStatus): string {
+  return [s.state, s.desiredRevision, s.appliedRevision, s.seenRevision, s.phase, s.errors.length].join("|");
+}
+
+export function fleetService(deps: FleetServiceDeps): ServiceImpl<typeof FleetService> {
+  const { store, events } = deps;
+  const pollMs = deps.pollMs ?? 500;
+  return {
+    async getHostStatus(req) {
+      const v: FieldViolation[] = [];
+      checkToken("site", req.site, true, v);
+      checkToken("host", req.host, true, v);
+      if (v.length) throw LvsfleetError.invalid(v);
+      const status = await store.get(req.site, req.host);
+      if (!status) throw LvsfleetError.notFound(`sites/${req.site}/hosts/${req.host}`);
+      return { status };
+    },
+
+    async listHostStatuses(req) {
+      const v: FieldViolation[] = [];
+      checkToken("site", req.site, false, v);
+      checkStates(req.states, v);
+      if (req.pageSize < 0) v.push({ field: "page_size", description: "page_size must not be negative", reason: "NEGATIVE" });
+      if (v.length) throw LvsfleetError.invalid(v);
+      const size = Math.min(req.pageSize || DEFAULT_PAGE, MAX_PAGE);
+      const after = req.pageToken ? decodeToken(req.pageToken) : (["", ""] as [string, string]);
+      const rows = await store.list({ site: req.site || undefined, states: req.states }, after, size + 1);
+      const page = rows.slice(0, size);
+      const last = page[page.length - 1];
+      return { statuses: page, nextPageToken: rows.length > size && last ? encodeToken(last.site, last.host) : "" };
+    },
+
+    async *watchHostStatuses(req, ctx: CallContext) {
+      const v: FieldViolation[] = [];
+      checkToken("site", req.site, false, v);
+      checkStates(req.states, v);
+      if (v.length) throw LvsfleetError.invalid(v);
+      const sent = new Map<string, string>();
+      const filter = { site: req.site || undefined };
+      const wanted = (s: HostStatus) => req.states.length === 0 || req.states.includes(s.state);
+      let initial = true;
+      while (!ctx.signal.aborted) {
+        const all = await store.list(filter, ["", ""], Number.MAX_SAFE_INTEGER);
+        for (const s of all) {
+          const key = `${s.site}.${s.host}`;
+          const fp = fingerprint(s);
+          const prev = sent.get(key);
+          if (prev === fp) continue;
+          // Sent when it matches the filter, or once more when it leaves it.
+          if (wanted(s) || prev !== undefined) {
+            yield { status: s, initial };
+            if (wanted(s)) sent.set(key, fp);
+            else sent.delete(key);
+          }
+        }
+        initial = false;
+        await nextTick(pollMs, events, ctx.signal);
+      }
+    },
+
+    async waitForRollout(req, ctx: CallContext) {
+      const v: FieldViolation[] = [];
+      if (req.revision <= 0n) v.push({ field: "revision", description: "revision must be positive (the revision a write returned)", reason: "REQUIRED" });
+      checkToken("site", req.site, true, v);
+      req.hosts.forEach((h, i) => checkToken(`hosts[${i}]`, h, true, v));
+      const timeoutMs = req.timeout ? Number(req.timeout.seconds) * 1000 + Math.floor(req.timeout.nanos / 1e6) : DEFAULT_ROLLOUT_TIMEOUT_MS;
+      if (timeoutMs < 0 || timeoutMs > MAX_ROLLOUT_TIMEOUT_MS) v.push({ field: "timeout", description: `timeout must be within 0..${MAX_ROLLOUT_TIMEOUT_MS / 1000} s`, reason: "OUT_OF_RANGE" });
+      if (v.length) throw LvsfleetError.invalid(v);
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const r = await store.rollout(req.revision, req.site, req.hosts);
+        if (r) {
+          const missing = req.hosts.map((h, i) => [h, i] as const).filter(([h]) => !r.hosts.includes(h));
+          if (missing.length > 0) {
+            throw LvsfleetError.invalid(
+              missing.map(([h, i]) => ({ field: `hosts[${i}]`, description: `${h} is not a host of site ${req.site}`, reason: "UNKNOWN_HOST" })),
+            );
+          }
+          if (r.pending.length === 0) return { complete: true, totalHosts: r.hosts.length, doneHosts: r.hosts.length, pending: [] };
+        }
+        if (Date.now() >= deadline || ctx.signal.aborted) {
+          const pending = r?.pending ?? [];
+          const total = r?.hosts.length ?? 0;
+          return { complete: false, totalHosts: total, doneHosts: total - pending.length, pending };
+        }
+        await nextTick(Math.min(pollMs, Math.max(1, deadline - Date.now())), events, ctx.signal);
+      }
+    },
+  };
+}
