@@ -244,7 +244,8 @@ describe("sites, hosts, marks, audit", () => {
       method: "listAuditEntries",
       request: { parent: "sites/ams1", resourceName: "sites/ams1/virtualServices/web", pageSize: 5 },
     });
-    expect(call("audit")).toMatchObject({ method: "listAuditEntries", request: { parent: "", resourceName: "", pageSize: 50 } });
+    expect(call("audit")).toMatchObject({ method: "listAuditEntries", request: { parent: "", resourceName: "", pageSize: 50, pageToken: "" } });
+    expect(call("audit --limit 2 --page-token OS85")).toMatchObject({ method: "listAuditEntries", request: { pageSize: 2, pageToken: "OS85" } });
   });
 });
 
@@ -275,6 +276,7 @@ describe("global flags, help, list", () => {
     expect(help(["list", "--help"])).toMatch(/ipvsadm -Ln/);
     expect(help(["help", "mark"])).toMatch(/--match/);
     expect(usageError("--json").message).toMatch(/missing command/);
+    expect(usageError("--validate-only vs create ams1/web --tcp 192.0.2.1:80").message).toMatch(/missing command before --validate-only/);
   });
 
   it("list <site> is the ipvsadm-like listing", () => {

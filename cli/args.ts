@@ -164,6 +164,7 @@ const AUDIT_OPTIONS = {
   site: { type: "string" },
   resource: { type: "string" },
   limit: { type: "string" },
+  "page-token": { type: "string" },
 } satisfies Options;
 
 const USAGE: Record<(typeof RESOURCES)[number], string> = { site: SITE_USAGE, host: HOST_USAGE, vs: VS_USAGE, rs: RS_USAGE, mark: MARK_USAGE };
@@ -183,7 +184,8 @@ export function parseCommandLine(argv: readonly string[], env: Record<string, st
   if (first === undefined || first === "help") {
     if (first === "help" && second !== undefined) return help(usageFor(second) ?? MAIN_USAGE);
     if (rest.length === 0 || rest.some((a) => a === "--help" || a === "-h") || first === "help") return help(MAIN_USAGE);
-    throw new UsageError("missing command", MAIN_USAGE);
+    const flag = rest.find((a) => a.startsWith("-") && !/^--(addr|reason|json)(=|$)/.test(a));
+    throw new UsageError(flag ? `missing command before ${flag} (a command's own flags go after it: lvsfleet vs create … ${flag})` : "missing command", MAIN_USAGE);
   }
 
   if (first === "list" || first === "ls") {
@@ -205,6 +207,7 @@ export function parseCommandLine(argv: readonly string[], env: Record<string, st
         parent: values.site ? expandName("site", values.site as string) : "",
         resourceName: (values.resource as string | undefined) ?? "",
         pageSize: limit,
+        pageToken: (values["page-token"] as string | undefined) ?? "",
       });
       return { global: globalsFrom(values, env), command: { kind: "rpc", call: { method: "listAuditEntries", request }, limit } };
     });

@@ -67,6 +67,20 @@ describe("run", () => {
     expect(parsed.nextPageToken).toBeUndefined();
   });
 
+  it("audit reads one page of --limit entries and says how to get the next", async () => {
+    const calls: Recorded[] = [];
+    const connect = fakeClient({ listAuditEntries: (req) => ({ auditEntries: [], nextPageToken: req.pageToken ? "" : "T1" }) }, calls);
+    const first = await exec(["audit", "--limit", "1"], connect);
+    expect(first.code).toBe(0);
+    expect(first.stderr).toBe("(more entries: --page-token T1)\n");
+    const next = await exec(["audit", "--limit", "1", "--page-token", "T1"], connect);
+    expect(next.stderr).toBe("");
+    expect(calls.map((c) => [c.request.pageSize, c.request.pageToken])).toEqual([
+      [1, ""],
+      [1, "T1"],
+    ]);
+  });
+
   it("sends --reason as x-lvsfleet-reason and dials --addr, LVSFLEET_ADDR or the default", async () => {
     const calls: Recorded[] = [];
     const addrs: string[] = [];

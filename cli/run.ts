@@ -45,6 +45,9 @@ export async function run(argv: readonly string[], env: Record<string, string | 
       io.stdout(await ipvsList(client, command.site, global.json, opts));
     } else {
       const res = await callAll(client, command.call, opts, command.limit === undefined);
+      if (!global.json && typeof res.nextPageToken === "string" && res.nextPageToken !== "") {
+        io.stderr(`(more entries: --page-token ${res.nextPageToken})\n`);
+      }
       io.stdout(global.json ? toJsonString(TopologyService.method[command.call.method].output, res as never, { prettySpaces: 2 }) + "\n" : render(command.call.method, res));
     }
     return 0;

@@ -184,11 +184,12 @@ ipvsadm live on the Directors and are not part of this listing.
 
 ${GLOBAL_FLAGS}`;
 
-export const AUDIT_USAGE = `Usage: lvsfleet audit [--site SITE] [--resource NAME] [--limit N]
+export const AUDIT_USAGE = `Usage: lvsfleet audit [--site SITE] [--resource NAME] [--limit N] [--page-token TOKEN]
 
 Lists the audit log, newest first.
   --site SITE         only this site's entries
   --resource NAME     only this resource (a full name; ending in "/" = everything under it)
   --limit N           at most N entries (default 50)
+  --page-token TOKEN  continue after the last page (the token is printed when there are more)
 
 ${GLOBAL_FLAGS}`;
