@@ -16,6 +16,18 @@ const factories: Record<string, Factory> = {
   links: async (o) => new (await import("../../agents/hostagent/netlink/rtnetlink/index.js")).RtnlLinkManager(await rtSocket()),
   addresses: async (o) => new (await import("../../agents/hostagent/netlink/rtnetlink/index.js")).RtnlAddressManager(await rtSocket(), o),
   routes: async (o) => new (await import("../../agents/hostagent/netlink/rtnetlink/index.js")).RtnlRouteManager(await rtSocket(), o),
+  // readNetKernelState over the real adapters: { read(sysctlKeys) }
+  snapshot: async () => {
+    const { readNetKernelState } = await import("../../agents/hostagent/kernel/snapshot.js");
+    const managers = {
+      links: await instance("links", undefined),
+      addresses: await instance("addresses", undefined),
+      routes: await instance("routes", undefined),
+      fwmarks: await instance("fwmark", undefined),
+      sysctls: await instance("sysctl", undefined),
+    };
+    return { read: (keys: string[][]) => readNetKernelState(managers, keys) };
+  },
 };
 
 let rtSock: unknown;

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NetnsPool, type Netns, type NetnsWorker, type Remote } from "../harness/netns.js";
 import { NetlinkError, NetlinkEncodeError } from "../../agents/hostagent/netlink/errors.js";
 import type { AddressManager, LinkManager, RouteManager } from "../../agents/hostagent/kernel/types.js";
+import type { NetKernelState } from "../../agents/hostagent/kernel/snapshot.js";
 import { kernelTarget } from "../harness/kernel-vitest.js";
 import { bundleForGuest, mustExec } from "../harness/kernel-target.js";
 
@@ -181,6 +182,31 @@ describe("routes", () => {
     expect(await ns.ip("route", "show", "proto", "76")).toEqual([]);
     expect(await ns.ip("-6", "route", "show", "proto", "76")).toEqual([]);
     await expect(routes.add({ destination: "198.51.100.0/24" })).rejects.toBeInstanceOf(NetlinkEncodeError);
+  });
+});
+
+describe("snapshot of everything lvsfleet owns outside IPVS", () => {
+  it("reads VIPs, routes, the fwmark table and sysctls in one pass, ignoring what is not ours", async () => {
+    await addrs.add({ ifname: "lo", address: "203.0.113.10" });
+    await routes.add({ destination: "198.51.100.128/25", gateway: "192.0.2.2" });
+    await worker.adapter<{ apply(r: unknown): Promise<void> }>("fwmark").apply([{ mark: 9, matches: [{ destinations: ["203.0.113.10"], protocol: "tcp", ports: [{ start: 80, end: 80 }] }] }]);
+    await ns.exec("sh", ["-c", "echo 1 > /proc/sys/net/ipv4/conf/lo/arp_ignore"]);
+    const snap = await worker.adapter<{ read(k: string[][]): Promise<NetKernelState> }>("snapshot").read([
+      ["net", "ipv4", "conf", "lo", "arp_ignore"],
+      ["net", "ipv4", "vs", "conntrack"],
+    ]);
+    const ours = byName(await ns.ip("addr", "show", "dev", "lo"), "lo").addr_info.filter((a: any) => a.label === "lo:lvsf").map((a: any) => a.local);
+    expect(snap.vips.filter((a) => a.family === 4 && a.ifname === "lo").map((a) => a.address).sort()).toEqual(ours.sort());
+    expect(snap.vips.filter((a) => a.ifname !== "lo").map((a) => a.address)).toEqual(["198.51.100.11"]);
+    expect(snap.vips.map((a) => a.address)).not.toContain("198.51.100.99"); // added by iproute2 above
+    expect(snap.routes.map((r) => r.destination)).toEqual((await ns.ip("route", "show", "proto", "76")).map((r: any) => r.dst));
+    expect(snap.fwmarks?.rules).toEqual([{ mark: 9, matches: [{ destinations: ["203.0.113.10/32"], protocol: "tcp", ports: [{ start: 80, end: 80 }] }] }]);
+    expect(snap.links.map((l) => l.name).sort()).toEqual((await ns.ip("link")).map((l: any) => l.ifname).sort());
+    const ipvs = (await ns.exec("test", ["-e", "/proc/sys/net/ipv4/vs/conntrack"], { allowFail: true })).code === 0;
+    expect(snap.sysctls).toEqual({
+      "net.ipv4.conf.lo.arp_ignore": "1",
+      "net.ipv4.vs.conntrack": ipvs ? await ns.procSys("net/ipv4/vs/conntrack") : null,
+    });
   });
 });
 
