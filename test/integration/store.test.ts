@@ -228,6 +228,23 @@ describe("constraints", () => {
     expect(r.rowCount).toBe(1);
   });
 
+  it("concurrent creates of one real server address: one wins, the rest name real_server.address; a taken id is ALREADY_EXISTS", async () => {
+    const results = await Promise.allSettled(
+      Array.from({ length: 10 }, (_, i) =>
+        store.realServers.create(meta("C"), "con", "a", `rrace${i}`, create(RealServerSchema, { address: "198.51.100.200", port: 443 })),
+      ),
+    );
+    expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(1);
+    for (const r of results) {
+      if (r.status === "rejected") expect((r.reason as LvsfleetError).details.fieldViolations?.[0]?.field).toBe("real_server.address");
+    }
+    const winner = results.findIndex((r) => r.status === "fulfilled");
+    await expectError(
+      store.realServers.create(meta("C"), "con", "a", `rrace${winner}`, create(RealServerSchema, { address: "198.51.100.201", port: 443 })),
+      "ALREADY_EXISTS",
+    );
+  });
+
   it("a real server create racing its service's port change never leaves a DR port mismatch", async () => {
     await store.virtualServices.create(meta("C"), "con", "race-port", vip("203.0.113.9", 80));
     const ops = await Promise.allSettled([

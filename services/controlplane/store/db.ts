@@ -49,6 +49,14 @@ export interface WriteTx {
    * same value. Take it only once validation passed, so rejected writes do not burn revisions.
    */
   revision(): Promise<bigint>;
+  /**
+   * SQL for this transaction's revision inside a write statement, saving the round trip of revision():
+   * `nextval('revision_seq')` if none was taken yet, else the taken value as a literal. The statement
+   * must RETURN the value and hand it to adoptRevision().
+   */
+  revisionSql(): string;
+  /** Adopts the revision (and now()) a statement built with revisionSql() returned. */
+  adoptRevision(revision: bigint, now: Date): void;
   /** Records a written resource; flushed to audit_log (one statement) before COMMIT. */
   record(change: Change): void;
   /** Server time of the transaction (now()), for create_time / update_time. */
@@ -122,6 +130,14 @@ async function runOnce<T>(
       }
       return revision;
     },
+    revisionSql() {
+      return revision === undefined ? "nextval('revision_seq')" : `${revision.toString()}::bigint`;
+    },
+    adoptRevision(rev, at) {
+      if (revision !== undefined && revision !== rev) throw new Error(`transaction revision changed from ${revision} to ${rev}`);
+      revision = rev;
+      now = at;
+    },
     record(change) {
       changes.push(change);
     },
@@ -141,8 +157,7 @@ async function runOnce<T>(
       await client.query("ROLLBACK");
       return { result, revision: 0n };
     }
-    const rev = await tx.revision();
-    await insertAudit(tx, rev, meta, changes);
+    const rev = await insertAudit(tx, meta, changes);
     const record: WriteRecord = { revision: rev, meta, changes };
     for (const hook of db.afterWrite) await hook(tx, record);
     await client.query("COMMIT");
@@ -159,14 +174,16 @@ async function runOnce<T>(
   }
 }
 
-async function insertAudit(tx: WriteTx, revision: bigint, meta: WriteMeta, changes: Change[]): Promise<void> {
-  // One statement for all rows; xid and time default to pg_current_xact_id() and now().
-  await tx.query(
-    `INSERT INTO audit_log (revision, actor, operation, reason, resource_name, site_id, before, after)
-     SELECT $1::bigint, $2, $3, $4, c.resource_name, c.site_id, c.before, c.after
-     FROM jsonb_to_recordset($5::jsonb) AS c(resource_name text, site_id text, before jsonb, after jsonb)`,
+async function insertAudit(tx: WriteTx, meta: WriteMeta, changes: Change[]): Promise<bigint> {
+  // One statement for all rows (taking the revision here if no row write took it, e.g. deletes);
+  // xid and time default to pg_current_xact_id() and now().
+  const r = await tx.query<{ revision: string; now: Date }>(
+    `WITH rev AS (SELECT ${tx.revisionSql()} AS r)
+     INSERT INTO audit_log (revision, actor, operation, reason, resource_name, site_id, before, after)
+     SELECT rev.r, $1, $2, $3, c.resource_name, c.site_id, c.before, c.after
+     FROM rev, jsonb_to_recordset($4::jsonb) AS c(resource_name text, site_id text, before jsonb, after jsonb)
+     RETURNING revision::text AS revision, now() AS now`,
     [
-      revision.toString(),
       meta.actor,
       meta.operation,
       meta.reason ?? "",
@@ -180,6 +197,9 @@ async function insertAudit(tx: WriteTx, revision: bigint, meta: WriteMeta, chang
       ),
     ],
   );
+  const revision = BigInt(r.rows[0]!.revision);
+  tx.adoptRevision(revision, r.rows[0]!.now);
+  return revision;
 }
 
 /**

@@ -48,7 +48,8 @@ export class HostRepository {
   async update(meta: WriteMeta, site: string, hostId: string, patch: Host, opts: UpdateOptions): Promise<Written<Host>> {
     const name = hostName(site, hostId);
     const { result, revision } = await withTransaction(this.db, meta, async (tx) => {
-      // FOR UPDATE (not NO KEY): virtual services take FOR SHARE on their Directors to validate roles.
+      // FOR UPDATE (not NO KEY): it must conflict with the FOR KEY SHARE that virtual-service and
+      // real-server writes hold on the hosts they validate against (see rows.ts, "Locking").
       const existing = await lockRow(tx, HOST_TABLE, [site, hostId], "FOR UPDATE");
       if (!existing) throw LvsfleetError.notFound(name);
       checkEtag(name, existing.revision, patch.etag);

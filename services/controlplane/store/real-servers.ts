@@ -23,9 +23,9 @@ function columns(site: string, rs: RealServer): Record<string, unknown> {
 }
 
 /**
- * Context for validateRealServer, locked: the service FOR SHARE (its port, family and scheduler
- * cannot change until we commit; concurrent real-server writes of one service share the lock) and
- * the host FOR SHARE.
+ * Context for validateRealServer, locked FOR KEY SHARE (see rows.ts, "Locking"): the service (its
+ * port, family and scheduler cannot change until we commit — service updates take FOR UPDATE) and
+ * the host.
  */
 async function loadContext(
   tx: WriteTx,
@@ -33,9 +33,9 @@ async function loadContext(
   vsId: string,
   rs: RealServer,
 ): Promise<{ virtualService: VirtualService | undefined; host: Host | undefined }> {
-  const virtualService = await lockRow(tx, VIRTUAL_SERVICE_TABLE, [site, vsId], "FOR SHARE");
+  const virtualService = await lockRow(tx, VIRTUAL_SERVICE_TABLE, [site, vsId], "FOR KEY SHARE");
   const h = hostId(site, rs);
-  const host = h ? await lockRow(tx, HOST_TABLE, [site, h], "FOR SHARE") : undefined;
+  const host = h ? await lockRow(tx, HOST_TABLE, [site, h], "FOR KEY SHARE") : undefined;
   return { virtualService, host };
 }
 
@@ -59,13 +59,20 @@ export class RealServerRepository {
       const { result, revision } = await withTransaction(this.db, meta, async (tx) => {
         const ctx = await loadContext(tx, site, vsId, rs);
         if (!ctx.virtualService) throw parentMissing("parent", virtualServiceName(site, vsId));
-        const violations = validateRealServer(rs, { virtualService: ctx.virtualService, host: ctx.host }, "real_server");
-        // Also throws ALREADY_EXISTS for a taken id, before a revision is taken.
-        throwIfInvalid(violations.length > 0 ? violations : await realServerDuplicates(tx, site, vsId, rsId, rs, true));
+        throwIfInvalid(validateRealServer(rs, { virtualService: ctx.virtualService, host: ctx.host }, "real_server"));
+        // The duplicate lookup (address:port or id taken → INVALID_ARGUMENT / ALREADY_EXISTS) runs
+        // only for validate_only or after the insert hit a unique index: creating real servers is
+        // the hot write path (thousands per service), so the common case is one statement.
+        const duplicates = async (): Promise<never> => {
+          throwIfInvalid(await realServerDuplicates(tx, site, vsId, rsId, rs, true));
+          // The conflicting row is gone again (deleted concurrently): run the transaction again.
+          throw Object.assign(new Error("unique conflict vanished"), { code: "40001" });
+        };
         if (opts.validateOnly) {
+          throwIfInvalid(await realServerDuplicates(tx, site, vsId, rsId, rs, true));
           return stamp(RealServerSchema, rs, name, 0n, new Date(), new Date());
         }
-        return insertRow(tx, REAL_SERVER_TABLE, [site, vsId, rsId], columns(site, rs), rs);
+        return insertRow(tx, REAL_SERVER_TABLE, [site, vsId, rsId], columns(site, rs), rs, duplicates);
       });
       return { resource: result, revision };
     } catch (err) {
@@ -77,14 +84,14 @@ export class RealServerRepository {
     const name = realServerName(site, vsId, rsId);
     try {
       const { result, revision } = await withTransaction(this.db, meta, async (tx) => {
-        // Parent first (FOR SHARE), then the row: the same order as creates and service updates.
-        const virtualService = await lockRow(tx, VIRTUAL_SERVICE_TABLE, [site, vsId], "FOR SHARE");
+        // Parent first, then the row: the same order as creates and service updates.
+        const virtualService = await lockRow(tx, VIRTUAL_SERVICE_TABLE, [site, vsId], "FOR KEY SHARE");
         const existing = virtualService ? await lockRow(tx, REAL_SERVER_TABLE, [site, vsId, rsId], "FOR UPDATE") : undefined;
         if (!existing || !virtualService) throw LvsfleetError.notFound(name);
         checkEtag(name, existing.revision, patch.etag);
         const merged = normalizeRealServer({ ...applyFieldMask(RealServerSchema, existing, patch, [...opts.paths], "update_mask.paths"), name } as RealServer);
         const h = hostId(site, merged);
-        const host = h ? await lockRow(tx, HOST_TABLE, [site, h], "FOR SHARE") : undefined;
+        const host = h ? await lockRow(tx, HOST_TABLE, [site, h], "FOR KEY SHARE") : undefined;
         const violations = validateRealServer(merged, { virtualService, host }, "real_server");
         throwIfInvalid(violations.length > 0 ? violations : await realServerDuplicates(tx, site, vsId, rsId, merged, false));
         if (opts.validateOnly) return merged;

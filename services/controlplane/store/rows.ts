@@ -4,7 +4,7 @@
  * update_time` plus its key columns (see migrations/).
  */
 import { clone, fromJson, toJson, type DescMessage, type JsonObject, type MessageShape } from "@bufbuild/protobuf";
-import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type pg from "pg";
 import { LvsfleetError } from "../domain/errors.js";
 import { READ_REVISION_SQL, type ResourceKind, type WriteTx } from "./db.js";
@@ -185,6 +185,16 @@ export async function listRows<D extends DescMessage>(
   };
 }
 
+/**
+ * Locking. A write that validates against other rows (a parent, a referenced host or mark) locks
+ * them FOR KEY SHARE: the weakest row lock, and the very one the foreign-key check of its insert takes
+ * anyway, so many concurrent writers under one parent (e.g. real servers of one service) share it
+ * without stacking a second lock mode on the row. A write that changes what others validate against
+ * (a service's ports, a host's roles, a mark's value, any delete) takes FOR UPDATE, which conflicts
+ * with FOR KEY SHARE: it waits for the in-flight dependent writes and holds off new ones until it
+ * commits. Locks are taken parent before child. Deadlocks that slip through are retried whole
+ * (db.ts).
+ */
 export type LockMode = "FOR UPDATE" | "FOR NO KEY UPDATE" | "FOR SHARE" | "FOR KEY SHARE";
 
 /** Reads and locks one row inside a write transaction; undefined when absent. */
@@ -226,16 +236,31 @@ export async function insertRow<D extends DescMessage>(
   keys: readonly string[],
   extra: Record<string, unknown>,
   msg: MessageShape<D>,
+  /**
+   * If given, the insert is ON CONFLICT DO NOTHING and, when a unique or primary key was taken, this
+   * runs instead; it must throw (typically the validation error naming the duplicate). This saves the
+   * separate duplicate check on hot paths, at the price of a sequence value on conflict.
+   */
+  onConflict?: () => Promise<never>,
 ): Promise<MessageShape<D>> {
-  const revision = await tx.revision();
-  const now = await tx.now();
-  const written = stamp(spec.schema, msg, spec.name(keys), revision, now, now);
-  const cols = [...spec.keys, ...Object.keys(extra), "resource", "revision", "create_time", "update_time"];
-  const values = [...keys, ...Object.values(extra), storedJson(spec.schema, written), revision.toString(), now, now];
-  await tx.query(
-    `INSERT INTO ${spec.table} (${cols.join(", ")}) VALUES (${cols.map((_, i) => `$${i + 1}`).join(", ")})`,
+  // The stored JSON has no output-only fields, so the row can take the revision in the same statement.
+  const cols = [...spec.keys, ...Object.keys(extra), "resource"];
+  const values = [...keys, ...Object.values(extra), storedJson(spec.schema, msg)];
+  const r = await tx.query<{ revision: string; now: Date }>(
+    `INSERT INTO ${spec.table} (${cols.join(", ")}, revision, create_time, update_time)
+     VALUES (${cols.map((_, i) => `$${i + 1}`).join(", ")}, ${tx.revisionSql()}, now(), now())
+     ${onConflict ? "ON CONFLICT DO NOTHING" : ""}
+     RETURNING revision::text AS revision, now() AS now`,
     values,
   );
+  if (!r.rows[0]) {
+    if (!onConflict) throw new Error(`insert of ${spec.name(keys)} returned no row`);
+    return onConflict();
+  }
+  const revision = BigInt(r.rows[0].revision);
+  const now = r.rows[0].now;
+  tx.adoptRevision(revision, now);
+  const written = stamp(spec.schema, msg, spec.name(keys), revision, now, now);
   tx.record({ kind: spec.kind, resourceName: (written as unknown as OutputOnly).name, siteId: keys[0]!, after: fullJson(spec.schema, written) });
   return written;
 }
@@ -249,17 +274,19 @@ export async function updateRow<D extends DescMessage>(
   before: MessageShape<D>,
   msg: MessageShape<D>,
 ): Promise<MessageShape<D>> {
-  const revision = await tx.revision();
-  const now = await tx.now();
-  const b = before as MessageShape<D> & OutputOnly;
-  const createTime = b.createTime ? timestampDate(b.createTime as Timestamp) : now;
-  const written = stamp(spec.schema, msg, spec.name(keys), revision, createTime, now);
-  const sets = [...Object.keys(extra), "resource", "revision", "update_time"];
-  const values = [...Object.values(extra), storedJson(spec.schema, written), revision.toString(), now, ...keys];
-  await tx.query(
-    `UPDATE ${spec.table} SET ${sets.map((c, i) => `${c} = $${i + 1}`).join(", ")} WHERE ${whereKeys(spec.keys, sets.length)}`,
+  const sets = [...Object.keys(extra), "resource"];
+  const values = [...Object.values(extra), storedJson(spec.schema, msg), ...keys];
+  const r = await tx.query<{ revision: string; now: Date; create_time: Date }>(
+    `UPDATE ${spec.table} SET ${sets.map((c, i) => `${c} = $${i + 1}`).join(", ")}, revision = ${tx.revisionSql()}, update_time = now()
+      WHERE ${whereKeys(spec.keys, sets.length)}
+      RETURNING revision::text AS revision, now() AS now, create_time`,
     values,
   );
+  if (!r.rows[0]) throw new Error(`${spec.name(keys)} vanished under its row lock`);
+  const revision = BigInt(r.rows[0].revision);
+  const now = r.rows[0].now;
+  tx.adoptRevision(revision, now);
+  const written = stamp(spec.schema, msg, spec.name(keys), revision, r.rows[0].create_time, now);
   tx.record({
     kind: spec.kind,
     resourceName: (written as unknown as OutputOnly).name,
@@ -277,7 +304,6 @@ export async function deleteRow<D extends DescMessage>(
   keys: readonly string[],
   before: MessageShape<D>,
 ): Promise<void> {
-  await tx.revision();
   await tx.query(`DELETE FROM ${spec.table} WHERE ${whereKeys(spec.keys)}`, [...keys]);
   tx.record({ kind: spec.kind, resourceName: spec.name(keys), siteId: keys[0]!, before: fullJson(spec.schema, before) });
 }
@@ -298,7 +324,6 @@ export async function deleteRows<D extends DescMessage>(
   values: unknown[],
 ): Promise<void> {
   if (rows.length === 0) return;
-  await tx.revision();
   await tx.query(`DELETE FROM ${spec.table} WHERE ${where}`, values);
   for (const row of rows) {
     const name = (row as unknown as OutputOnly).name;

@@ -36,8 +36,9 @@ function directorIds(site: string, directors: readonly string[]): string[] {
 /**
  * Loads what validateVirtualService needs, with locks so the facts cannot change before COMMIT:
  * the site's firewall marks (FOR KEY SHARE: a mark cannot be deleted or renumbered), the Director
- * hosts (FOR SHARE: their roles cannot change) and the service's real servers (stable because the
- * caller holds the service's row lock, which every real-server write shares first).
+ * hosts (FOR KEY SHARE: their roles cannot change, host updates take FOR UPDATE) and the service's
+ * real servers (stable because the caller holds the service's row lock FOR UPDATE, which conflicts
+ * with the FOR KEY SHARE every real-server write takes on its service first).
  */
 async function loadContext(
   tx: WriteTx,
@@ -47,7 +48,7 @@ async function loadContext(
 ): Promise<{ firewallMarks: FirewallMark[]; hosts: Host[]; realServers: RealServer[] }> {
   const firewallMarks = vs.fwmark !== 0 ? await selectRows(tx, FIREWALL_MARK_TABLE, "site_id = $1 AND mark = $2", [site, vs.fwmark], "FOR KEY SHARE") : [];
   const ids = directorIds(site, vs.directors);
-  const hosts = ids.length > 0 ? await selectRows(tx, HOST_TABLE, "site_id = $1 AND host_id = ANY($2::text[])", [site, ids], "FOR SHARE") : [];
+  const hosts = ids.length > 0 ? await selectRows(tx, HOST_TABLE, "site_id = $1 AND host_id = ANY($2::text[])", [site, ids], "FOR KEY SHARE") : [];
   const realServers = vsId ? await selectRows(tx, REAL_SERVER_TABLE, "site_id = $1 AND virtual_service_id = $2", [site, vsId]) : [];
   return { firewallMarks, hosts, realServers };
 }
@@ -108,7 +109,7 @@ export class VirtualServiceRepository {
     const name = virtualServiceName(site, vsId);
     try {
       const { result, revision } = await withTransaction(this.db, meta, async (tx) => {
-        // FOR UPDATE conflicts with the FOR SHARE every real-server write takes on its service first.
+        // FOR UPDATE conflicts with the FOR KEY SHARE every real-server write takes on its service first.
         const existing = await lockRow(tx, VIRTUAL_SERVICE_TABLE, [site, vsId], "FOR UPDATE");
         if (!existing) throw LvsfleetError.notFound(name);
         checkEtag(name, existing.revision, patch.etag);
