@@ -37,7 +37,9 @@ export class RtnlLinkManager implements LinkManager {
 
   /**
    * Creates an ipip tunnel (down, as the kernel creates every link; call setUp). EEXIST when the
-   * name is taken, EOPNOTSUPP when the kernel has no ipip support (CONFIG_NET_IPIP).
+   * name is taken or another ipip tunnel has the same local/remote pair (tunl0 holds any/any),
+   * errno 95 EOPNOTSUPP when the kernel has no ipip support (CONFIG_NET_IPIP) — `code` reads
+   * "ENOTSUP", the name Node's errno table lists first for 95.
    */
   async createIpip(spec: IpipTunnelSpec): Promise<LinkInfo> {
     await this.nl.request(newIpipRequest(spec));
