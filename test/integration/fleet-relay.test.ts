@@ -2,11 +2,12 @@
 // (a bucket of this file): 50 agents in-process with the fake backend.
 import { spawn, type ChildProcess } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { fromBinary } from "@bufbuild/protobuf";
+import { create, fromBinary } from "@bufbuild/protobuf";
 import type pg from "pg";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
 import { HostDesiredStateSchema } from "../../gen/lvsfleet/v1/desired_state_pb.js";
+import { RealServerSchema } from "../../gen/lvsfleet/v1/topology_pb.js";
 import { createPool, TopologyStore } from "../../services/controlplane/store/index.js";
 import { outboxHook, startRelay, type Relay } from "../../services/controlplane/relay/index.js";
 import { createTestDatabase, type TestDatabase } from "../harness/postgres.js";
@@ -129,11 +130,14 @@ describe("relay", () => {
     try {
       const targets = await realServerKeys();
       const writes: Array<Promise<bigint>> = [];
+      const commitOrder: bigint[] = [];
       for (let i = 0; i < 64; i++) {
         const [vsId, h] = targets[i % targets.length]!;
-        writes.push(setWeight(store, SITE, vsId, h, 1000 + i));
+        writes.push(setWeight(store, SITE, vsId, h, 1000 + i).then((rev) => (commitOrder.push(rev), rev)));
       }
       await Promise.all(writes);
+      // The trap really happened: some revision committed after a higher one.
+      expect(commitOrder.some((rev, i) => i > 0 && rev < commitOrder[i - 1]!)).toBe(true);
     } finally {
       store.db.afterWrite.splice(store.db.afterWrite.indexOf(delay), 1);
     }
@@ -149,6 +153,45 @@ describe("relay", () => {
       expect(svc.destinations.find((d) => d.realServer.endsWith(`/${r.rs}`))?.weight, `${r.vs}/${r.rs}`).toBe(r.w);
     }
     expect(rows.rows.some((r) => r.w >= 1000)).toBe(true);
+    fleet.assertMonotonic();
+  });
+
+  it("a lower revision committing after a higher one is published with a newer stamp (deterministic trap)", async () => {
+    const [vsId, svc] = [...shape.services.entries()][4]!;
+    const director = fleet.agents.get(svc.director)!;
+    let entered!: () => void;
+    const inHook = new Promise<void>((r) => (entered = r));
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const hold = async (_tx: unknown, rec: { meta: { operation: string } }) => {
+      if (rec.meta.operation !== "SlowUpdate") return;
+      entered();
+      await gate;
+    };
+    store.onWrite(hold);
+    try {
+      // A takes its revision first and stalls before COMMIT ...
+      const a = store.realServers.update({ actor: "test", operation: "SlowUpdate" }, SITE, vsId, svc.rsHosts[0]!, create(RealServerSchema, { weight: 61 }), { paths: ["weight"] });
+      await inHook;
+      // ... B takes a higher one, commits, and reaches the Director.
+      const revB = await setWeight(store, SITE, vsId, svc.rsHosts[1]!, 62);
+      await director.backend.waitFor((x) => x.revision >= revB);
+      const bumps = relays[0]!.stats.bumps;
+      release();
+      const revA = (await a).revision;
+      expect(revA).toBeLessThan(revB);
+      // A's change arrives, stamped above B's revision (else the agent would ignore it).
+      const applied = await director.backend.waitFor((x) =>
+        x.desired.director!.services.some((s) => s.destinations.some((d) => d.realServer.endsWith(`/${svc.rsHosts[0]}`) && d.weight === 61)),
+      );
+      expect(applied.revision).toBeGreaterThan(revB);
+      expect(relays[0]!.stats.bumps).toBeGreaterThan(bumps);
+      const weights = director.backend.current!.director!.services.find((s) => s.virtualService.endsWith(`/${vsId}`))!.destinations.map((d) => d.weight);
+      expect(weights.sort()).toEqual([61, 62]);
+    } finally {
+      release();
+      store.db.afterWrite.splice(store.db.afterWrite.indexOf(hold), 1);
+    }
     fleet.assertMonotonic();
   });
 
@@ -188,10 +231,10 @@ describe("relay", () => {
     const targets = await realServerKeys();
     const exited = new Promise((r) => child.once("exit", r));
     let killedAt = -1;
-    for (let i = 0; i < 200; i++) {
+    for (let i = 0; i < 120; i++) {
       const [vsId, h] = targets[i % targets.length]!;
       const writes = [setWeight(store, SITE, vsId, h, 2000 + i)];
-      if (i === 80) {
+      if (i === 40) {
         // Let the relay be in the middle of the stream, then kill it without warning.
         await waitFor("the child relay publishing", async () => (await pool.query("SELECT count(*)::int AS n FROM desired_states WHERE revision > 0 AND published")).rows[0].n > 0);
         child.kill("SIGKILL");
@@ -200,7 +243,7 @@ describe("relay", () => {
       await Promise.all(writes);
     }
     await exited;
-    expect(killedAt).toBe(80);
+    expect(killedAt).toBe(40);
     // Writes went on without a relay; a new one picks up everything.
     const r = await relay();
     await r.idle(30_000);
