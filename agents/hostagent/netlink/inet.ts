@@ -12,6 +12,34 @@ export function familyOf(address: string): InetFamily {
   throw new NetlinkEncodeError(`not an IP address: ${JSON.stringify(address)}`);
 }
 
+/** Parse a dotted quad into buf[off..off+4) without allocating; false if `a` is not one. */
+function writeIpv4(a: string, buf: Uint8Array, off: number): boolean {
+  let part = 0;
+  let digits = 0;
+  let n = 0;
+  for (let i = 0; i <= a.length; i++) {
+    const c = i < a.length ? a.charCodeAt(i) : 46; /* '.' */
+    if (c >= 48 && c <= 57) {
+      if (digits > 0 && part === 0) return false; // no leading zeros ("01")
+      part = part * 10 + (c - 48);
+      if (++digits > 3 || part > 255) return false;
+    } else if (c === 46) {
+      if (digits === 0 || n > 3) return false;
+      buf[off + n++] = part;
+      part = 0;
+      digits = 0;
+    } else return false;
+  }
+  return n === 4;
+}
+
+/** Write an address into buf at off (4 or 16 bytes). Throws NetlinkEncodeError on a bad address. */
+export function writeAddress(a: string, family: InetFamily, buf: Uint8Array, off: number): void {
+  if (family === "ipv4") {
+    if (!writeIpv4(a, buf, off)) throw new NetlinkEncodeError(`not an IPv4 address: ${JSON.stringify(a)}`);
+  } else buf.set(ipv6ToBytes(a), off);
+}
+
 export function ipv4ToBytes(a: string): Buffer {
   if (!isIPv4(a)) throw new NetlinkEncodeError(`not an IPv4 address: ${JSON.stringify(a)}`);
   return Buffer.from(a.split(".").map((x) => Number(x)));

@@ -45,8 +45,8 @@
  * values that cannot be represented (bad address, name too long, number out of range).
  */
 import { NetlinkDecodeError, NetlinkEncodeError } from "../errors.js";
-import { addressFromBytes, addressToBytes, type InetFamily } from "../inet.js";
-import { AttrWriter, attrMap, attrNested, attrString, attrU16, attrU32, attrU64, attrU8, decodeAttrs, type NetlinkAttr } from "../wire.js";
+import { addressFromBytes, addressToBytes, writeAddress, type InetFamily } from "../inet.js";
+import { AttrWriter, NLA_HDRLEN, NLA_TYPE_MASK } from "../wire.js";
 import * as C from "./constants.js";
 
 // ---------------------------------------------------------------------------------------------
@@ -244,17 +244,13 @@ function putService(w: AttrWriter, s: IpvsServiceAttrs): void {
         throw new NetlinkEncodeError("a service needs fwmark, or protocol + address + port");
       }
       n.u16(C.IPVS_SVC_ATTR_PROTOCOL, lookup(PROTO, s.protocol, "protocol"));
-      n.bytes(C.IPVS_SVC_ATTR_ADDR, padAddr(s.address, family));
+      putAddr(n, C.IPVS_SVC_ATTR_ADDR, s.address, family);
       n.be16(C.IPVS_SVC_ATTR_PORT, s.port);
     }
     if (s.scheduler !== undefined) n.string(C.IPVS_SVC_ATTR_SCHED_NAME, s.scheduler, C.IP_VS_SCHEDNAME_MAXLEN);
     if (s.peName !== undefined && s.peName !== "") n.string(C.IPVS_SVC_ATTR_PE_NAME, s.peName, C.IP_VS_PENAME_MAXLEN);
-    if (s.flags !== undefined) {
-      const f = Buffer.alloc(C.IP_VS_FLAGS_LEN);
-      f.writeUInt32LE(checkU32(s.flags, "flags"), 0);
-      f.writeUInt32LE(checkU32(s.flagsMask ?? 0xffffffff, "flags mask"), 4);
-      n.bytes(C.IPVS_SVC_ATTR_FLAGS, f);
-    }
+    // struct ip_vs_flags { flags, mask }: ipvsadm sends mask ~0 (set every bit as given).
+    if (s.flags !== undefined) n.u32pair(C.IPVS_SVC_ATTR_FLAGS, checkU32(s.flags, "flags"), checkU32(s.flagsMask ?? 0xffffffff, "flags mask"));
     if (s.timeout !== undefined) n.u32(C.IPVS_SVC_ATTR_TIMEOUT, s.timeout);
     if (s.netmask !== undefined) {
       if (family === "ipv4") n.be32(C.IPVS_SVC_ATTR_NETMASK, s.netmask);
@@ -272,7 +268,7 @@ function putDest(w: AttrWriter, d: IpvsDestinationAttrs): void {
   w.nested(C.IPVS_CMD_ATTR_DEST, (n) => {
     const family = d.family ?? familyOfAddr(d.address);
     n.u16(C.IPVS_DEST_ATTR_ADDR_FAMILY, lookup(AF, family, "address family"));
-    n.bytes(C.IPVS_DEST_ATTR_ADDR, padAddr(d.address, family));
+    putAddr(n, C.IPVS_DEST_ATTR_ADDR, d.address, family);
     n.be16(C.IPVS_DEST_ATTR_PORT, d.port);
     if (d.forward !== undefined) n.u32(C.IPVS_DEST_ATTR_FWD_METHOD, lookup(FWD, d.forward, "forwarding method"));
     if (d.weight !== undefined) {
@@ -409,10 +405,8 @@ function familyOfAddr(a: string): IpvsFamily {
 }
 
 /** IPVS addresses are a union nf_inet_addr: 16 bytes on the wire, IPv4 in the first four. */
-function padAddr(a: string, family: IpvsFamily): Buffer {
-  const out = Buffer.alloc(C.NF_INET_ADDR_LEN);
-  addressToBytes(a, family).copy(out);
-  return out;
+function putAddr(w: AttrWriter, type: number, a: string, family: IpvsFamily): void {
+  w.put(type, C.NF_INET_ADDR_LEN, (buf, off) => writeAddress(a, family, buf, off));
 }
 
 function checkU32(v: number, what: string): number {
@@ -427,157 +421,184 @@ function checkU8(v: number, what: string): number {
 // ---------------------------------------------------------------------------------------------
 // Decoding
 
+// Decoding walks the bytes with one reusable offset table per nesting level instead of building
+// attribute objects: a full-table read decodes ~10^5 destinations, where allocation (and GC) was
+// the cost. Semantics are the kernel's nla_parse: unknown types skipped, a later duplicate wins.
+
+const MAX_TYPE = 32;
+/** Attribute table: [2*type] = value offset (-1 absent), [2*type+1] = value length. */
+type Table = Int32Array;
+const T_TOP = new Int32Array(2 * MAX_TYPE);
+const T_SVC = new Int32Array(2 * MAX_TYPE);
+const T_DEST = new Int32Array(2 * MAX_TYPE);
+const T_STATS = new Int32Array(2 * MAX_TYPE);
+const T_DAEMON = new Int32Array(2 * MAX_TYPE);
+
+function scan(b: Buffer, start: number, end: number, t: Table): void {
+  t.fill(-1);
+  let off = start;
+  while (off + NLA_HDRLEN <= end) {
+    const len = b.readUInt16LE(off);
+    const type = b.readUInt16LE(off + 2) & NLA_TYPE_MASK;
+    if (len < NLA_HDRLEN || off + len > end) throw new NetlinkDecodeError(`bad nla_len ${len}`, off);
+    if (type < MAX_TYPE) {
+      t[2 * type] = off + NLA_HDRLEN;
+      t[2 * type + 1] = len - NLA_HDRLEN;
+    }
+    off += (len + 3) & ~3;
+  }
+}
+
+const has = (t: Table, type: number): boolean => t[2 * type]! >= 0;
+function at(t: Table, type: number, need: number, what: string): number {
+  if (t[2 * type + 1]! < need) throw new NetlinkDecodeError(`attribute ${type} (${what}) has ${t[2 * type + 1]} bytes, want ${need}`);
+  return t[2 * type]!;
+}
+const rU8 = (b: Buffer, t: Table, type: number) => b[at(t, type, 1, "u8")]!;
+const rU16 = (b: Buffer, t: Table, type: number) => b.readUInt16LE(at(t, type, 2, "u16"));
+const rBe16 = (b: Buffer, t: Table, type: number) => b.readUInt16BE(at(t, type, 2, "be16"));
+const rU32 = (b: Buffer, t: Table, type: number) => b.readUInt32LE(at(t, type, 4, "u32"));
+function rString(b: Buffer, t: Table, type: number): string {
+  const off = t[2 * type]!;
+  const end = off + t[2 * type + 1]!;
+  let nul = off;
+  while (nul < end && b[nul] !== 0) nul++;
+  return b.toString("utf8", off, nul);
+}
+function rAddr(b: Buffer, t: Table, type: number, family: IpvsFamily): string {
+  if (family === "ipv4") {
+    const o = at(t, type, 4, "IPv4 address");
+    return `${b[o]}.${b[o + 1]}.${b[o + 2]}.${b[o + 3]}`;
+  }
+  const o = at(t, type, 16, "IPv6 address");
+  return addressFromBytes(b.subarray(o, o + 16), family);
+}
+
 /** Decode any IPVS genl payload (genlmsghdr + attributes). Throws only NetlinkDecodeError. */
 export function decodeIpvsMessage(payload: Uint8Array): IpvsMessage {
   return guard(() => {
     const b = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
     if (b.length < 4) throw new NetlinkDecodeError(`genl payload too short (${b.length} bytes)`);
     const msg: IpvsMessage = { cmd: b[0]!, version: b[1]! };
-    const top = attrMap(decodeAttrs(b, 4, b.length));
+    const t = T_TOP;
+    scan(b, 4, b.length, t);
     // IPVS_INFO_ATTR_VERSION / _CONN_TAB_SIZE share numbers 1 and 2 with _SERVICE / _DEST: they
     // mean "info" only in IPVS_CMD_SET_INFO (the kernel's answer to GET_INFO).
     if (msg.cmd === C.IPVS_CMD_SET_INFO || msg.cmd === C.IPVS_CMD_GET_INFO) {
-      const v = top.get(C.IPVS_INFO_ATTR_VERSION);
-      const size = top.get(C.IPVS_INFO_ATTR_CONN_TAB_SIZE);
-      if (v && size) {
-        const version = attrU32(v);
-        msg.info = { version, versionString: formatVersion(version), connTableSize: attrU32(size) };
+      if (has(t, C.IPVS_INFO_ATTR_VERSION) && has(t, C.IPVS_INFO_ATTR_CONN_TAB_SIZE)) {
+        const version = rU32(b, t, C.IPVS_INFO_ATTR_VERSION);
+        msg.info = { version, versionString: formatVersion(version), connTableSize: rU32(b, t, C.IPVS_INFO_ATTR_CONN_TAB_SIZE) };
       }
       return msg;
     }
-    const svc = top.get(C.IPVS_CMD_ATTR_SERVICE);
-    if (svc) msg.service = decodeServiceAttrs(svc);
-    const dest = top.get(C.IPVS_CMD_ATTR_DEST);
-    if (dest) msg.dest = decodeDestAttrs(dest, msg.service?.family);
-    const daemon = top.get(C.IPVS_CMD_ATTR_DAEMON);
-    if (daemon) msg.daemon = decodeDaemonAttrs(daemon);
-    const tcp = top.get(C.IPVS_CMD_ATTR_TIMEOUT_TCP);
-    const fin = top.get(C.IPVS_CMD_ATTR_TIMEOUT_TCP_FIN);
-    const udp = top.get(C.IPVS_CMD_ATTR_TIMEOUT_UDP);
-    if (tcp || fin || udp) {
-      msg.timeouts = {};
-      if (tcp) msg.timeouts.tcp = attrU32(tcp);
-      if (fin) msg.timeouts.tcpFin = attrU32(fin);
-      if (udp) msg.timeouts.udp = attrU32(udp);
-    }
+    // Copy the nests' ranges first: the nested decoders reuse T_TOP only through these numbers.
+    const svcOff = t[2 * C.IPVS_CMD_ATTR_SERVICE]!;
+    const svcLen = t[2 * C.IPVS_CMD_ATTR_SERVICE + 1]!;
+    const destOff = t[2 * C.IPVS_CMD_ATTR_DEST]!;
+    const destLen = t[2 * C.IPVS_CMD_ATTR_DEST + 1]!;
+    const dmOff = t[2 * C.IPVS_CMD_ATTR_DAEMON]!;
+    const dmLen = t[2 * C.IPVS_CMD_ATTR_DAEMON + 1]!;
+    const timeouts: Partial<IpvsTimeouts> = {};
+    let anyTimeout = false;
+    if (has(t, C.IPVS_CMD_ATTR_TIMEOUT_TCP)) (timeouts.tcp = rU32(b, t, C.IPVS_CMD_ATTR_TIMEOUT_TCP)), (anyTimeout = true);
+    if (has(t, C.IPVS_CMD_ATTR_TIMEOUT_TCP_FIN)) (timeouts.tcpFin = rU32(b, t, C.IPVS_CMD_ATTR_TIMEOUT_TCP_FIN)), (anyTimeout = true);
+    if (has(t, C.IPVS_CMD_ATTR_TIMEOUT_UDP)) (timeouts.udp = rU32(b, t, C.IPVS_CMD_ATTR_TIMEOUT_UDP)), (anyTimeout = true);
+    if (svcOff >= 0) msg.service = decodeServiceAttrs(b, svcOff, svcOff + svcLen);
+    if (destOff >= 0) msg.dest = decodeDestAttrs(b, destOff, destOff + destLen, msg.service?.family);
+    if (dmOff >= 0) msg.daemon = decodeDaemonAttrs(b, dmOff, dmOff + dmLen);
+    if (anyTimeout) msg.timeouts = timeouts;
     return msg;
   });
 }
 
-function decodeServiceAttrs(a: NetlinkAttr): IpvsServiceAttrs {
-  const m = attrMap(attrNested(a));
-  const afAttr = m.get(C.IPVS_SVC_ATTR_AF);
-  if (!afAttr) throw new NetlinkDecodeError("service without IPVS_SVC_ATTR_AF");
-  const family = afName(attrU16(afAttr));
+function decodeServiceAttrs(b: Buffer, start: number, end: number): IpvsServiceAttrs {
+  const t = T_SVC;
+  scan(b, start, end, t);
+  if (!has(t, C.IPVS_SVC_ATTR_AF)) throw new NetlinkDecodeError("service without IPVS_SVC_ATTR_AF");
+  const family = afName(rU16(b, t, C.IPVS_SVC_ATTR_AF));
   const s: IpvsServiceAttrs = { family };
-  const fwmark = m.get(C.IPVS_SVC_ATTR_FWMARK);
-  if (fwmark) s.fwmark = attrU32(fwmark);
+  if (has(t, C.IPVS_SVC_ATTR_FWMARK)) s.fwmark = rU32(b, t, C.IPVS_SVC_ATTR_FWMARK);
   else {
-    const proto = m.get(C.IPVS_SVC_ATTR_PROTOCOL);
-    const addr = m.get(C.IPVS_SVC_ATTR_ADDR);
-    const port = m.get(C.IPVS_SVC_ATTR_PORT);
-    if (proto) s.protocol = protoName(attrU16(proto));
-    if (addr) s.address = addressFromBytes(addr.data, family);
-    if (port) s.port = be16(port);
+    if (has(t, C.IPVS_SVC_ATTR_PROTOCOL)) s.protocol = protoName(rU16(b, t, C.IPVS_SVC_ATTR_PROTOCOL));
+    if (has(t, C.IPVS_SVC_ATTR_ADDR)) s.address = rAddr(b, t, C.IPVS_SVC_ATTR_ADDR, family);
+    if (has(t, C.IPVS_SVC_ATTR_PORT)) s.port = rBe16(b, t, C.IPVS_SVC_ATTR_PORT);
   }
-  const sched = m.get(C.IPVS_SVC_ATTR_SCHED_NAME);
-  if (sched) s.scheduler = attrString(sched);
-  const pe = m.get(C.IPVS_SVC_ATTR_PE_NAME);
-  if (pe) s.peName = attrString(pe);
-  const flags = m.get(C.IPVS_SVC_ATTR_FLAGS);
-  if (flags) {
-    if (flags.data.length < C.IP_VS_FLAGS_LEN) throw new NetlinkDecodeError(`IPVS_SVC_ATTR_FLAGS has ${flags.data.length} bytes`);
-    const mask = flags.data.readUInt32LE(4);
+  if (has(t, C.IPVS_SVC_ATTR_SCHED_NAME)) s.scheduler = rString(b, t, C.IPVS_SVC_ATTR_SCHED_NAME);
+  if (has(t, C.IPVS_SVC_ATTR_PE_NAME)) s.peName = rString(b, t, C.IPVS_SVC_ATTR_PE_NAME);
+  if (has(t, C.IPVS_SVC_ATTR_FLAGS)) {
+    const o = at(t, C.IPVS_SVC_ATTR_FLAGS, C.IP_VS_FLAGS_LEN, "struct ip_vs_flags");
+    const mask = b.readUInt32LE(o + 4);
     // As libipvs reads it: the bits the sender vouches for.
-    s.flags = (flags.data.readUInt32LE(0) & mask) >>> 0;
+    s.flags = (b.readUInt32LE(o) & mask) >>> 0;
     if (mask !== 0xffffffff) s.flagsMask = mask;
   }
-  const timeout = m.get(C.IPVS_SVC_ATTR_TIMEOUT);
-  if (timeout) s.timeout = attrU32(timeout);
-  const netmask = m.get(C.IPVS_SVC_ATTR_NETMASK);
-  if (netmask) {
-    if (netmask.data.length < 4) throw new NetlinkDecodeError("short IPVS_SVC_ATTR_NETMASK");
-    s.netmask = family === "ipv4" ? netmask.data.readUInt32BE(0) : netmask.data.readUInt32LE(0);
+  if (has(t, C.IPVS_SVC_ATTR_TIMEOUT)) s.timeout = rU32(b, t, C.IPVS_SVC_ATTR_TIMEOUT);
+  if (has(t, C.IPVS_SVC_ATTR_NETMASK)) {
+    const o = at(t, C.IPVS_SVC_ATTR_NETMASK, 4, "netmask");
+    s.netmask = family === "ipv4" ? b.readUInt32BE(o) : b.readUInt32LE(o);
   }
-  const st = m.get(C.IPVS_SVC_ATTR_STATS);
-  if (st) s.stats = decodeStats(st, false);
-  const st64 = m.get(C.IPVS_SVC_ATTR_STATS64);
-  if (st64) s.stats64 = decodeStats(st64, true);
+  const st = t[2 * C.IPVS_SVC_ATTR_STATS]!;
+  const stLen = t[2 * C.IPVS_SVC_ATTR_STATS + 1]!;
+  const st64 = t[2 * C.IPVS_SVC_ATTR_STATS64]!;
+  const st64Len = t[2 * C.IPVS_SVC_ATTR_STATS64 + 1]!;
+  if (st >= 0) s.stats = decodeStats(b, st, st + stLen, false);
+  if (st64 >= 0) s.stats64 = decodeStats(b, st64, st64 + st64Len, true);
   return s;
 }
 
-function decodeDestAttrs(a: NetlinkAttr, serviceFamily: IpvsFamily | undefined): IpvsDestinationAttrs {
-  const m = attrMap(attrNested(a));
-  const af = m.get(C.IPVS_DEST_ATTR_ADDR_FAMILY);
-  const family = af ? afName(attrU16(af)) : serviceFamily;
-  const addr = m.get(C.IPVS_DEST_ATTR_ADDR);
-  const port = m.get(C.IPVS_DEST_ATTR_PORT);
-  if (!addr || !port) throw new NetlinkDecodeError("destination without address or port");
+function decodeDestAttrs(b: Buffer, start: number, end: number, serviceFamily: IpvsFamily | undefined): IpvsDestinationAttrs {
+  const t = T_DEST;
+  scan(b, start, end, t);
+  const hasAf = has(t, C.IPVS_DEST_ATTR_ADDR_FAMILY);
+  const family = hasAf ? afName(rU16(b, t, C.IPVS_DEST_ATTR_ADDR_FAMILY)) : serviceFamily;
+  if (!has(t, C.IPVS_DEST_ATTR_ADDR) || !has(t, C.IPVS_DEST_ATTR_PORT)) throw new NetlinkDecodeError("destination without address or port");
   if (!family) throw new NetlinkDecodeError("destination without address family");
-  const d: IpvsDestinationAttrs = { address: addressFromBytes(addr.data, family), port: be16(port) };
-  if (af) d.family = family;
-  const fwd = m.get(C.IPVS_DEST_ATTR_FWD_METHOD);
-  if (fwd) d.forward = fwdName(attrU32(fwd) & C.IP_VS_CONN_F_FWD_MASK);
-  const weight = m.get(C.IPVS_DEST_ATTR_WEIGHT);
-  if (weight) d.weight = attrU32(weight);
-  const tt = m.get(C.IPVS_DEST_ATTR_TUN_TYPE);
-  if (tt) d.tunnelType = tunName(attrU8(tt));
-  const tp = m.get(C.IPVS_DEST_ATTR_TUN_PORT);
-  if (tp) d.tunnelPort = be16(tp);
-  const tf = m.get(C.IPVS_DEST_ATTR_TUN_FLAGS);
-  if (tf) d.tunnelFlags = attrU16(tf);
-  const u = m.get(C.IPVS_DEST_ATTR_U_THRESH);
-  if (u) d.upperThreshold = attrU32(u);
-  const l = m.get(C.IPVS_DEST_ATTR_L_THRESH);
-  if (l) d.lowerThreshold = attrU32(l);
-  const ac = m.get(C.IPVS_DEST_ATTR_ACTIVE_CONNS);
-  if (ac) d.activeConns = attrU32(ac);
-  const ic = m.get(C.IPVS_DEST_ATTR_INACT_CONNS);
-  if (ic) d.inactiveConns = attrU32(ic);
-  const pc = m.get(C.IPVS_DEST_ATTR_PERSIST_CONNS);
-  if (pc) d.persistentConns = attrU32(pc);
-  const st = m.get(C.IPVS_DEST_ATTR_STATS);
-  if (st) d.stats = decodeStats(st, false);
-  const st64 = m.get(C.IPVS_DEST_ATTR_STATS64);
-  if (st64) d.stats64 = decodeStats(st64, true);
+  const d: IpvsDestinationAttrs = { address: rAddr(b, t, C.IPVS_DEST_ATTR_ADDR, family), port: rBe16(b, t, C.IPVS_DEST_ATTR_PORT) };
+  if (hasAf) d.family = family;
+  if (has(t, C.IPVS_DEST_ATTR_FWD_METHOD)) d.forward = fwdName(rU32(b, t, C.IPVS_DEST_ATTR_FWD_METHOD) & C.IP_VS_CONN_F_FWD_MASK);
+  if (has(t, C.IPVS_DEST_ATTR_WEIGHT)) d.weight = rU32(b, t, C.IPVS_DEST_ATTR_WEIGHT);
+  if (has(t, C.IPVS_DEST_ATTR_TUN_TYPE)) d.tunnelType = tunName(rU8(b, t, C.IPVS_DEST_ATTR_TUN_TYPE));
+  if (has(t, C.IPVS_DEST_ATTR_TUN_PORT)) d.tunnelPort = rBe16(b, t, C.IPVS_DEST_ATTR_TUN_PORT);
+  if (has(t, C.IPVS_DEST_ATTR_TUN_FLAGS)) d.tunnelFlags = rU16(b, t, C.IPVS_DEST_ATTR_TUN_FLAGS);
+  if (has(t, C.IPVS_DEST_ATTR_U_THRESH)) d.upperThreshold = rU32(b, t, C.IPVS_DEST_ATTR_U_THRESH);
+  if (has(t, C.IPVS_DEST_ATTR_L_THRESH)) d.lowerThreshold = rU32(b, t, C.IPVS_DEST_ATTR_L_THRESH);
+  if (has(t, C.IPVS_DEST_ATTR_ACTIVE_CONNS)) d.activeConns = rU32(b, t, C.IPVS_DEST_ATTR_ACTIVE_CONNS);
+  if (has(t, C.IPVS_DEST_ATTR_INACT_CONNS)) d.inactiveConns = rU32(b, t, C.IPVS_DEST_ATTR_INACT_CONNS);
+  if (has(t, C.IPVS_DEST_ATTR_PERSIST_CONNS)) d.persistentConns = rU32(b, t, C.IPVS_DEST_ATTR_PERSIST_CONNS);
+  const st = t[2 * C.IPVS_DEST_ATTR_STATS]!;
+  const stLen = t[2 * C.IPVS_DEST_ATTR_STATS + 1]!;
+  const st64 = t[2 * C.IPVS_DEST_ATTR_STATS64]!;
+  const st64Len = t[2 * C.IPVS_DEST_ATTR_STATS64 + 1]!;
+  if (st >= 0) d.stats = decodeStats(b, st, st + stLen, false);
+  if (st64 >= 0) d.stats64 = decodeStats(b, st64, st64 + st64Len, true);
   return d;
 }
 
-function decodeStats(a: NetlinkAttr, all64: boolean): IpvsStats {
-  const m = attrMap(attrNested(a));
+function decodeStats(b: Buffer, start: number, end: number, all64: boolean): IpvsStats {
+  const t = T_STATS;
+  scan(b, start, end, t);
   const out = {} as IpvsStats;
   for (const [k, attr, is64] of STATS_FIELDS) {
-    const x = m.get(attr);
-    out[k] = x === undefined ? 0n : all64 || is64 ? attrU64(x) : BigInt(attrU32(x));
+    if (!has(t, attr)) out[k] = 0n;
+    else if (all64 || is64) out[k] = b.readBigUInt64LE(at(t, attr, 8, "u64"));
+    else out[k] = BigInt(b.readUInt32LE(at(t, attr, 4, "u32")));
   }
   return out;
 }
 
-function decodeDaemonAttrs(a: NetlinkAttr): Partial<IpvsDaemon> {
-  const m = attrMap(attrNested(a));
+function decodeDaemonAttrs(b: Buffer, start: number, end: number): Partial<IpvsDaemon> {
+  const t = T_DAEMON;
+  scan(b, start, end, t);
   const d: Partial<IpvsDaemon> = {};
-  const state = m.get(C.IPVS_DAEMON_ATTR_STATE);
-  if (state) d.state = daemonStateName(attrU32(state));
-  const ifn = m.get(C.IPVS_DAEMON_ATTR_MCAST_IFN);
-  if (ifn) d.mcastInterface = attrString(ifn);
-  const id = m.get(C.IPVS_DAEMON_ATTR_SYNC_ID);
-  if (id) d.syncId = attrU32(id);
-  const maxlen = m.get(C.IPVS_DAEMON_ATTR_SYNC_MAXLEN);
-  if (maxlen) d.syncMaxLen = attrU16(maxlen);
-  const g4 = m.get(C.IPVS_DAEMON_ATTR_MCAST_GROUP);
-  if (g4) d.mcastGroup = addressFromBytes(g4.data, "ipv4");
-  const g6 = m.get(C.IPVS_DAEMON_ATTR_MCAST_GROUP6);
-  if (g6) d.mcastGroup = addressFromBytes(g6.data, "ipv6");
-  const port = m.get(C.IPVS_DAEMON_ATTR_MCAST_PORT);
-  if (port) d.mcastPort = attrU16(port);
-  const ttl = m.get(C.IPVS_DAEMON_ATTR_MCAST_TTL);
-  if (ttl) d.mcastTtl = attrU8(ttl);
+  if (has(t, C.IPVS_DAEMON_ATTR_STATE)) d.state = daemonStateName(rU32(b, t, C.IPVS_DAEMON_ATTR_STATE));
+  if (has(t, C.IPVS_DAEMON_ATTR_MCAST_IFN)) d.mcastInterface = rString(b, t, C.IPVS_DAEMON_ATTR_MCAST_IFN);
+  if (has(t, C.IPVS_DAEMON_ATTR_SYNC_ID)) d.syncId = rU32(b, t, C.IPVS_DAEMON_ATTR_SYNC_ID);
+  if (has(t, C.IPVS_DAEMON_ATTR_SYNC_MAXLEN)) d.syncMaxLen = rU16(b, t, C.IPVS_DAEMON_ATTR_SYNC_MAXLEN);
+  if (has(t, C.IPVS_DAEMON_ATTR_MCAST_GROUP)) d.mcastGroup = rAddr(b, t, C.IPVS_DAEMON_ATTR_MCAST_GROUP, "ipv4");
+  if (has(t, C.IPVS_DAEMON_ATTR_MCAST_GROUP6)) d.mcastGroup = rAddr(b, t, C.IPVS_DAEMON_ATTR_MCAST_GROUP6, "ipv6");
+  if (has(t, C.IPVS_DAEMON_ATTR_MCAST_PORT)) d.mcastPort = rU16(b, t, C.IPVS_DAEMON_ATTR_MCAST_PORT);
+  if (has(t, C.IPVS_DAEMON_ATTR_MCAST_TTL)) d.mcastTtl = rU8(b, t, C.IPVS_DAEMON_ATTR_MCAST_TTL);
   return d;
-}
-
-function be16(a: NetlinkAttr): number {
-  if (a.data.length < 2) throw new NetlinkDecodeError(`attribute ${a.type} (be16) too short`);
-  return a.data.readUInt16BE(0);
 }
 
 function guard<T>(f: () => T): T {
@@ -613,10 +634,10 @@ export function decodeDestination(payload: Uint8Array, serviceFamily?: IpvsFamil
   return guard(() => {
     const b = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
     if (b.length < 4) throw new NetlinkDecodeError("genl payload too short");
-    const top = attrMap(decodeAttrs(b, 4, b.length));
-    const a = top.get(C.IPVS_CMD_ATTR_DEST);
-    if (!a) throw new NetlinkDecodeError("destination reply without IPVS_CMD_ATTR_DEST");
-    const d = decodeDestAttrs(a, serviceFamily);
+    scan(b, 4, b.length, T_TOP);
+    const off = T_TOP[2 * C.IPVS_CMD_ATTR_DEST]!;
+    if (off < 0) throw new NetlinkDecodeError("destination reply without IPVS_CMD_ATTR_DEST");
+    const d = decodeDestAttrs(b, off, off + T_TOP[2 * C.IPVS_CMD_ATTR_DEST + 1]!, serviceFamily);
     if (d.forward === undefined || d.weight === undefined || d.upperThreshold === undefined || d.lowerThreshold === undefined) {
       throw new NetlinkDecodeError("destination reply without forward/weight/thresholds");
     }
