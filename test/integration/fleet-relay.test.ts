@@ -254,4 +254,28 @@ describe("relay", () => {
     expect(want.size).toBe(50);
     fleet.assertMonotonic();
   });
+
+  it("a deleted site: every one of its hosts gets the empty state (the agent removes everything)", async () => {
+    const site2 = "tmp9";
+    const shape2 = await buildFleet(store, site2, 1, 2);
+    const fleet2 = await AgentFleet.create(site2, SHARED_NATS_URL, bucket);
+    try {
+      await fleet2.startAll([...shape2.directors, ...shape2.realServers]);
+      await fleet2.converged(pool);
+      expect(fleet2.agents.get("d0")!.backend.current!.director!.services.length).toBe(1);
+      expect(fleet2.agents.get("r0")!.backend.current!.realServer!.addresses.length).toBe(1);
+      await store.sites.delete({ actor: "test", operation: "DeleteSite" }, site2, { force: true });
+      await fleet2.converged(pool);
+      for (const a of fleet2.agents.values()) {
+        expect(a.backend.current!.director).toBeUndefined();
+        expect(a.backend.current!.realServer).toBeUndefined();
+        expect(a.backend.current!.sysctls).toEqual([]);
+      }
+      const r = await pool.query("SELECT count(*)::int AS n FROM desired_states WHERE site = $1 AND present", [site2]);
+      expect(r.rows[0].n).toBe(0);
+      fleet2.assertMonotonic();
+    } finally {
+      await fleet2.close();
+    }
+  });
 });

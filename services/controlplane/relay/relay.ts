@@ -203,6 +203,7 @@ class RelayImpl implements Relay {
     this.stopped = true;
     this.waker.wake();
     await this.loop;
+    await this.connecting;
     await this.nc?.close().catch(() => undefined);
   }
 
@@ -372,6 +373,10 @@ class RelayImpl implements Relay {
           reconnectJitter: 250,
           timeout: 3000,
         });
+        if (this.stopped) {
+          await this.nc.close().catch(() => undefined);
+          return;
+        }
         this.kv = undefined;
         void (async () => {
           for await (const s of this.nc!.status()) {
