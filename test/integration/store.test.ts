@@ -245,6 +245,28 @@ describe("constraints", () => {
     );
   });
 
+  it("port 0 means the service port: 0 and the explicit port are the same destination, also after a port change", async () => {
+    await store.virtualServices.create(meta("C"), "con", "p0", vip("203.0.113.30", 80));
+    await store.realServers.create(meta("C"), "con", "p0", "implicit", create(RealServerSchema, { address: "198.51.100.30", port: 0 }));
+    const dup = await expectError(
+      store.realServers.create(meta("C"), "con", "p0", "explicit", create(RealServerSchema, { address: "198.51.100.30", port: 80 })),
+      "INVALID_ARGUMENT",
+    );
+    expect(dup.details.fieldViolations?.[0]?.field).toBe("real_server.address");
+    // A NAT real server on 8080 is another destination; moving the service to 8080 would merge them.
+    await store.realServers.create(meta("C"), "con", "p0", "nat", create(RealServerSchema, { address: "198.51.100.30", port: 8080, forwardMethod: ForwardMethod.NAT }));
+    const clash = await expectError(
+      store.virtualServices.update(meta("U"), "con", "p0", create(VirtualServiceSchema, { port: 8080 }), { paths: ["port"] }),
+      "INVALID_ARGUMENT",
+    );
+    expect(clash.details.fieldViolations?.[0]).toMatchObject({ field: "virtual_service.port", reason: "DUPLICATE_REAL_SERVER" });
+    // Another port is fine, and the port-0 real server's destination follows it.
+    await store.virtualServices.update(meta("U"), "con", "p0", create(VirtualServiceSchema, { port: 81 }), { paths: ["port"] });
+    const r = await t.pool.query<{ port: number }>("SELECT port FROM real_servers WHERE site_id = 'con' AND virtual_service_id = 'p0' AND real_server_id = 'implicit'");
+    expect(r.rows[0]!.port).toBe(81);
+    await store.realServers.create(meta("C"), "con", "p0", "explicit80", create(RealServerSchema, { address: "198.51.100.30", port: 80, forwardMethod: ForwardMethod.NAT }));
+  });
+
   it("a real server create racing its service's port change never leaves a DR port mismatch", async () => {
     await store.virtualServices.create(meta("C"), "con", "race-port", vip("203.0.113.9", 80));
     const ops = await Promise.allSettled([

@@ -46,11 +46,20 @@ export async function virtualServiceDuplicates(tx: WriteTx, site: string, vsId: 
   }));
 }
 
-export async function realServerDuplicates(tx: WriteTx, site: string, vsId: string, rsId: string, rs: RealServer, creating: boolean): Promise<FieldViolation[]> {
+export async function realServerDuplicates(
+  tx: WriteTx,
+  site: string,
+  vsId: string,
+  rsId: string,
+  rs: RealServer,
+  creating: boolean,
+  /** The destination port (rs.port, or the service's port when that is 0). */
+  port = rs.port,
+): Promise<FieldViolation[]> {
   const r = await tx.query<{ id: string }>(
     `SELECT real_server_id AS id FROM real_servers
       WHERE site_id = $1 AND virtual_service_id = $2 AND ((address = $3::inet AND port = $4) OR real_server_id = $5) LIMIT 2`,
-    [site, vsId, rs.address, rs.port, rsId],
+    [site, vsId, rs.address, port, rsId],
   );
   return alreadyExists(r.rows, rsId, creating, realServerName(site, vsId, rsId)).map((row) => ({
     field: "real_server.address",

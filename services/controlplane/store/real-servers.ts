@@ -18,8 +18,16 @@ function hostId(site: string, rs: RealServer): string | undefined {
   return "host" in r && r.site === site ? r.host : undefined;
 }
 
-function columns(site: string, rs: RealServer): Record<string, unknown> {
-  return { address: rs.address, port: rs.port, host_id: hostId(site, rs) ?? null };
+/**
+ * The IPVS destination port, which the unique index keys on: port 0 means "the service's port"
+ * (ipvsadm -r without :port), so 0 and the service port are the same destination.
+ */
+export function destinationPort(rs: RealServer, vs?: VirtualService): number {
+  return rs.port === 0 && vs ? vs.port : rs.port;
+}
+
+export function columns(site: string, rs: RealServer, vs?: VirtualService): Record<string, unknown> {
+  return { address: rs.address, port: destinationPort(rs, vs), host_id: hostId(site, rs) ?? null };
 }
 
 /**
@@ -64,15 +72,15 @@ export class RealServerRepository {
         // only for validate_only or after the insert hit a unique index: creating real servers is
         // the hot write path (thousands per service), so the common case is one statement.
         const duplicates = async (): Promise<never> => {
-          throwIfInvalid(await realServerDuplicates(tx, site, vsId, rsId, rs, true));
+          throwIfInvalid(await realServerDuplicates(tx, site, vsId, rsId, rs, true, destinationPort(rs, ctx.virtualService)));
           // The conflicting row is gone again (deleted concurrently): run the transaction again.
           throw Object.assign(new Error("unique conflict vanished"), { code: "40001" });
         };
         if (opts.validateOnly) {
-          throwIfInvalid(await realServerDuplicates(tx, site, vsId, rsId, rs, true));
+          throwIfInvalid(await realServerDuplicates(tx, site, vsId, rsId, rs, true, destinationPort(rs, ctx.virtualService)));
           return stamp(RealServerSchema, rs, name, 0n, new Date(), new Date());
         }
-        return insertRow(tx, REAL_SERVER_TABLE, [site, vsId, rsId], columns(site, rs), rs, duplicates);
+        return insertRow(tx, REAL_SERVER_TABLE, [site, vsId, rsId], columns(site, rs, ctx.virtualService), rs, duplicates);
       });
       return { resource: result, revision };
     } catch (err) {
@@ -93,9 +101,9 @@ export class RealServerRepository {
         const h = hostId(site, merged);
         const host = h ? await lockRow(tx, HOST_TABLE, [site, h], "FOR KEY SHARE") : undefined;
         const violations = validateRealServer(merged, { virtualService, host }, "real_server");
-        throwIfInvalid(violations.length > 0 ? violations : await realServerDuplicates(tx, site, vsId, rsId, merged, false));
+        throwIfInvalid(violations.length > 0 ? violations : await realServerDuplicates(tx, site, vsId, rsId, merged, false, destinationPort(merged, virtualService)));
         if (opts.validateOnly) return merged;
-        return updateRow(tx, REAL_SERVER_TABLE, [site, vsId, rsId], columns(site, merged), existing, merged);
+        return updateRow(tx, REAL_SERVER_TABLE, [site, vsId, rsId], columns(site, merged, virtualService), existing, merged);
       });
       return { resource: result, revision };
     } catch (err) {

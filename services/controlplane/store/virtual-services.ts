@@ -54,12 +54,12 @@ async function loadContext(
 }
 
 /** Every violation: the domain rules over the locked context, then (if those pass) uniqueness. */
-async function validated(tx: WriteTx, site: string, vsId: string, vs: VirtualService, existingId: string | undefined): Promise<FieldViolation[]> {
+export async function validated(tx: WriteTx, site: string, vsId: string, vs: VirtualService, existingId: string | undefined): Promise<FieldViolation[]> {
   const violations = validateVirtualService(vs, await loadContext(tx, site, existingId, vs), "virtual_service");
   return violations.length > 0 ? violations : virtualServiceDuplicates(tx, site, vsId, vs, existingId === undefined);
 }
 
-async function syncDirectors(tx: WriteTx, site: string, vsId: string, vs: VirtualService): Promise<void> {
+export async function syncDirectors(tx: WriteTx, site: string, vsId: string, vs: VirtualService): Promise<void> {
   const ids = directorIds(site, vs.directors);
   await tx.query(
     `WITH gone AS (
@@ -69,6 +69,38 @@ async function syncDirectors(tx: WriteTx, site: string, vsId: string, vs: Virtua
      SELECT $1, $2, h FROM unnest($3::text[]) AS h
      ON CONFLICT DO NOTHING`,
     [site, vsId, ids],
+  );
+}
+
+/**
+ * Real servers with port 0 use the service's port, so their destination key moves with it. Refuses a
+ * port under which one of them would collide with a real server that names that port explicitly.
+ * (Inside the transaction, under the service's FOR UPDATE lock; on validate_only it rolls back.)
+ */
+async function followServicePort(tx: WriteTx, site: string, vsId: string, port: number): Promise<void> {
+  const clash = await tx.query<{ a: string; b: string; address: string }>(
+    `SELECT a.real_server_id AS a, b.real_server_id AS b, host(a.address) AS address
+       FROM real_servers a
+       JOIN real_servers b ON b.site_id = a.site_id AND b.virtual_service_id = a.virtual_service_id
+                          AND b.address = a.address AND b.real_server_id <> a.real_server_id AND b.port = $3
+      WHERE a.site_id = $1 AND a.virtual_service_id = $2 AND coalesce((a.resource->>'port')::int, 0) = 0
+      LIMIT 1`,
+    [site, vsId, port],
+  );
+  const c = clash.rows[0];
+  if (c) {
+    throwIfInvalid([
+      {
+        field: "virtual_service.port",
+        reason: "DUPLICATE_REAL_SERVER",
+        description: `real servers ${c.a} (port 0 = the service port) and ${c.b} would both be ${c.address} port ${port}`,
+      },
+    ]);
+  }
+  await tx.query(
+    `UPDATE real_servers SET port = $3
+      WHERE site_id = $1 AND virtual_service_id = $2 AND coalesce((resource->>'port')::int, 0) = 0`,
+    [site, vsId, port],
   );
 }
 
@@ -118,6 +150,7 @@ export class VirtualServiceRepository {
           name,
         } as VirtualService);
         throwIfInvalid(await validated(tx, site, vsId, merged, vsId));
+        if (merged.port !== existing.port) await followServicePort(tx, site, vsId, merged.port);
         if (opts.validateOnly) return merged;
         const written = await updateRow(tx, VIRTUAL_SERVICE_TABLE, [site, vsId], virtualServiceColumns(merged), existing, merged);
         await syncDirectors(tx, site, vsId, merged);
