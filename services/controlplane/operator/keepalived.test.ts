@@ -17,7 +17,14 @@ const DIRECTOR = "sites/ams1/hosts/lb1";
 
 function byId(text: string) {
   const r = parseKeepalivedConf(text, { director: DIRECTOR });
-  return new Map(r.virtualServices.map((v) => [v.id, { ...v, json: toJson(VirtualServiceSchema, v.virtualService), rs: v.realServers.map((x) => ({ line: x.line, id: x.id, json: toJson(RealServerSchema, x.realServer) })) }]));
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  type J = Record<string, any>;
+  return new Map(
+    r.virtualServices.map((v) => [
+      v.id,
+      { ...v, json: toJson(VirtualServiceSchema, v.virtualService) as J, rs: v.realServers.map((x) => ({ line: x.line, id: x.id, json: toJson(RealServerSchema, x.realServer) as J })) },
+    ]),
+  );
 }
 
 function violations(text: string): string[] {
