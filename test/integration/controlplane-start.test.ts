@@ -14,6 +14,7 @@ import pg from "pg";
 import { Health, HealthCheckResponse_ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
 import { TopologyService } from "../../gen/lvsfleet/v1/topology_service_pb.js";
 import { createClient } from "../../lib/grpc/client.js";
+import { createTestDatabase } from "../harness/postgres.js";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -78,7 +79,12 @@ it("npm start with embedded Postgres serves health and the API, and exits 0 on S
         const line = buf.slice(0, i);
         buf = buf.slice(i + 1);
         if (!line.startsWith("{")) continue;
-        const parsed = JSON.parse(line) as LogLine;
+        let parsed: LogLine;
+        try {
+          parsed = JSON.parse(line) as LogLine;
+        } catch {
+          continue;
+        }
         lines.push(parsed);
         if (parsed.msg === "serving" && parsed.address) resolve(parsed.address);
       }
@@ -138,3 +144,47 @@ it("npm start with embedded Postgres serves health and the API, and exits 0 on S
   });
   expect(refused).toBe(true);
 }, 180_000);
+
+it("with OTEL_TRACES_EXPORTER set, npm start traces gRPC calls and pg queries (ESM loader hook in the start script)", async () => {
+  const db = await createTestDatabase();
+  const env: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: db.url, LVSFLEET_GRPC_ADDR: "127.0.0.1:0", LVSFLEET_LOG_LEVEL: "info" };
+  for (const k of Object.keys(env)) if (k.startsWith("OTEL_")) delete env[k];
+  Object.assign(env, { OTEL_TRACES_EXPORTER: "console", OTEL_METRICS_EXPORTER: "none", OTEL_LOGS_EXPORTER: "none", OTEL_BSP_SCHEDULE_DELAY: "100" });
+  const proc = spawn("npm", ["start"], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"], detached: true });
+  let out = "";
+  let stderr = "";
+  proc.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+  try {
+    const address = await new Promise<string>((resolve, reject) => {
+      proc.stdout!.on("data", (d: Buffer) => {
+        out += d.toString();
+        const m = /"address":"(127\.0\.0\.1:\d+)".*"msg":"serving"/.exec(out);
+        if (m) resolve(m[1]!);
+      });
+      proc.once("exit", (code) => reject(new Error(`npm start exited early (${code}): ${stderr}`)));
+    });
+    const topo = createClient(TopologyService, address);
+    try {
+      await topo.createSite({ siteId: "traced", site: {} });
+      await topo.getSite({ name: "sites/traced" });
+    } finally {
+      topo.close();
+    }
+    const exited = new Promise<number | null>((resolve) => proc.once("exit", (code) => resolve(code)));
+    process.kill(proc.pid!, "SIGTERM");
+    expect(await exited, stderr).toBe(0);
+    // The console exporter prints each finished span; shutdown flushes the rest.
+    expect(out).toContain("grpc.lvsfleet.v1.TopologyService/CreateSite");
+    expect(out).toContain("grpc.lvsfleet.v1.TopologyService/GetSite");
+    expect(out).toMatch(/name: 'pg\.query:(INSERT|SELECT)/);
+  } finally {
+    if (proc.exitCode === null && proc.signalCode === null) {
+      try {
+        process.kill(-proc.pid!, "SIGKILL");
+      } catch {
+        // gone
+      }
+    }
+    await db.drop();
+  }
+}, 120_000);
