@@ -104,4 +104,18 @@ describe("NATS faults", () => {
     await fleet.converged(pool);
     fleet.assertMonotonic();
   });
+
+  it("a relay that starts while NATS is down compiles at once and publishes when NATS comes up", async () => {
+    await relay.stop();
+    await nats.kill();
+    relay = await startRelay({ pool, natsUrl: nats.url, bucket: BUCKET, pollMs: 100, lockRetryMs: 200, markerCheckMs: 300 });
+    await writesWhileDown(900);
+    await waitFor("outbox compiled without NATS", async () => (await pool.query("SELECT count(*)::int AS n FROM outbox")).rows[0].n === 0);
+    expect(relay.isLeader()).toBe(true);
+    expect(relay.stats.published).toBe(0);
+    await nats.startProcess();
+    await fleet.converged(pool, 30_000);
+    expect(relay.stats.published).toBeGreaterThan(0);
+    fleet.assertMonotonic();
+  });
 });

@@ -39,6 +39,8 @@ export class DesiredStateWatch {
   private loop: Promise<void> | undefined;
   private statusLoop: Promise<void> | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
+  /** False between a disconnect and the reconnect: requests then only sit until they time out. */
+  private connected = true;
 
   constructor(private readonly o: DesiredStateWatchOptions) {
     // Site and host are single subject tokens (validated in config.ts), so this is one exact key.
@@ -67,7 +69,7 @@ export class DesiredStateWatch {
 
   /** Reads the key directly; delivers it if present. */
   async resync(): Promise<void> {
-    if (this.stop.signal.aborted) return;
+    if (this.stop.signal.aborted || !this.connected) return;
     try {
       const kv = this.kv ?? (await new Kvm(this.o.nc).open(this.o.bucket));
       const e = await kv.get(this.key);
@@ -98,6 +100,7 @@ export class DesiredStateWatch {
   private async watchLoop(): Promise<void> {
     let attempt = 0;
     while (!this.stop.signal.aborted) {
+      while (!this.connected && !this.stop.signal.aborted) await sleep(50, this.stop.signal);
       try {
         if (this.o.nc.isClosed()) return;
         const kv = await new Kvm(this.o.nc).open(this.o.bucket);
@@ -131,7 +134,9 @@ export class DesiredStateWatch {
   private async watchStatus(): Promise<void> {
     for await (const s of this.o.nc.status()) {
       if (this.stop.signal.aborted) return;
+      if (s.type === "disconnect") this.connected = false;
       if (s.type === "reconnect") {
+        this.connected = true;
         this.o.log.info({ server: (s as { server?: string }).server }, "reconnected to NATS; rewatching");
         this.kv = undefined;
         this.restart();

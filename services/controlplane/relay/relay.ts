@@ -27,6 +27,7 @@ import { randomUUID } from "node:crypto";
 import pg from "pg";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { jetstream } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import { HostDesiredStateSchema, type HostDesiredState } from "../../../gen/lvsfleet/v1/desired_state_pb.js";
 import { compileSite, desiredStateKey, hashDesiredState } from "../compile/index.js";
@@ -164,6 +165,8 @@ class RelayImpl implements Relay {
   private connecting: Promise<void> | undefined;
   private kv: KV | undefined;
   private epoch = "";
+  /** False between a disconnect and the reconnect: requests then would only sit until they time out. */
+  private natsUp = false;
   private republishAll = true;
   private lastMarkerCheck = 0;
   private busy = true;
@@ -378,14 +381,19 @@ class RelayImpl implements Relay {
           return;
         }
         this.kv = undefined;
+        this.natsUp = true;
         void (async () => {
           for await (const s of this.nc!.status()) {
             if (s.type === "reconnect") {
               // The server may have restarted without its data: check the marker at once.
+              this.natsUp = true;
               this.kv = undefined;
               this.lastMarkerCheck = 0;
               this.waker.wake();
-            } else if (s.type === "disconnect") this.log.warn("relay disconnected from NATS");
+            } else if (s.type === "disconnect") {
+              this.natsUp = false;
+              this.log.warn("relay disconnected from NATS");
+            }
           }
         })();
         this.log.info("relay connected to NATS");
@@ -402,7 +410,7 @@ class RelayImpl implements Relay {
   /** Opens (creating if needed) the bucket. A recreated bucket has no marker: republish follows. */
   private async bucketKv(nc: NatsConnection): Promise<KV> {
     if (this.kv) return this.kv;
-    this.kv = await new Kvm(nc).create(this.bucket, { history: 1, timeout: 3000 });
+    this.kv = await new Kvm(jetstream(nc, { timeout: 3000 })).create(this.bucket, { history: 1, timeout: 3000 });
     this.lastMarkerCheck = 0;
     return this.kv;
   }
@@ -410,7 +418,7 @@ class RelayImpl implements Relay {
   /** Publishes what is pending; undefined when NATS is unavailable (retry later). */
   private async publish(lost: () => boolean): Promise<number | undefined> {
     const nc = this.ensureNats();
-    if (!nc || nc.isClosed()) return undefined;
+    if (!nc || nc.isClosed() || !this.natsUp) return undefined;
     let kv: KV;
     try {
       kv = await this.bucketKv(nc);
