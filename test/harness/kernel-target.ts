@@ -20,7 +20,7 @@ import { closeSync, existsSync, openSync, rmSync } from "node:fs";
 import { mkdir, mkdtemp, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
-import { CommandFailedError, ExecTimeoutError, KernelTargetError } from "./kernel-target-errors.js";
+import { CommandFailedError, ExecTimeoutError, KernelTargetError, VmDiedError } from "./kernel-target-errors.js";
 import { VmChannel, type ExecResult } from "./vm/channel.js";
 import { prepareVmImage, REPO_ROOT } from "./vm/image.js";
 import { bootVm, type BootOptions, type VmInfo } from "./vm/qemu.js";
@@ -189,10 +189,21 @@ function vmTarget(info: VmInfo, stop?: () => Promise<void>): KernelTarget {
   };
 }
 
-async function startVmTarget(vm?: BootOptions): Promise<KernelTarget> {
+async function startVmTarget(vm: BootOptions = {}): Promise<KernelTarget> {
   const image = await prepareVmImage();
-  const running = await bootVm(image, vm);
-  return vmTarget(running.info, running.stop);
+  // Under heavy host load a TCG boot was seen to hang before the first console line (once in dozens of
+  // boots): give each attempt a bounded time and retry; the retry logs every kernel message to the
+  // serial log, so a second hang leaves something to read.
+  const attempts = Math.max(1, Number(process.env.LVSFLEET_VM_BOOT_ATTEMPTS ?? 2));
+  for (let i = 1; ; i++) {
+    try {
+      const running = await bootVm(image, i === 1 ? vm : { ...vm, verbose: true });
+      return vmTarget(running.info, running.stop);
+    } catch (err) {
+      if (!(err instanceof VmDiedError) || i >= attempts) throw err;
+      process.stderr.write(`[lvsfleet-vm] boot attempt ${i} failed, retrying: ${err.message.split("\n")[0]}\n`);
+    }
+  }
 }
 
 // ------------------------------------------------------------------------------------------------ api

@@ -11,9 +11,10 @@
 //    helper runs /sbin/modprobe for ip_vs_<scheduler>, nft expressions, libcrc32c); the chan mount
 //    moved to its host path; then `exec chroot /newroot busybox sh <chan>/loop.sh`.
 //  loop.sh (PID 1, chroot = host userland)
-//    the command server: polls <chan>/cmd/*.sh, runs each in its own session via run-one.sh (bash),
-//    which writes out/<id>.out, out/<id>.err and, last, out/<id>.code. <chan>/kill/<id> kills a
-//    command's process group; <chan>/stop ends the loop and powers off.
+//    the command server: polls <chan>/cmd/*.sh and queues each new id to the warm worker, run-one.sh
+//    (bash, own session, already started), which starts its successor and runs the command:
+//    out/<id>.out, out/<id>.err and, last, out/<id>.code. <chan>/kill/<id> kills a command's
+//    process group; <chan>/stop ends the loop and powers off.
 //
 // Console output (ttyS0) goes to the serial log file on the host (see qemu.ts).
 
@@ -91,11 +92,16 @@ cd ${q(p.repoRoot)} || cd /
 "$BB" ip link set lo up
 "$BB" hostname lvsfleet-vm
 mkdir -p "$C/cmd" "$C/run" "$C/out" "$C/kill"
-mkfifo /run/lvsfleet-tick && exec 3<>/run/lvsfleet-tick
+# fd 3: a FIFO nobody writes (the poll sleep); fd 4: the queue of command ids for the warm worker.
+mkfifo /run/lvsfleet-tick /run/lvsfleet-queue && exec 3<>/run/lvsfleet-tick 4<>/run/lvsfleet-queue
 sh=/bin/bash; [ -x "$sh" ] || sh="$BB sh"
+# One "warm" worker (run-one.sh, already started) waits on the queue; when it takes an id it starts its
+# successor, so the shell's start-up is off the critical path. Only one reader at a time, ever.
+warm() { setsid $sh "$C/run-one.sh" & echo $! > /run/lvsfleet-warm.pid; }
+warm
 "$BB" uname -r > "$C/ready.tmp" && mv "$C/ready.tmp" "$C/ready"
 echo "lvsfleet-vm: ready" > /dev/console
-# A command file stays in cmd/ until the host has read its result; "seen" keeps us from starting it twice.
+# A command file stays in cmd/ until the host has read its result; "seen" keeps us from queueing it twice.
 seen=" "
 while [ ! -e "$C/stop" ]; do
   next=" "
@@ -104,7 +110,7 @@ while [ ! -e "$C/stop" ]; do
     id=\${f##*/}; id=\${id%.sh}
     next="$next$id "
     case "$seen" in *" $id "*) continue ;; esac
-    setsid $sh "$C/run-one.sh" "$id" &
+    echo "$id" >&4
   done
   seen=$next
   for k in "$C"/kill/*; do
@@ -113,6 +119,9 @@ while [ ! -e "$C/stop" ]; do
     [ -s "$C/run/$id.pid" ] && kill -KILL -- "-$(cat "$C/run/$id.pid")" 2>/dev/null
     rm -f "$k" "$C/run/$id.pid"
   done
+  # Respawn the warm worker if it died (an empty read means a successor is writing its pid right now).
+  w=; read -r w < /run/lvsfleet-warm.pid
+  [ -n "$w" ] && ! kill -0 "$w" 2>/dev/null && warm
   read -t ${tick} _ <&3
 done
 echo "lvsfleet-vm: stop requested, powering off" > /dev/console
@@ -121,10 +130,15 @@ echo "lvsfleet-vm: stop requested, powering off" > /dev/console
 }
 
 export function runOneScript(p: GuestParams): string {
-  return `# lvsfleet kernel-test VM: runs one command in its own session (killable as a group), bash.
-# The command is sourced in a subshell: one fork, no exec. The host treats an empty .code as not yet written.
+  return `# lvsfleet kernel-test VM: the warm worker. Started in its own session (killable as a group); waits
+# for one command id on the queue (fd 4), starts its successor, then runs the command sourced in a bash
+# subshell (one fork, no exec). The host treats an empty .code as not yet written.
 __lvsfleet_c=${q(p.chanDir)}
-__lvsfleet_id=$1
+exec 3<&-
+IFS= read -r __lvsfleet_id <&4 || exit 0
+${q(p.busybox)} setsid "\${BASH:-/bin/sh}" "$__lvsfleet_c/run-one.sh" &
+echo $! > /run/lvsfleet-warm.pid
+exec 4<&-
 echo $$ > "$__lvsfleet_c/run/$__lvsfleet_id.pid"
 __lvsfleet_in=/dev/null; [ -e "$__lvsfleet_c/cmd/$__lvsfleet_id.in" ] && __lvsfleet_in="$__lvsfleet_c/cmd/$__lvsfleet_id.in"
 ( . "$__lvsfleet_c/cmd/$__lvsfleet_id.sh" ) > "$__lvsfleet_c/out/$__lvsfleet_id.out" 2> "$__lvsfleet_c/out/$__lvsfleet_id.err" < "$__lvsfleet_in"

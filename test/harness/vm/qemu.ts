@@ -86,6 +86,7 @@ export interface BootOptions {
   preload?: string[];
   smp?: number; // vCPUs (LVSFLEET_VM_SMP, 2)
   memMiB?: number; // guest memory (LVSFLEET_VM_MEM, 2048)
+  verbose?: boolean; // all kernel messages on the console (LVSFLEET_VM_VERBOSE=1); default quiet
 }
 
 export interface RunningVm {
@@ -128,7 +129,7 @@ export async function bootVm(image: VmImage, opts: BootOptions = {}): Promise<Ru
     "-serial", `file:${serialLog}`,
     "-kernel", image.vmlinux,
     "-initrd", image.initramfs,
-    "-append", "console=ttyS0 quiet panic=-1 rdinit=/init tsc=reliable mitigations=off",
+    "-append", `console=ttyS0 ${opts.verbose ?? process.env.LVSFLEET_VM_VERBOSE === "1" ? "loglevel=7" : "quiet"} panic=-1 rdinit=/init tsc=reliable mitigations=off`,
     "-fsdev", "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap",
     "-device", "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot",
     "-fsdev", `local,id=chan,path=${chanDir},security_model=none,multidevs=remap`,
@@ -182,7 +183,7 @@ export async function bootVm(image: VmImage, opts: BootOptions = {}): Promise<Ru
   };
 
   // Wait for the command server to announce itself.
-  const bootTimeout = opts.bootTimeoutMs ?? Number(process.env.LVSFLEET_VM_BOOT_TIMEOUT_MS ?? 180_000);
+  const bootTimeout = opts.bootTimeoutMs ?? Number(process.env.LVSFLEET_VM_BOOT_TIMEOUT_MS ?? 90_000);
   for (;;) {
     if (existsSync(join(chanDir, "ready"))) break;
     const failed = existsSync(join(chanDir, "boot-failed"));
