@@ -37,7 +37,7 @@ async function start(): Promise<void> {
   });
   log.info({ applied }, "migrations applied");
   if (stopping) return;
-  pool = createPool(databaseUrl, config.dbPoolSize);
+  pool = createPool(databaseUrl, config.dbPoolSize, (err) => log.warn({ err }, "idle postgres connection failed"));
   const store = new TopologyStore(pool);
   server = await startGrpcServer({
     address: config.grpcAddr,

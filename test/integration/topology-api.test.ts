@@ -303,6 +303,11 @@ describe.each([
       const mask = await failure(api.updateSite({ site: { name: site }, updateMask: { paths: ["no_such_field"] } }));
       expect(mask.code).toBe("INVALID_ARGUMENT");
       expect(mask.fieldViolations[0]?.field).toMatch(/^update_mask/);
+      // validate_only of a valid update answers with the merged result and writes nothing.
+      const voUp = await api.updateVirtualService({ virtualService: { name: `${site}/virtualServices/web`, scheduler: "mh" }, updateMask: { paths: ["scheduler"] }, validateOnly: true });
+      expect(voUp.virtualService?.scheduler).toBe("mh");
+      expect(voUp.virtualService?.address).toBe("192.0.2.20");
+      expect((await api.getVirtualService({ name: `${site}/virtualServices/web` })).virtualService?.scheduler).not.toBe("mh");
       // validate_only of a valid request writes nothing either.
       const vo = await api.createVirtualService({ parent: site, virtualServiceId: "vo", virtualService: { protocol: Protocol.UDP, address: "192.0.2.40", port: 53 }, validateOnly: true });
       expect(vo.virtualService?.scheduler).toBe("wlc");

@@ -69,10 +69,11 @@ export interface Database {
   readonly afterWrite: AfterWriteHook[];
 }
 
-export function createPool(connectionString: string, max = 20): pg.Pool {
+export function createPool(connectionString: string, max = 20, onError: (err: Error) => void = () => undefined): pg.Pool {
   const pool = new pg.Pool({ connectionString, max, application_name: "lvsfleet-controlplane" });
-  // An idle client that loses its server (restart, network) emits here; without a listener the process dies.
-  pool.on("error", () => undefined);
+  // An idle client that loses its server (restart, network) emits here; without a listener the
+  // process would die. The pool replaces the client on next use.
+  pool.on("error", onError);
   return pool;
 }
 
