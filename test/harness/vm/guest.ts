@@ -66,6 +66,9 @@ mount -t devtmpfs devtmpfs $N/dev || fail "devtmpfs"
 mkdir -p $N/dev/pts $N/dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts $N/dev/pts || fail "devpts"
 mount -t tmpfs -o mode=1777 shm $N/dev/shm || fail "shm"
+# What udev would add: /dev/fd (bash process substitution), /dev/std*, ptmx of our devpts instance.
+ln -sf /proc/self/fd $N/dev/fd; ln -sf /proc/self/fd/0 $N/dev/stdin
+ln -sf /proc/self/fd/1 $N/dev/stdout; ln -sf /proc/self/fd/2 $N/dev/stderr; ln -sf pts/ptmx $N/dev/ptmx
 mount -t tmpfs -o mode=0755 run $N/run || fail "run"
 mount -t tmpfs -o mode=1777 tmp $N/tmp || fail "tmp"
 # Inside the chroot, so that /lib -> usr/lib resolves within the new root.

@@ -7,6 +7,7 @@
 //               stage2.sh, loop.sh, run-one.sh, ready, boot.log, cmd/ run/ out/ kill/ (see channel.ts)
 //               and share/ (free for tests: files written there are visible on both sides)
 //   dead        written by the owner when qemu exits without being asked to (connectors read it)
+//   info.json   the VmInfo, once the guest is ready (cli.ts --run <dir> uses it)
 import { spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream, existsSync } from "node:fs";
 import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
@@ -200,6 +201,7 @@ export async function bootVm(image: VmImage, opts: BootOptions = {}): Promise<Ru
     await new Promise((r) => setTimeout(r, 25));
   }
   info.bootMs = Date.now() - t0;
+  await writeFile(join(runDir, "info.json"), JSON.stringify(info, null, 2) + "\n"); // for connectKernelTarget / cli.ts --run
   return { info, child, exited, stop: () => stop() };
 }
 
