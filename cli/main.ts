@@ -2,6 +2,7 @@
  * `lvsfleet`: the command line client of the lvsfleet control plane. bin/lvsfleet.mjs loads this
  * file through tsx, so it runs from a checkout without a build step.
  */
+import { runImportExport } from "./import-export.js";
 import { run } from "./run.js";
 
 // `lvsfleet audit | head`: a reader that goes away is not an error worth a stack trace.
@@ -10,9 +11,7 @@ process.stdout.on("error", (err: NodeJS.ErrnoException) => {
   throw err;
 });
 
-const code = await run(process.argv.slice(2), process.env, {
-  stdout: (s) => void process.stdout.write(s),
-  stderr: (s) => void process.stderr.write(s),
-});
+const io = { stdout: (s: string) => void process.stdout.write(s), stderr: (s: string) => void process.stderr.write(s) };
+const code = (await runImportExport(process.argv.slice(2), process.env, io)) ?? (await run(process.argv.slice(2), process.env, io));
 // Let stdout drain (it may be a pipe) before the process ends.
 process.exitCode = code;

@@ -4,7 +4,10 @@
  * in one transaction with the file named in the audit reason; invalid files, store-level violations
  * and dry runs write nothing; the export of an imported `ipvsadm -S -n` file is that file, byte for byte.
  */
-import { readFileSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type pg from "pg";
 import { OperatorService } from "../../gen/lvsfleet/v1/operator_service_pb.js";
@@ -13,6 +16,7 @@ import { HostRole, Protocol } from "../../gen/lvsfleet/v1/types_pb.js";
 import { createClient, type Client } from "../../lib/grpc/client.js";
 import { bind, startGrpcServer, type RunningServer } from "../../lib/grpc/serve.js";
 import { RpcError } from "../../lib/grpc/status.js";
+import { runImportExport } from "../../cli/import-export.js";
 import { operatorService } from "../../services/controlplane/api/operator.js";
 import { topologyService } from "../../services/controlplane/api/topology-service.js";
 import { createPool, TopologyStore } from "../../services/controlplane/store/index.js";
@@ -232,5 +236,58 @@ describe("ImportKeepalived", () => {
       `line ${KEEPALIVED.split("\n").length + 1}: include "/etc/keepalived/more.conf": includes are not followed — the import reads one text; paste the included file in its place`,
     ]);
     expect(await snapshot()).toEqual(before);
+  });
+});
+
+describe("lvsfleet import / export (CLI)", () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), "lvsfleet-import-"));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  async function cli(...argv: string[]): Promise<{ code: number | undefined; out: string; err: string }> {
+    let out = "";
+    let err = "";
+    const code = await runImportExport([...argv, "--addr", server.address], {}, { stdout: (s) => void (out += s), stderr: (s) => void (err += s) });
+    return { code, out, err };
+  }
+
+  it("import --dry-run, import, export: the file comes back; errors exit 1 with the line, usage errors exit 2", async () => {
+    await site("cli", GOLDEN_MARKS);
+    const file = join(dir, "lb1.rules");
+    writeFileSync(file, SAVE_N);
+    const before = await snapshot();
+    const dry = await cli("import", "ipvsadm", "--site", "cli", "--director", "lb1", file, "--dry-run");
+    expect([dry.code, dry.err]).toEqual([0, ""]);
+    expect(dry.out).toContain(`dry run: would create ${SERVICES} virtual services and ${SERVERS} real servers; nothing written`);
+    expect(await snapshot()).toEqual(before);
+    const imp = await cli("--reason", "CHG-7", "import", "ipvsadm", "--site", "cli", "--director", "lb1", file);
+    expect([imp.code, imp.err]).toEqual([0, ""]);
+    expect(imp.out).toMatch(new RegExp(`^VIRTUAL SERVICE +SERVICE +SCHEDULER +REAL SERVERS\ntcp-192-0-2-10-80 +TCP  192\.0\.2\.10:80 +rr +2\n`));
+    expect(imp.out).toMatch(/created \d+ virtual services and \d+ real servers \(revision \d+\)\n$/);
+    expect(imp.out).toContain(`created ${SERVICES} virtual services and ${SERVERS} real servers (revision `);
+    const reason = await t.pool.query<{ reason: string }>("SELECT DISTINCT reason FROM audit_log WHERE resource_name LIKE 'sites/cli/virtualServices/%'");
+    expect(reason.rows).toEqual([{ reason: `ipvsadm import of ${JSON.stringify(file)}: CHG-7` }]);
+    const exp = await cli("export", "ipvsadm", "--site", "cli", "--director", "lb1");
+    expect([exp.code, exp.out, exp.err]).toEqual([0, SAVE_N, ""]);
+
+    writeFileSync(join(dir, "bad.rules"), "-A -t 192.0.2.77:80 -s rr\n-a -t 192.0.2.77:80 -r 198.51.100.1:80 -q\n");
+    const bad = await cli("import", "ipvsadm", "--site", "cli", "--director", "lb1", join(dir, "bad.rules"));
+    expect([bad.code, bad.out]).toEqual([1, ""]);
+    expect(bad.err).toBe('error: INVALID_ARGUMENT: ipvsadm rules: line 2: unknown option "-q"\n  text: line 2: unknown option "-q"\n');
+    expect((await cli("import", "ipvsadm", "--site", "cli", join(dir, "bad.rules"))).code).toBe(2);
+    expect((await cli("import", "nginx", "--site", "cli", file)).code).toBe(2);
+    expect((await cli("import", "ipvsadm", "--site", "cli", "--director", "lb1", join(dir, "missing.rules"))).code).toBe(1);
+    expect(await runImportExport(["vs", "list", "cli"], {}, { stdout: () => undefined, stderr: () => undefined })).toBeUndefined();
+  });
+
+  it("bin/lvsfleet routes export to the OperatorService (cli/main.ts wiring)", async () => {
+    const out = await new Promise<string>((resolve, reject) =>
+      execFile(process.execPath, ["bin/lvsfleet.mjs", "export", "ipvsadm", "--site", "cli", "--director", "lb1", "--addr", server.address], { timeout: 60_000 }, (err, stdout, stderr) =>
+        err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout),
+      ),
+    );
+    expect(out).toBe(SAVE_N);
   });
 });

@@ -17,7 +17,7 @@ import { normalizeRealServer, normalizeVirtualService, validateRealServer } from
 import { withTransaction, type Database, type WriteMeta } from "./db.js";
 import { parentMissing } from "./parents.js";
 import { mapPgError } from "./pg-errors.js";
-import { columns as realServerColumns } from "./real-servers.js";
+import { columns as realServerColumns, destinationPort } from "./real-servers.js";
 import { insertRow, lockRow, stamp } from "./rows.js";
 import { REAL_SERVER_TABLE, SITE_TABLE, VIRTUAL_SERVICE_TABLE } from "./specs.js";
 import { syncDirectors, validated as validatedVirtualService, virtualServiceColumns } from "./virtual-services.js";
@@ -83,7 +83,7 @@ export async function createBulk(db: Database, meta: WriteMeta, site: string, it
           const rs = normalizeRealServer({ ...r.realServer, name: realServerName(site, item.id, r.id) } as RealServer);
           for (const v of validateId(r.id, "real_server_id")) report(r.label, v);
           for (const v of validateRealServer(rs, { virtualService: vs }, "real_server")) report(r.label, v);
-          const key = `${rs.address}/${rs.port}`;
+          const key = `${rs.address}/${destinationPort(rs, vs)}`;
           const prev = rsSeen.get(key) ?? rsSeen.get(r.id);
           if (prev !== undefined) report(r.label, { field: "", reason: "DUPLICATE_REAL_SERVER", description: `real server ${rs.address} port ${rs.port} of ${name} is also created by ${prev}` });
           rsSeen.set(key, r.label);
@@ -108,7 +108,7 @@ export async function createBulk(db: Database, meta: WriteMeta, site: string, it
         out.virtualServices.push(await insertRow(tx, VIRTUAL_SERVICE_TABLE, [site, p.id], virtualServiceColumns(p.vs), p.vs));
         await syncDirectors(tx, site, p.id, p.vs);
         for (const r of p.realServers) {
-          out.realServers.push(await insertRow(tx, REAL_SERVER_TABLE, [site, p.id, r.id], realServerColumns(site, r.rs), r.rs));
+          out.realServers.push(await insertRow(tx, REAL_SERVER_TABLE, [site, p.id, r.id], realServerColumns(site, r.rs, p.vs), r.rs));
         }
       }
       return out;
