@@ -183,7 +183,7 @@ describe("host agent", () => {
     const host = "bin";
     const reports = await reportsOf(host);
     const stateDir = join(stateRoot, "bin-state");
-    const child = spawn(process.execPath, ["bin/lvsfleet-agent.mjs", "--site", SITE, "--host", host, "--bucket", bucket, "--heartbeat", "1"], {
+    const child = spawn(process.execPath, ["bin/lvsfleet-agent.mjs", "--kernel", "fake", "--site", SITE, "--host", host, "--bucket", bucket, "--heartbeat", "1"], {
       env: { ...process.env, NATS_URL: SHARED_NATS_URL, LVSFLEET_STATE_DIR: stateDir },
       stdio: ["ignore", "pipe", "pipe"],
     });

@@ -76,5 +76,7 @@ export interface KernelBackend {
   counters?(): Promise<ServiceCountersSample[]>;
   /** Real-server health, when the backend runs checks; sent with heartbeats. */
   health?(): Promise<RealServerHealthSample[]>;
+  /** Drift repaired by the backend's own periodic resync since the last call; sent with heartbeats. */
+  takeDrift?(): DriftRepair[];
   close?(): Promise<void>;
 }

@@ -94,6 +94,7 @@ export class ReportPublisher {
   /** Heartbeat: the plain report plus counters and health when the backend has them. */
   async heartbeat(): Promise<void> {
     const b = this.o.backend;
+    if (b.takeDrift) this.addDrift(b.takeDrift());
     const extra: Partial<Pick<AgentReport, "counters" | "health">> = {};
     try {
       if (b.counters) {
