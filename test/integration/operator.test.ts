@@ -101,7 +101,7 @@ describe("ImportIpvsadm", () => {
     expect(r.realServers).toHaveLength(SERVERS);
     expect(r.revision).toBeGreaterThan(BigInt(before.revision));
     expect(new Set([...r.virtualServices, ...r.realServers].map((x) => x.revision))).toEqual(new Set([r.revision]));
-    expect(r.virtualServices[0]!.name).toBe(`${parent}/virtualServices/tcp-192-0-2-10-80`);
+    expect(r.virtualServices[0]!.name).toBe(`${parent}/virtualServices/tcp-192-0-2-18-80`);
     expect(r.virtualServices.every((v) => v.directors.join() === `${parent}/hosts/lb1`)).toBe(true);
 
     const after = await snapshot();
@@ -113,8 +113,8 @@ describe("ImportIpvsadm", () => {
     const audit = await t.pool.query<{ revision: string; operation: string; reason: string }>("SELECT DISTINCT revision::text, operation, reason FROM audit_log WHERE revision = $1", [r.revision.toString()]);
     expect(audit.rows).toEqual([{ revision: r.revision.toString(), operation: "ImportIpvsadm", reason: 'ipvsadm import of "lb1-ipvsadm.rules": migration CHG-42' }]);
 
-    const got = await topo.getVirtualService({ name: `${parent}/virtualServices/udp-192-0-2-45-5060` });
-    expect([got.virtualService?.persistenceEngine, got.virtualService?.onePacket, got.virtualService?.persistence?.prefixLength]).toEqual(["sip", true, 16]);
+    const got = await topo.getVirtualService({ name: `${parent}/virtualServices/udp-192-0-2-60-5060` });
+    expect([got.virtualService?.persistenceEngine, got.virtualService?.onePacket, got.virtualService?.persistence?.prefixLength, got.virtualService?.schedulerFlags]).toEqual(["sip", true, 16, ["sh-fallback"]]);
 
     const e = await ops.exportIpvsadm({ parent, director: `${parent}/hosts/lb1` });
     expect(e.text).toBe(SAVE_N);
@@ -130,7 +130,7 @@ describe("ImportIpvsadm", () => {
   it("an invalid file writes nothing; the error names the line and the token", async () => {
     const parent = await site("bad", GOLDEN_MARKS);
     const lines = SAVE_N.split("\n");
-    lines.splice(11, 0, "-a -t 192.0.2.10:80 -r 198.51.100.99:80 -g -w 1 --foo");
+    lines.splice(11, 0, "-a -t 192.0.2.18:80 -r 198.51.100.99:80 -g -w 1 --foo");
     const before = await snapshot();
     const err = await failure(ops.importIpvsadm({ parent, director: "lb1", text: lines.join("\n"), fileName: "bad.rules" }));
     expect(err.codeName).toBe("INVALID_ARGUMENT");
@@ -172,7 +172,7 @@ describe("ImportIpvsadm", () => {
     const before = await snapshot();
     const r = await ops.importIpvsadm({ parent, director: "lb1", text: SAVE_N, fileName: "dry.rules", dryRun: true });
     expect([r.dryRun, r.revision, r.virtualServices.length, r.realServers.length]).toEqual([true, 0n, SERVICES, SERVERS]);
-    expect(r.virtualServices[0]!.name).toBe(`${parent}/virtualServices/tcp-192-0-2-10-80`);
+    expect(r.virtualServices[0]!.name).toBe(`${parent}/virtualServices/tcp-192-0-2-18-80`);
     expect(await snapshot()).toEqual(before);
     expect((await ops.exportIpvsadm({ parent, director: "lb1" })).text).toBe("");
   });
@@ -264,7 +264,10 @@ describe("lvsfleet import / export (CLI)", () => {
     expect(await snapshot()).toEqual(before);
     const imp = await cli("--reason", "CHG-7", "import", "ipvsadm", "--site", "cli", "--director", "lb1", file);
     expect([imp.code, imp.err]).toEqual([0, ""]);
-    expect(imp.out).toMatch(new RegExp(`^VIRTUAL SERVICE +SERVICE +SCHEDULER +REAL SERVERS\ntcp-192-0-2-10-80 +TCP  192\.0\.2\.10:80 +rr +2\n`));
+    expect(imp.out.split("\n").slice(0, 2).map((l) => l.split(/\s{2,}/))).toEqual([
+      ["VIRTUAL SERVICE", "SERVICE", "SCHEDULER", "REAL SERVERS"],
+      ["tcp-192-0-2-18-80", "TCP", "192.0.2.18:80", "ovf", "2"],
+    ]);
     expect(imp.out).toMatch(/created \d+ virtual services and \d+ real servers \(revision \d+\)\n$/);
     expect(imp.out).toContain(`created ${SERVICES} virtual services and ${SERVERS} real servers (revision `);
     const reason = await t.pool.query<{ reason: string }>("SELECT DISTINCT reason FROM audit_log WHERE resource_name LIKE 'sites/cli/virtualServices/%'");

@@ -5,7 +5,7 @@
  * Lines and option order, as ipvsadm's print_service_entry() writes them (checked byte for byte
  * against the real ipvsadm in the VM harness, test/kernel/ipvsadm-roundtrip.test.ts):
  *
- *   -A -t 192.0.2.10:80 -s wlc[ -p T[ -M MASK]][ -b FLAGS][ --pe NAME][ -o]
+ *   -A -t 192.0.2.10:80 -s wlc[ -p T[ -M MASK]][ --pe NAME][ -o][ -b FLAGS]
  *   -a -t 192.0.2.10:80 -r 198.51.100.11:80 -g|-m -w W
  *   -a -t 192.0.2.10:80 -r 198.51.100.12:80 -i -w W --tun-type ipip
  *   -a -t 192.0.2.10:80 -r 198.51.100.13:80 -i -w W --tun-type gue --tun-port P --tun-nocsum|--tun-csum|--tun-remcsum
@@ -135,12 +135,13 @@ function serviceLine(vs: VirtualService): string {
     if (v6 && plen !== 128) s += ` -M ${plen}`;
     if (!v6 && plen !== 32) s += ` -M ${ipv4Netmask(plen)}`;
   }
+  if (vs.persistenceEngine) s += ` --pe ${vs.persistenceEngine}`;
+  if (vs.onePacket) s += " -o";
+  // Last, after --pe and -o (measured: `-p 60 -M 255.255.0.0 --pe sip -o -b sh-fallback`).
   if (vs.schedulerFlags.length > 0) {
     const flags = [...vs.schedulerFlags].sort((a, b) => rank(a) - rank(b));
     s += ` -b ${flags.join(",")}`;
   }
-  if (vs.persistenceEngine) s += ` --pe ${vs.persistenceEngine}`;
-  if (vs.onePacket) s += " -o";
   return s;
 }
 

@@ -5,7 +5,7 @@
  * The format, from ipvsadm 1.31 (Debian bookworm; checked against the real binary in the VM harness,
  * test/kernel/ipvsadm-roundtrip.test.ts):
  *
- *   -A -t 192.0.2.10:80 -s wlc [-p 300] [-M 255.255.255.0] [-b sh-fallback,sh-port] [--pe sip] [-o]
+ *   -A -t 192.0.2.10:80 -s wlc [-p 300] [-M 255.255.255.0] [--pe sip] [-o] [-b sh-fallback,sh-port]
  *   -a -t 192.0.2.10:80 -r 198.51.100.11:80 -g|-i|-m -w 1 [--tun-type gue --tun-port 6080 --tun-nocsum]
  *   -A -u [2001:db8::1]:53 …     -A --sctp-service 192.0.2.1:9000 …     -A -f 10 [-6] …
  *

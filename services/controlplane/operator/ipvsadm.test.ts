@@ -85,17 +85,19 @@ describe("ipvsadm -S import: fields", () => {
   it("ids and key fields", () => {
     const r = parseIpvsadmSave(SAVE_N);
     const ids = r.virtualServices.map((v) => v.id);
-    expect(ids).toContain("tcp-192-0-2-10-80");
+    expect(ids).toContain("tcp-192-0-2-18-80");
     expect(ids).toContain("udp-2001-db8--12-53");
     expect(ids).toContain("sctp-192-0-2-46-9000");
     expect(ids).toContain("fwmark-100");
     expect(ids).toContain("fwmark-101-v6");
-    const v = r.virtualServices.find((x) => x.id === "tcp-192-0-2-10-80")!;
-    expect(v.line).toBe(1);
+    const v = r.virtualServices.find((x) => x.id === "tcp-192-0-2-18-80")!;
+    expect([v.line, v.virtualService.scheduler]).toEqual([1, "ovf"]);
     expect(v.realServers.map((x) => [x.id, x.line, x.realServer.forwardMethod, x.realServer.weight, x.realServer.port])).toEqual([
-      ["rs-198-51-100-10-8080", 2, ForwardMethod.NAT, 3, 8080],
-      ["rs-203-0-113-10-80", 3, ForwardMethod.DR, 0, 80],
+      ["rs-198-51-100-22-8080", 2, ForwardMethod.NAT, 3, 8080],
+      ["rs-203-0-113-22-80", 3, ForwardMethod.DR, 2, 80],
     ]);
+    const w0 = r.virtualServices.find((x) => x.id === "tcp-192-0-2-40-443")!.realServers[0]!.realServer;
+    expect([w0.weight, w0.forwardMethod]).toEqual([0, ForwardMethod.DR]);
   });
 
   it("every scheduler", () => {
@@ -107,9 +109,13 @@ describe("ipvsadm -S import: fields", () => {
     const a = service(SAVE_N, "tcp-192-0-2-40-443");
     expect([a.persistence?.timeoutSeconds, a.persistence?.prefixLength]).toEqual([300, 24]);
     const b = service(SAVE_N, "tcp-192-0-2-42-80");
-    expect([b.scheduler, b.schedulerFlags, b.persistence?.timeoutSeconds]).toEqual(["sh", ["sh-fallback", "sh-port"], 100]);
-    const c = service(SAVE_N, "udp-192-0-2-45-5060");
-    expect([c.protocol, c.persistence?.prefixLength, c.persistenceEngine, c.onePacket]).toEqual([Protocol.UDP, 16, "sip", true]);
+    expect([b.scheduler, b.schedulerFlags, b.persistence]).toEqual(["sh", ["sh-fallback", "sh-port"], undefined]);
+    const b2 = service(SAVE_N, "tcp-192-0-2-59-80");
+    expect([b2.scheduler, b2.schedulerFlags, b2.persistence?.timeoutSeconds]).toEqual(["mh", ["mh-fallback", "mh-port"], 30]);
+    const c = service(SAVE_N, "udp-192-0-2-60-5060");
+    expect([c.protocol, c.scheduler, c.schedulerFlags, c.persistence?.prefixLength, c.persistenceEngine, c.onePacket]).toEqual([Protocol.UDP, "sh", ["sh-fallback"], 16, "sip", true]);
+    const c2 = service(SAVE_N, "udp-192-0-2-45-5060");
+    expect([c2.persistence?.timeoutSeconds, c2.persistence?.prefixLength, c2.persistenceEngine, c2.onePacket]).toEqual([60, undefined, "sip", false]);
     const d = service(SAVE_N, "tcp-2001-db8--11-443");
     expect([d.addressFamily, d.persistence?.prefixLength]).toEqual([AddressFamily.IPV6, 64]);
     const e = service(SAVE_N, "tcp-192-0-2-53-443");
