@@ -185,6 +185,10 @@ describe("ImportIpvsadm", () => {
     expect((await failure(ops.importIpvsadm({ parent, director: "lb1", text: "" }))).fieldViolations.map((v) => [v.field, v.description])).toEqual([["text", "the file is empty"]]);
     expect((await failure(ops.importIpvsadm({ parent, director: "lb1", text: "# only a comment\n" }))).fieldViolations.map((v) => v.reason)).toEqual(["NOTHING_TO_IMPORT"]);
     expect((await failure(ops.exportIpvsadm({ parent, director: "lb7" }))).codeName).toBe("NOT_FOUND");
+    const big = await failure(ops.importIpvsadm({ parent, director: "lb1", text: `-A -t 192.0.2.1:80\n${"# padding\n".repeat(350_000)}` }));
+    expect([big.codeName, big.fieldViolations.map((v) => v.description)]).toEqual(["INVALID_ARGUMENT", ["the file is larger than 3145728 bytes"]]);
+    // Over grpc-js's 4 MiB message limit the transport refuses the call before any handler runs.
+    expect((await failure(ops.importIpvsadm({ parent, director: "lb1", text: "#".repeat(5 * 1024 * 1024) }))).codeName).toBe("RESOURCE_EXHAUSTED");
   });
 });
 

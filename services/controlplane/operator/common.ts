@@ -13,8 +13,12 @@ import { parseAddress } from "../domain/address.js";
 
 /** The request field that carries the file. */
 export const TEXT_FIELD = "text";
-/** Larger inputs are refused before parsing: a Director's table of 10,000 services is ~1 MB. */
-export const MAX_IMPORT_BYTES = 4 * 1024 * 1024;
+/**
+ * Larger inputs are refused before parsing (a Director's table of 10,000 services is ~1 MB). Below
+ * grpc-js's default 4 MiB message limit, so an oversized file gets this clear error rather than the
+ * transport's RESOURCE_EXHAUSTED (which is what a request over 4 MiB gets).
+ */
+export const MAX_IMPORT_BYTES = 3 * 1024 * 1024;
 /** A line longer than this is not a rule (ipvsadm's own restore buffer is 4 KiB per line). */
 export const MAX_LINE_LENGTH = 4096;
 /** Violations reported before "… and N more". */

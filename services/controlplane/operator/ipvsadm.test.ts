@@ -223,7 +223,8 @@ describe("ipvsadm -S import: errors name the line and the token", () => {
   it("binary garbage, empty and huge files", () => {
     expect(violations("-A -t 192.0.2.1:80\n\u0000\u0001\u0002ELF")[0]).toMatch(/^line 2: not text: character U\+0000 at column 1/);
     expect(violations("")).toEqual(["the file is empty"]);
-    expect(violations("#".repeat(4 * 1024 * 1024 + 1))).toEqual(["the file is larger than 4194304 bytes"]);
+    expect(violations("#".repeat(3 * 1024 * 1024 + 1))).toEqual(["the file is larger than 3145728 bytes"]);
+    expect(parseIpvsadmSave(`-A -t 192.0.2.1:80 -p\n${"# padding\n".repeat(300_000)}`).virtualServices).toHaveLength(1); // 3,000,020 bytes: under the limit
     expect(violations("-A -t 192.0.2.1:80 " + "x".repeat(5000))).toEqual(["line 1: line longer than 4096 characters"]);
   });
 
