@@ -115,6 +115,29 @@ export function serviceDiff(found: ServiceSpec, want: ServiceSpec): string[] {
   return out;
 }
 
+/** serviceDiff(found, want).length === 0, without building strings (the no-change hot path). */
+export function serviceEqual(found: ServiceSpec, want: ServiceSpec): boolean {
+  return (
+    found.scheduler === want.scheduler &&
+    (found.flags & ~SVC_F_HASHED) === (want.flags & ~SVC_F_HASHED) &&
+    found.timeout === want.timeout &&
+    found.netmask >>> 0 === want.netmask >>> 0 &&
+    (found.peName ?? "") === (want.peName ?? "")
+  );
+}
+
+/** destinationDiff(found, want).length === 0, without building strings. */
+export function destinationEqual(found: DestinationSpec, want: DestinationSpec): boolean {
+  return (
+    (found.forward === want.forward || (found.forward === "local" && want.forward !== "local")) &&
+    found.weight === want.weight &&
+    found.upperThreshold === want.upperThreshold &&
+    found.lowerThreshold === want.lowerThreshold &&
+    (want.forward !== "tunnel" ||
+      ((found.tunnelType ?? "ipip") === (want.tunnelType ?? "ipip") && (found.tunnelPort ?? 0) === (want.tunnelPort ?? 0) && (found.tunnelFlags ?? 0) === (want.tunnelFlags ?? 0)))
+  );
+}
+
 function tunnelOf(d: DestinationSpec): string {
   return `${d.tunnelType ?? "ipip"}/${d.tunnelPort ?? 0}/${d.tunnelFlags ?? 0}`;
 }

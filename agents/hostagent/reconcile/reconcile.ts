@@ -47,11 +47,13 @@ import {
   addressObject,
   canonicalIp,
   destinationDiff,
+  destinationEqual,
   destinationKey,
   destinationObject,
   linkObject,
   sameSysctlValue,
   serviceDiff,
+  serviceEqual,
   serviceKey,
   serviceObject,
   sysctlObject,
@@ -169,8 +171,8 @@ export function reconcile(desired: DesiredHost, observed: ObservedHost, owned: O
     const obs = obsByKey.get(key);
     const own = owned.services.get(key);
     const clean = own?.clean === true;
-    const svcObj = serviceObject(key);
     if (!obs) {
+      const svcObj = serviceObject(key);
       put("service-add-edit", { kind: "service-add", object: svcObj, key, service: want.service });
       for (const d of want.destinations) {
         const dk = destinationKey(d);
@@ -180,51 +182,47 @@ export function reconcile(desired: DesiredHost, observed: ObservedHost, owned: O
       continue;
     }
     let changed = false;
-    const sdiff = serviceDiff(obs.service, want.service);
-    if (sdiff.length > 0) {
+    if (!serviceEqual(obs.service, want.service)) {
       changed = true;
+      const svcObj = serviceObject(key);
       put("service-add-edit", { kind: "service-edit", object: svcObj, key, service: want.service });
-      if (clean && serviceDiff(own.state.service, want.service).length === 0) drift.push({ object: svcObj, found: sdiff.join(", ") });
+      if (clean && serviceDiff(own.state.service, want.service).length === 0) drift.push({ object: svcObj, found: serviceDiff(obs.service, want.service).join(", ") });
     }
-    const obsDests = new Map<string, DestinationSpec>();
-    for (const d of obs.destinations) obsDests.set(destinationKey(d), d);
-    let ownDests: Map<string, DestinationSpec> | undefined;
-    const ownDest = (dk: string): DestinationSpec | undefined => {
-      if (!clean) return undefined;
-      ownDests ??= new Map(own.state.destinations.map((d) => [destinationKey(d), d]));
-      return ownDests.get(dk);
-    };
-    const wantDests = new Set<string>();
+    // Destinations are matched by address and port; lists are short, so a linear match (no Map, no
+    // key strings) keeps a no-change resync of 100,000 destinations cheap.
+    const obsDests = obs.destinations;
+    const matched = new Array<boolean>(obsDests.length).fill(false);
     for (const d of want.destinations) {
-      const dk = destinationKey(d);
-      wantDests.add(dk);
-      const o = obsDests.get(dk);
-      const dObj = destinationObject(key, dk);
-      if (!o) {
+      const at = findDest(obsDests, d);
+      if (at < 0) {
         changed = true;
+        const dk = destinationKey(d);
+        const dObj = destinationObject(key, dk);
         put("dest-add-edit", { kind: "dest-add", object: dObj, key: dk, service: want.service, destination: d });
-        const od = ownDest(dk);
-        if (od && destinationDiff(od, d).length === 0) drift.push({ object: dObj, found: "missing" });
+        const od = clean ? own.state.destinations[findDest(own.state.destinations, d)] : undefined;
+        if (od && destinationEqual(od, d)) drift.push({ object: dObj, found: "missing" });
         continue;
       }
-      const ddiff = destinationDiff(o, d);
-      if (ddiff.length > 0) {
+      matched[at] = true;
+      const o = obsDests[at]!;
+      if (!destinationEqual(o, d)) {
         changed = true;
+        const dk = destinationKey(d);
+        const dObj = destinationObject(key, dk);
         put("dest-add-edit", { kind: "dest-edit", object: dObj, key: dk, service: want.service, destination: d });
-        const od = ownDest(dk);
-        if (od && destinationDiff(od, d).length === 0) drift.push({ object: dObj, found: ddiff.join(", ") });
+        const od = clean ? own.state.destinations[findDest(own.state.destinations, d)] : undefined;
+        if (od && destinationEqual(od, d)) drift.push({ object: dObj, found: destinationDiff(o, d).join(", ") });
       }
     }
-    if (obsDests.size > wantDests.size || obs.destinations.some((d) => !wantDests.has(destinationKey(d)))) {
-      for (const d of obs.destinations) {
-        const dk = destinationKey(d);
-        if (wantDests.has(dk)) continue;
-        changed = true;
-        const dObj = destinationObject(key, dk);
-        put("dest-del", { kind: "dest-del", object: dObj, key: dk, service: want.service, destination: { address: d.address, port: d.port, family: d.family } });
-        // Not in what we last applied either: someone added it behind our back.
-        if (clean && !own.state.destinations.some((x) => destinationKey(x) === dk)) drift.push({ object: dObj, found: `not desired (weight ${d.weight})` });
-      }
+    for (let i = 0; i < obsDests.length; i++) {
+      if (matched[i]) continue;
+      const d = obsDests[i]!;
+      changed = true;
+      const dk = destinationKey(d);
+      const dObj = destinationObject(key, dk);
+      put("dest-del", { kind: "dest-del", object: dObj, key: dk, service: want.service, destination: { address: d.address, port: d.port, family: d.family } });
+      // Not in what we last applied either: someone added it behind our back.
+      if (clean && findDest(own.state.destinations, d) < 0) drift.push({ object: dObj, found: `not desired (weight ${d.weight})` });
     }
     if (!changed && !own) adopted.push(key);
   }
@@ -302,6 +300,12 @@ export function reconcile(desired: DesiredHost, observed: ObservedHost, owned: O
   const ops: Op[] = [];
   for (const p of PHASES) ops.push(...phase.get(p)!);
   return { ops, drift, foreign, adopted };
+}
+
+/** Index of the destination with d's address and port (canonical text on both sides), or -1. */
+function findDest(list: DestinationSpec[], d: { address: string; port: number }): number {
+  for (let i = 0; i < list.length; i++) if (list[i]!.port === d.port && list[i]!.address === d.address) return i;
+  return -1;
 }
 
 function keyOnly(s: ServiceState["service"]): ServiceKey {
