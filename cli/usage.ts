@@ -33,6 +33,8 @@ Commands:
   mark  create|get|list|update|delete   firewall marks (traffic grouped into one fwmark service)
   list  <site>                          a site's services and real servers, like ipvsadm -Ln
   audit [--site S] [--resource NAME]    the audit log, newest first
+  import ipvsadm|keepalived …           create services from an ipvsadm-save dump or a keepalived.conf
+  export ipvsadm --site S --director H  a Director's rules as \`ipvsadm -S -n\` prints them
 
 Ids: short ids expand to resource names: ams1 → sites/ams1, ams1/lb1 → sites/ams1/hosts/lb1,
 ams1/web → sites/ams1/virtualServices/web, ams1/web/rs1 → …/virtualServices/web/realServers/rs1,
