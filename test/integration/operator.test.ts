@@ -8,6 +8,7 @@ import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type pg from "pg";
 import { OperatorService } from "../../gen/lvsfleet/v1/operator_service_pb.js";
@@ -189,6 +190,39 @@ describe("ImportIpvsadm", () => {
     expect([big.codeName, big.fieldViolations.map((v) => v.description)]).toEqual(["INVALID_ARGUMENT", ["the file is larger than 3145728 bytes"]]);
     // Over grpc-js's 4 MiB message limit the transport refuses the call before any handler runs.
     expect((await failure(ops.importIpvsadm({ parent, director: "lb1", text: "#".repeat(5 * 1024 * 1024) }))).codeName).toBe("RESOURCE_EXHAUSTED");
+  });
+});
+
+describe("hostile files through the API", () => {
+  it("mutated files either import whole or fail with INVALID_ARGUMENT on text and write nothing", async () => {
+    const parent = await site("hostile", GOLDEN_MARKS);
+    const lines = SAVE_N.split("\n");
+    const mutation = fc.oneof(
+      fc.nat(SAVE_N.length).map((n) => SAVE_N.slice(0, n)),
+      fc.tuple(fc.nat(lines.length - 1), fc.constantFrom("--foo", "-p", "-w", "{", "\u0000", "[::1", "-M 255.0.255.0", "-s nosuch", "-r 198.51.100.1:80")).map(([i, tk]) =>
+        lines.map((l, j) => (j === i ? `${l} ${tk}` : l)).join("\n"),
+      ),
+      fc.uint8Array({ minLength: 1, maxLength: 64 }).map((b) => Buffer.from(b).toString("latin1")),
+    );
+    let imported = 0;
+    await fc.assert(
+      fc.asyncProperty(mutation, async (text) => {
+        const before = await snapshot();
+        const res = await ops.importIpvsadm({ parent, director: "lb1", text, fileName: "fuzz" }).then(
+          (r) => r,
+          (e: unknown) => e,
+        );
+        if (!(res instanceof RpcError)) {
+          imported++;
+          return;
+        }
+        expect(res.codeName).toBe("INVALID_ARGUMENT");
+        for (const v of res.fieldViolations) expect([v.field, /^(line \d+: |the file |… and)/.test(v.description)]).toEqual(["text", true]);
+        expect(await snapshot()).toEqual(before);
+      }),
+      { numRuns: 30 },
+    );
+    expect(imported).toBeLessThan(30);
   });
 });
 
