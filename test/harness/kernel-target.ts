@@ -16,8 +16,8 @@
 // See README.md for the protocol, timings and knobs.
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { closeSync, existsSync, openSync, rmSync } from "node:fs";
-import { mkdir, mkdtemp, rename, rm, writeFile } from "node:fs/promises";
+import { closeSync, existsSync, openSync } from "node:fs";
+import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
 import { CommandFailedError, ExecTimeoutError, KernelTargetError, VmDiedError } from "./kernel-target-errors.js";
@@ -97,7 +97,7 @@ async function which(cmd: string): Promise<boolean> {
 
 // ---------------------------------------------------------------------------------------------- host
 
-let stdinSeq = 0;
+let execSeq = 0;
 
 function hostTarget(info: HostInfo, owner: boolean): KernelTarget {
   let closed = false;
@@ -105,48 +105,43 @@ function hostTarget(info: HostInfo, owner: boolean): KernelTarget {
     kind: "host",
     info,
     shareDir: info.shareDir,
+    // Same semantics as the VM channel: stdin from a file, stdout/stderr to files, done when the script's
+    // shell exits (background processes it leaves behind keep running and do not hold the result up).
     async exec(script, opts = {}) {
       if (closed) throw new KernelTargetError("kernel target is closed");
       const timeoutMs = opts.timeoutMs ?? 60_000;
-      let stdinFd: number | "ignore" = "ignore";
-      let stdinFile: string | undefined;
-      if (opts.stdin !== undefined) {
-        stdinFile = join(info.shareDir, `.stdin-${process.pid}-${stdinSeq++}`);
-        await writeFile(stdinFile, opts.stdin);
-        stdinFd = openSync(stdinFile, "r");
-      }
-      const done = () => {
-        if (typeof stdinFd === "number") closeSync(stdinFd);
-        if (stdinFile) rmSync(stdinFile, { force: true });
+      const base = join(info.shareDir, `.exec-${process.pid}-${execSeq++}`);
+      await writeFile(`${base}.in`, opts.stdin ?? "");
+      const fds = [openSync(`${base}.in`, "r"), openSync(`${base}.out`, "w"), openSync(`${base}.err`, "w")];
+      const finish = async () => {
+        const [stdout, stderr] = await Promise.all([readFile(`${base}.out`, "utf8"), readFile(`${base}.err`, "utf8")]);
+        await Promise.all([".in", ".out", ".err"].map((x) => rm(base + x, { force: true })));
+        return { stdout, stderr };
       };
-      return await new Promise<ExecResult>((res, rej) => {
-        const env = { ...process.env, PATH: `${info.pathPrefix}${process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin"}`, LVSFLEET_KERNEL_TARGET_KIND: "host" };
-        const p = spawn("ip", ["netns", "exec", info.netns, "bash", "-c", script], { cwd: REPO_ROOT, env, detached: true, stdio: [stdinFd, "pipe", "pipe"] });
-        let stdout = "";
-        let stderr = "";
-        let timedOut = false;
-        p.stdout!.on("data", (d) => (stdout += d));
-        p.stderr!.on("data", (d) => (stderr += d));
-        const t = setTimeout(() => {
-          timedOut = true;
-          try {
-            process.kill(-p.pid!, "SIGKILL");
-          } catch {
-            /* gone */
-          }
-        }, timeoutMs);
-        p.on("error", (e) => {
-          clearTimeout(t);
-          done();
-          rej(e);
-        });
-        p.on("close", (code, sig) => {
-          clearTimeout(t);
-          done();
-          if (timedOut) rej(new ExecTimeoutError(`command did not finish within ${timeoutMs} ms (killed)`, stdout, stderr));
-          else res({ code: code ?? 128 + (sig === "SIGKILL" ? 9 : 15), stdout, stderr });
-        });
-      });
+      const env = { ...process.env, PATH: `${info.pathPrefix}${process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin"}`, LVSFLEET_KERNEL_TARGET_KIND: "host" };
+      let p;
+      try {
+        // detached: own process group, so a timeout kills everything the script started
+        p = spawn("ip", ["netns", "exec", info.netns, "bash", "-c", script], { cwd: REPO_ROOT, env, detached: true, stdio: fds });
+      } finally {
+        for (const fd of fds) closeSync(fd);
+      }
+      let timedOut = false;
+      const t = setTimeout(() => {
+        timedOut = true;
+        try {
+          process.kill(-p.pid!, "SIGKILL");
+        } catch {
+          /* gone */
+        }
+      }, timeoutMs);
+      const [code, sig] = await new Promise<[number | null, NodeJS.Signals | null]>((res, rej) => {
+        p.on("error", rej);
+        p.on("exit", (c, s) => res([c, s]));
+      }).finally(() => clearTimeout(t));
+      const { stdout, stderr } = await finish();
+      if (timedOut) throw new ExecTimeoutError(`command did not finish within ${timeoutMs} ms (killed)`, stdout, stderr);
+      return { code: code ?? 128 + (sig === "SIGKILL" ? 9 : 15), stdout, stderr };
     },
     async close() {
       if (!owner) return; // connected: the namespace belongs to whoever started it

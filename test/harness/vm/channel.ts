@@ -83,8 +83,10 @@ export class VmChannel {
       if (now - t0 > timeoutMs) {
         const [stdout, stderr] = await Promise.all([readFile(files.out, "utf8").catch(() => ""), readFile(files.err, "utf8").catch(() => "")]);
         await writeFile(join(c, "kill", id), "").catch(() => {});
-        // Give the guest loop a moment to kill the group before the files go.
-        setTimeout(() => void cleanup().catch(() => {}), 2000).unref();
+        // The pid file stays for the guest loop (it removes it when it kills the group). The script goes
+        // after a moment, so a command still queued can no longer start.
+        const { pid: _pid, ...rest } = files;
+        setTimeout(() => void Promise.all(Object.values(rest).map((f) => rm(f, { force: true }))).catch(() => {}), 2000).unref();
         throw new ExecTimeoutError(`command in the VM did not finish within ${timeoutMs} ms (killed): ${script.trim().split("\n")[0].slice(0, 200)}`, stdout, stderr);
       }
       await new Promise((r) => setTimeout(r, wait));

@@ -116,11 +116,17 @@ while [ ! -e "$C/stop" ]; do
     echo "$id" >&4
   done
   seen=$next
+  # Kill requests: kill the command's session; a command still queued (no pid yet) keeps its request
+  # until it starts, or until the host has removed its script (then it can no longer run).
   for k in "$C"/kill/*; do
     [ -e "$k" ] || continue
     id=\${k##*/}
-    [ -s "$C/run/$id.pid" ] && kill -KILL -- "-$(cat "$C/run/$id.pid")" 2>/dev/null
-    rm -f "$k" "$C/run/$id.pid"
+    if [ -s "$C/run/$id.pid" ]; then
+      kill -KILL -- "-$(cat "$C/run/$id.pid")" 2>/dev/null
+      rm -f "$k" "$C/run/$id.pid"
+    elif [ ! -e "$C/cmd/$id.sh" ]; then
+      rm -f "$k"
+    fi
   done
   # Respawn the warm worker if it died (an empty read means a successor is writing its pid right now).
   w=; read -r w < /run/lvsfleet-warm.pid
