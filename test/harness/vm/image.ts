@@ -426,7 +426,10 @@ async function prepareFromLists(): Promise<VmImage> {
   const imagesDir = join(vmCacheDir(), "images");
   const dir = join(imagesDir, key);
   const cached = await readManifest(dir);
-  if (cached) return cached;
+  if (cached) {
+    await markUsed(cached);
+    return cached;
+  }
   if (/\s/.test(dir)) throw new VmSetupError(`cache path must not contain whitespace: ${dir}`);
 
   const t0 = Date.now();
@@ -483,7 +486,26 @@ async function prepareFromLists(): Promise<VmImage> {
   }
   const done = await readManifest(dir);
   if (!done) throw new VmSetupError(`VM image ${dir} has no manifest after build`);
+  await markUsed(done);
   return done;
+}
+
+/**
+ * Touches the image's `last-used` and removes other images (older package versions, older IMAGE_FORMAT)
+ * not used for a day. A VM lives at most LVSFLEET_VM_MAX_SECONDS (1 h), so none of them is in use.
+ */
+async function markUsed(image: VmImage): Promise<void> {
+  await writeFile(join(image.dir, "last-used"), new Date().toISOString() + "\n");
+  const imagesDir = join(vmCacheDir(), "images");
+  for (const name of await readdir(imagesDir).catch(() => [] as string[])) {
+    const other = join(imagesDir, name);
+    if (other === image.dir) continue;
+    const st = await stat(join(other, "last-used")).catch(() => stat(other).catch(() => undefined));
+    if (st && Date.now() - st.mtimeMs > 24 * 3600_000) {
+      log(`removing unused VM image ${name}`);
+      await rm(other, { recursive: true, force: true });
+    }
+  }
 }
 
 // Exported for tests of the harness itself.
