@@ -8,6 +8,7 @@
 //   ipvsadm -C; ipvsadm -R < export; ipvsadm -S -n == the export again
 // Ordering rule: ipvsadm sorts (libipvs ipvs_cmp_services / ipvs_cmp_dests) and so does the export,
 // so nothing is re-sorted in this test: the programming order below is deliberately not sorted.
+import { readFileSync } from "node:fs";
 import { create } from "@bufbuild/protobuf";
 import { beforeAll, describe, expect, it } from "vitest";
 import { FirewallMarkSchema, HostSchema } from "../../gen/lvsfleet/v1/topology_pb.js";
@@ -15,6 +16,7 @@ import { HostRole } from "../../gen/lvsfleet/v1/types_pb.js";
 import { validateRealServer, validateVirtualService } from "../../services/controlplane/domain/validate.js";
 import { formatIpvsadmSave } from "../../services/controlplane/operator/ipvsadm-export.js";
 import { parseIpvsadmSave } from "../../services/controlplane/operator/ipvsadm-save.js";
+import { parseKeepalivedConf } from "../../services/controlplane/operator/keepalived.js";
 import { mustExec, type KernelTarget } from "../harness/kernel-target.js";
 import { kernelTarget } from "../harness/kernel-vitest.js";
 
@@ -134,5 +136,16 @@ describe("ipvsadm -S round trip on the real kernel", () => {
     const row = listing.split("\n").find((l) => l.includes("198.51.100.90:80"));
     // "  -> 198.51.100.90:80  1000  100  0  0": Uthreshold, Lthreshold, ActiveConn, InActConn
     expect(row?.trim().split(/\s+/).slice(2, 4)).toEqual(["1000", "100"]);
+  });
+
+  it("a keepalived.conf import exports as rules the real ipvsadm restores and saves identically", async () => {
+    const conf = readFileSync(new URL("../../services/controlplane/operator/testdata/keepalived-full.conf", import.meta.url), "utf8");
+    const r = parseKeepalivedConf(conf);
+    const exported = formatIpvsadmSave(r.virtualServices.map((v) => ({ virtualService: v.virtualService, realServers: v.realServers.map((x) => x.realServer) })));
+    expect(exported.split("\n").filter((l) => l.startsWith("-A"))).toHaveLength(r.virtualServices.length);
+    const saved = await mustExec(target, "ipvsadm -C && ipvsadm -R && ipvsadm -S -n", { stdin: exported, timeoutMs: 120_000 });
+    // ipvsadm -S leaves the thresholds out; everything else is the export.
+    expect(saved).toBe(exported.replace(/ -x \d+ -y \d+/g, ""));
+    expect(exported).toContain(" -x 1000 -y 100\n");
   });
 });
