@@ -88,6 +88,8 @@ export interface CycleResult extends ApplyResult {
   /** Services adopted without a write. */
   adopted: number;
   snapshotMs: number;
+  /** The pure diff alone. */
+  reconcileMs: number;
   totalMs: number;
 }
 
@@ -306,12 +308,13 @@ export class LinuxBackend implements KernelBackend {
       snap = await this.snapshot(d, errors);
     } catch (e) {
       if (errors.length === 0) errors.push({ object: "kernel", operation: "read", message: String((e as Error).message ?? e) });
-      const r: CycleResult = { errors, drift: [], foreign: [], ops: 0, writes: 0, ipvsRequests: 0, adopted: 0, snapshotMs: performance.now() - t0, totalMs: performance.now() - t0 };
+      const r: CycleResult = { errors, drift: [], foreign: [], ops: 0, writes: 0, ipvsRequests: 0, adopted: 0, snapshotMs: performance.now() - t0, reconcileMs: 0, totalMs: performance.now() - t0 };
       this.lastCycle = r;
       return r;
     }
     const snapshotMs = performance.now() - t0;
     const plan = reconcile(d, snap.observed, this.owned);
+    const reconcileMs = performance.now() - t0 - snapshotMs;
     const failed = new Set<Op>();
     let otherWrites = 0;
     const ipvsAtExec = snap.ipvs?.requests ?? 0;
@@ -366,6 +369,7 @@ export class LinuxBackend implements KernelBackend {
       ipvsRequests: ipvsAfter - snap.requestsBefore,
       adopted: plan.adopted.length,
       snapshotMs,
+      reconcileMs,
       totalMs: performance.now() - t0,
     };
     this.lastCycle = r;

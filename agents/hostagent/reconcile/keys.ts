@@ -75,9 +75,19 @@ function hostPort(address: string, port: number): string {
 }
 
 /** "tcp 192.0.2.1:80", "udp [2001:db8::1]:53", "fwmark ipv4 7". Unique per IPVS service. */
+export function computeServiceKey(k: ServiceKey): string {
+  return k.fwmark !== undefined && k.fwmark !== 0 ? `fwmark ${k.family} ${k.fwmark}` : `${k.protocol ?? "?"} ${hostPort(k.address ?? "?", k.port ?? 0)}`;
+}
+
+// Desired services are the same objects from one resync to the next, so their keys are computed
+// once (key fields of a spec are never mutated: a different key is a different service).
+const keyCache = new WeakMap<ServiceKey, string>();
+
+/** computeServiceKey, memoised per object. */
 export function serviceKey(k: ServiceKey): string {
-  if (k.fwmark !== undefined && k.fwmark !== 0) return `fwmark ${k.family} ${k.fwmark}`;
-  return `${k.protocol ?? "?"} ${hostPort(k.address ?? "?", k.port ?? 0)}`;
+  let key = keyCache.get(k);
+  if (key === undefined) keyCache.set(k, (key = computeServiceKey(k)));
+  return key;
 }
 
 /** Unique per destination within a service. */

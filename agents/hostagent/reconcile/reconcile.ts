@@ -46,6 +46,7 @@ import {
   addressKey,
   addressObject,
   canonicalIp,
+  computeServiceKey,
   destinationDiff,
   destinationEqual,
   destinationKey,
@@ -154,7 +155,7 @@ export function reconcile(desired: DesiredHost, observed: ObservedHost, owned: O
   // ---- IPVS ----------------------------------------------------------------------------------
   const observedServices = observed.ipvs?.services ?? [];
   const obsByKey = new Map<string, ServiceState>();
-  for (const s of observedServices) obsByKey.set(serviceKey(s.service), s);
+  for (const s of observedServices) obsByKey.set(computeServiceKey(s.service), s); // fresh objects each snapshot
   const wantKeys = new Set<string>();
   const fwmarksBeingDeleted = new Set<number>();
 
@@ -191,7 +192,7 @@ export function reconcile(desired: DesiredHost, observed: ObservedHost, owned: O
     // Destinations are matched by address and port; lists are short, so a linear match (no Map, no
     // key strings) keeps a no-change resync of 100,000 destinations cheap.
     const obsDests = obs.destinations;
-    const matched = new Array<boolean>(obsDests.length).fill(false);
+    const matched = obsDests.length > 0 ? new Uint8Array(obsDests.length) : EMPTY;
     for (const d of want.destinations) {
       const at = findDest(obsDests, d);
       if (at < 0) {
@@ -203,7 +204,7 @@ export function reconcile(desired: DesiredHost, observed: ObservedHost, owned: O
         if (od && destinationEqual(od, d)) drift.push({ object: dObj, found: "missing" });
         continue;
       }
-      matched[at] = true;
+      matched[at] = 1;
       const o = obsDests[at]!;
       if (!destinationEqual(o, d)) {
         changed = true;
@@ -301,6 +302,8 @@ export function reconcile(desired: DesiredHost, observed: ObservedHost, owned: O
   for (const p of PHASES) ops.push(...phase.get(p)!);
   return { ops, drift, foreign, adopted };
 }
+
+const EMPTY = new Uint8Array(0);
 
 /** Index of the destination with d's address and port (canonical text on both sides), or -1. */
 function findDest(list: DestinationSpec[], d: { address: string; port: number }): number {
