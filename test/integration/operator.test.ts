@@ -168,6 +168,22 @@ describe("ImportIpvsadm", () => {
     expect(await snapshot()).toEqual(before);
   });
 
+  it("two concurrent imports of one file: one creates everything, the other fails naming the lines", async () => {
+    const parent = await site("race", GOLDEN_MARKS);
+    const results = await Promise.allSettled([1, 2].map((i) => ops.importIpvsadm({ parent, director: "lb1", text: SAVE_N, fileName: `race-${i}` })));
+    const ok = results.filter((r) => r.status === "fulfilled");
+    const failed = results.filter((r): r is PromiseRejectedResult => r.status === "rejected").map((r) => r.reason as RpcError);
+    expect([ok.length, failed.length]).toEqual([1, 1]);
+    expect(failed[0]!.codeName).toBe("INVALID_ARGUMENT");
+    // Which services the loser reports depends on when the winner committed during its validation
+    // (each statement sees the latest commits); every one it names exists, by line.
+    const v = failed[0]!.fieldViolations.map((x) => x.description);
+    expect(v.length).toBeGreaterThan(0);
+    for (const d of v) expect(d).toMatch(new RegExp(`^line \\d+: ${parent}/virtualServices/[a-z0-9-]+ already exists$`));
+    const n = await t.pool.query<{ n: string }>("SELECT count(*)::text AS n FROM virtual_services WHERE site_id = 'race'");
+    expect(Number(n.rows[0]!.n)).toBe(SERVICES);
+  });
+
   it("a dry run returns what would be created and writes nothing", async () => {
     const parent = await site("dry", GOLDEN_MARKS);
     const before = await snapshot();

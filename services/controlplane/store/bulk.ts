@@ -105,10 +105,17 @@ export async function createBulk(db: Database, meta: WriteMeta, site: string, it
           for (const r of p.realServers) out.realServers.push(stamp(RealServerSchema, r.rs, realServerName(site, p.id, r.id), 0n, now, now));
           continue;
         }
-        out.virtualServices.push(await insertRow(tx, VIRTUAL_SERVICE_TABLE, [site, p.id], virtualServiceColumns(p.vs), p.vs));
-        await syncDirectors(tx, site, p.id, p.vs);
-        for (const r of p.realServers) {
-          out.realServers.push(await insertRow(tx, REAL_SERVER_TABLE, [site, p.id, r.id], realServerColumns(site, r.rs, p.vs), r.rs));
+        try {
+          out.virtualServices.push(await insertRow(tx, VIRTUAL_SERVICE_TABLE, [site, p.id], virtualServiceColumns(p.vs), p.vs));
+          await syncDirectors(tx, site, p.id, p.vs);
+          for (const r of p.realServers) {
+            out.realServers.push(await insertRow(tx, REAL_SERVER_TABLE, [site, p.id, r.id], realServerColumns(site, r.rs, p.vs), r.rs));
+          }
+        } catch (err) {
+          // A concurrent write took a key after our validation (unique index = the guarantee): run
+          // the whole import again, whose validation then names the line of each conflict.
+          if ((err as { code?: unknown }).code === "23505") throw Object.assign(new Error("unique conflict with a concurrent write"), { code: "40001" });
+          throw err;
         }
       }
       return out;
