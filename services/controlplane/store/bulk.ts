@@ -7,7 +7,9 @@
  *
  * Every violation of every resource is collected first and reported together, each labelled with
  * where the resource came from (e.g. "line 12") on one request field (e.g. `text`): nothing is written
- * unless everything is valid.
+ * unless everything is valid. A concurrent write that takes one of the keys between validation and
+ * insert trips a unique index; the whole import then runs again (as a serialization failure), and
+ * its validation names the conflicting resources by line.
  */
 import type { RealServer, VirtualService } from "../../../gen/lvsfleet/v1/topology_pb.js";
 import { RealServerSchema, VirtualServiceSchema } from "../../../gen/lvsfleet/v1/topology_pb.js";
