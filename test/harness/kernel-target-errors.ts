@@ -8,6 +8,8 @@ export class KernelTargetError extends Error {
 /** The VM is gone (kernel panic, qemu crash or killed) or never came up. `serialTail` has its last words. */
 export class VmDiedError extends KernelTargetError {
   override name = "VmDiedError";
+  /** Set on boot failures that a second attempt cannot fix (the guest's own setup reported an error). */
+  permanent = false;
   constructor(message: string, readonly serialTail = "") {
     super(serialTail ? `${message}\n--- serial console (tail) ---\n${serialTail}` : message);
   }

@@ -195,7 +195,7 @@ async function startVmTarget(vm: BootOptions = {}): Promise<KernelTarget> {
       const running = await bootVm(image, i === 1 ? vm : { ...vm, verbose: true });
       return vmTarget(running.info, running.stop);
     } catch (err) {
-      if (!(err instanceof VmDiedError) || i >= attempts) throw err;
+      if (!(err instanceof VmDiedError) || err.permanent || i >= attempts) throw err;
       process.stderr.write(`[lvsfleet-vm] boot attempt ${i} failed, retrying: ${err.message.split("\n")[0]}\n`);
     }
   }

@@ -6,7 +6,8 @@
 //    TypeScript, not in the cached image).
 //  stage2.sh (PID 1, initramfs root)
 //    host root read-only over 9p (multidevs=remap on the host side) + tmpfs overlay at /newroot;
-//    fresh /proc /sys /dev /dev/pts /dev/shm /run /tmp; the image's full module tree bind-mounted at
+//    fresh /proc /sys /dev /dev/pts /dev/shm /run (/tmp stays the host's, under the overlay: paths
+//    such as a cache dir in /tmp must stay reachable); the image's full module tree bind-mounted at
 //    /lib/modules/<release> in BOTH roots and /sbin/modprobe -> busybox in both (the kernel's usermode
 //    helper runs /sbin/modprobe for ip_vs_<scheduler>, nft expressions, libcrc32c); the chan mount
 //    moved to its host path; then `exec chroot /newroot busybox sh <chan>/loop.sh`.
@@ -70,10 +71,10 @@ mount -t tmpfs -o mode=1777 shm $N/dev/shm || fail "shm"
 ln -sf /proc/self/fd $N/dev/fd; ln -sf /proc/self/fd/0 $N/dev/stdin
 ln -sf /proc/self/fd/1 $N/dev/stdout; ln -sf /proc/self/fd/2 $N/dev/stderr; ln -sf pts/ptmx $N/dev/ptmx
 mount -t tmpfs -o mode=0755 run $N/run || fail "run"
-mount -t tmpfs -o mode=1777 tmp $N/tmp || fail "tmp"
 # Inside the chroot, so that /lib -> usr/lib resolves within the new root.
 chroot $N "$BB" mkdir -p /lib/modules/${p.kernelRelease} || fail "mkdir modules"
 chroot $N "$BB" ln -sf "$BB" /sbin/modprobe || fail "modprobe link"
+for a in lsmod rmmod insmod modinfo; do [ -e $N/sbin/$a ] || chroot $N "$BB" ln -s "$BB" /sbin/$a; done
 mount --bind $N${q(modules)} $N/lib/modules/${p.kernelRelease} || fail "bind module tree in new root"
 mount --move /chan $N${q(p.chanDir)} || fail "move chan"
 for m in ${p.preload.join(" ")}; do modprobe $m || say "modprobe $m failed"; done

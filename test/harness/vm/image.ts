@@ -34,7 +34,10 @@ export const REPO_ROOT = fileURLToPath(new URL("../../../", import.meta.url)).re
 
 /** Cache root for everything VM related (gitignored through `.lvsfleet/`). */
 export function vmCacheDir(): string {
-  return resolve(process.env.LVSFLEET_VM_DIR ?? join(REPO_ROOT, ".lvsfleet", "vm"));
+  const dir = resolve(process.env.LVSFLEET_VM_DIR ?? join(REPO_ROOT, ".lvsfleet", "vm"));
+  // The guest sees the host's files at the same paths, except where it mounts its own filesystems.
+  if (/^\/(run|dev|proc|sys)(\/|$)/.test(dir)) throw new VmSetupError(`LVSFLEET_VM_DIR=${dir}: the guest mounts its own /run /dev /proc /sys`);
+  return dir;
 }
 
 /** Guest packages besides the kernel. Library lists from the recipe (Debian bookworm). */

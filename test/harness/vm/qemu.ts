@@ -196,7 +196,9 @@ export async function bootVm(image: VmImage, opts: BootOptions = {}): Promise<Ru
           : `guest not ready after ${bootTimeout} ms`;
       const qlog = await readFile(join(runDir, "qemu.log"), "utf8").catch(() => "");
       await stop(true); // keep the run dir for debugging
-      throw new VmDiedError(`VM boot failed: ${why} (logs kept in ${runDir})\n--- qemu.log ---\n${qlog.trim()}`, await tail(serialLog));
+      const err = new VmDiedError(`VM boot failed: ${why} (logs kept in ${runDir})\n--- qemu.log ---\n${qlog.trim()}`, await tail(serialLog));
+      err.permanent = failed;
+      throw err;
     }
     await new Promise((r) => setTimeout(r, 25));
   }
