@@ -47,11 +47,18 @@ const applyMs = performance.now() - t0;
 const failed = errs.filter(Boolean);
 if (failed.length) throw new Error(`${failed.length} operations failed, first: ${failed[0]!.message}`);
 const applySends = client.requests;
+process.stderr.write(`apply ${applyMs.toFixed(0)} ms\n`);
 
-// 2. lvsfleet reads the full state (services + destinations).
+// 2. lvsfleet reads the full configuration (services + destinations), as the agent does for its
+//    diff and as `ipvsadm -Sn` does; then once more with every counter decoded, for the record.
 t0 = performance.now();
-const snap = await client.snapshot();
+const snap = await client.snapshot({ stats: false });
 const readMs = performance.now() - t0;
+t0 = performance.now();
+const snapStats = await client.snapshot();
+const readStatsMs = performance.now() - t0;
+if (snapStats.length !== S) throw new Error("snapshot with stats incomplete");
+process.stderr.write(`read ${readMs.toFixed(0)} ms, with counters ${readStatsMs.toFixed(0)} ms\n`);
 const readDests = snap.reduce((n, s) => n + s.destinations.length, 0);
 if (snap.length !== S || readDests !== S * R) throw new Error(`read ${snap.length} services / ${readDests} destinations, want ${S} / ${S * R}`);
 
@@ -87,6 +94,7 @@ process.stdout.write(
     applyRequests: applySends,
     ipvsadmRestoreMs: restore.ms,
     readMs,
+    readStatsMs,
     ipvsadmSaveMs: save.ms,
     changeMs,
     changeRequests,

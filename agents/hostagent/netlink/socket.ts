@@ -151,6 +151,7 @@ export class NetlinkSocket {
   private closed = false;
   private dumpQueue: Promise<void> = Promise.resolve();
   private referenced = false;
+  private unrefScheduled = false;
 
   private constructor(protocol: number, opts: NetlinkSocketOptions, raw: RawTransport) {
     this.protocol = protocol;
@@ -295,7 +296,6 @@ export class NetlinkSocket {
     const results: BatchResult[] = new Array(reqs.length);
     let i = 0;
     while (i < reqs.length) {
-      const bufs: Buffer[] = [];
       const members: { seq: number; req: NetlinkRequest; index: number }[] = [];
       let bytes = 0;
       while (i < reqs.length && members.length < maxMessages) {
@@ -306,11 +306,22 @@ export class NetlinkSocket {
         bytes += size;
         i++;
       }
+      // Frame the chunk straight into one buffer (nlmsghdr + payload + padding per message).
+      const data = Buffer.allocUnsafe(bytes);
+      let off = 0;
       members.forEach((m, k) => {
         const last = k === members.length - 1;
-        bufs.push(encodeMessage({ type: m.req.type, flags: (m.req.flags ?? 0) | NLM_F_REQUEST | (last ? NLM_F_ACK : 0), seq: m.seq, pid: this.pid, payload: m.req.payload }));
+        const len = 16 + m.req.payload.length;
+        data.writeUInt32LE(len, off);
+        data.writeUInt16LE(m.req.type, off + 4);
+        data.writeUInt16LE(((m.req.flags ?? 0) | NLM_F_REQUEST | (last ? NLM_F_ACK : 0)) & 0xffff, off + 6);
+        data.writeUInt32LE(m.seq, off + 8);
+        data.writeUInt32LE(this.pid, off + 12);
+        data.set(m.req.payload, off + 16);
+        data.fill(0, off + len, off + ((len + 3) & ~3));
+        off += (len + 3) & ~3;
       });
-      const chunkResults = await this.sendChunk(members, Buffer.concat(bufs), opts.timeoutMs ?? this.timeoutMs);
+      const chunkResults = await this.sendChunk(members, data, opts.timeoutMs ?? this.timeoutMs);
       members.forEach((m, k) => {
         results[m.index] = chunkResults[k]!;
       });
@@ -477,13 +488,29 @@ export class NetlinkSocket {
     if (this.closed) throw new NetlinkError(op, errnoNumber("EBADF"), { message: `${op}: netlink socket closed` });
   }
 
-  /** Keep the process alive only while requests are in flight. */
+  /**
+   * Keep the process alive only while requests are in flight. The unref is deferred to the next
+   * loop turn: back-to-back requests (a snapshot runs thousands of dumps) would otherwise pay two
+   * native calls each.
+   */
   private updateRef(): void {
     if (this.closed) return;
-    const want = this.pending.size > 0;
-    if (want === this.referenced) return;
-    this.referenced = want;
-    if (want) this.raw.ref();
-    else this.raw.unref();
+    if (this.pending.size > 0) {
+      if (!this.referenced) {
+        this.referenced = true;
+        this.raw.ref();
+      }
+      return;
+    }
+    if (!this.referenced || this.unrefScheduled) return;
+    this.unrefScheduled = true;
+    setImmediate(() => {
+      this.unrefScheduled = false;
+      if (!this.closed && this.pending.size === 0 && this.referenced) {
+        this.referenced = false;
+        this.raw.unref();
+      }
+    });
   }
+
 }

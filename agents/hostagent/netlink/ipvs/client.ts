@@ -30,6 +30,7 @@ import {
   encodeSetDest,
   encodeSetService,
   encodeZero,
+  type DecodeOptions,
   type IpvsDaemon,
   type IpvsDaemonState,
   type IpvsDestination,
@@ -71,7 +72,7 @@ export type IpvsOperation =
   | { op: "delDestination"; service: IpvsServiceKey; destination: IpvsDestinationKey };
 
 export interface IpvsClientOptions extends NetlinkSocketOptions {
-  /** Sockets used to run per-service destination dumps side by side in snapshot(). Default 4. */
+  /** Sockets used to run per-service destination dumps side by side in snapshot(). Default 8. */
   dumpParallelism?: number;
   /** Attempts for a dump that comes back with NLM_F_DUMP_INTR. Default 3. */
   dumpAttempts?: number;
@@ -113,10 +114,10 @@ export class IpvsClient {
 
   // ---- services ----
 
-  /** All virtual services, one dump. */
-  async listServices(): Promise<IpvsService[]> {
+  /** All virtual services, one dump. `{ stats: false }` skips decoding the counters. */
+  async listServices(opts: DecodeOptions = {}): Promise<IpvsService[]> {
     const msgs = await this.dump(this.sock, encodeDumpServices(), "IPVS_CMD_GET_SERVICE(dump)");
-    return msgs.map((m) => decodeService(m.payload));
+    return msgs.map((m) => decodeService(m.payload, opts));
   }
 
   /** One service, or undefined when the kernel has none with this key (ESRCH). */
@@ -144,8 +145,8 @@ export class IpvsClient {
 
   // ---- destinations ----
 
-  async listDestinations(key: IpvsServiceKey): Promise<IpvsDestination[]> {
-    return this.destsOn(this.sock, key);
+  async listDestinations(key: IpvsServiceKey, opts: DecodeOptions = {}): Promise<IpvsDestination[]> {
+    return this.destsOn(this.sock, key, opts);
   }
 
   async newDestination(key: IpvsServiceKey, dest: IpvsDestination): Promise<void> {
@@ -224,9 +225,9 @@ export class IpvsClient {
    * can only dump the destinations of one service at a time (IPVS_CMD_GET_DEST needs a service
    * and has no doit), so those dumps run side by side on `dumpParallelism` sockets.
    */
-  async snapshot(): Promise<IpvsServiceState[]> {
-    const services = await this.listServices();
-    const parallel = Math.max(1, Math.min(this.opts.dumpParallelism ?? 4, services.length));
+  async snapshot(opts: DecodeOptions = {}): Promise<IpvsServiceState[]> {
+    const services = await this.listServices(opts);
+    const parallel = Math.max(1, Math.min(this.opts.dumpParallelism ?? 8, services.length));
     while (this.extra.length < parallel - 1) this.extra.push(NetlinkSocket.open(NETLINK_GENERIC, this.opts));
     const socks = [this.sock, ...this.extra.slice(0, parallel - 1)];
     const out: IpvsServiceState[] = services.map((service) => ({ service, destinations: [] }));
@@ -235,7 +236,7 @@ export class IpvsClient {
       socks.map(async (s) => {
         while (next < out.length) {
           const entry = out[next++]!;
-          entry.destinations = await this.destsOn(s, entry.service);
+          entry.destinations = await this.destsOn(s, entry.service, opts);
         }
       }),
     );
@@ -244,9 +245,9 @@ export class IpvsClient {
 
   // ------------------------------------------------------------------------------------------
 
-  private async destsOn(sock: NetlinkSocket, key: IpvsServiceKey): Promise<IpvsDestination[]> {
+  private async destsOn(sock: NetlinkSocket, key: IpvsServiceKey, opts: DecodeOptions): Promise<IpvsDestination[]> {
     const msgs = await this.dump(sock, encodeDumpDests(key), "IPVS_CMD_GET_DEST(dump)");
-    return msgs.map((m) => decodeDestination(m.payload, key.family));
+    return msgs.map((m) => decodeDestination(m.payload, key.family, opts));
   }
 
   private async dump(sock: NetlinkSocket, payload: Buffer, op: string) {

@@ -175,10 +175,28 @@ describe("IPVS codec round trips (fast-check)", () => {
   it("destination replies (kernel's NEW_DEST with conns, stats, stats64) decode to the same IpvsDestination", () => {
     fc.assert(
       fc.property(destination, (d) => {
-        expect(decodeDestination(encodeIpvsMessage({ cmd: C.IPVS_CMD_NEW_DEST, dest: d }))).toEqual(d);
+        const bytes = encodeIpvsMessage({ cmd: C.IPVS_CMD_NEW_DEST, dest: d });
+        expect(decodeDestination(bytes)).toEqual(d);
+        const { stats: _a, stats64: _b, ...config } = d;
+        expect(decodeDestination(bytes, undefined, { stats: false })).toStrictEqual(config);
       }),
       RUNS,
     );
+  });
+
+  it("{ stats: false } leaves the counters out of services too, and still checks their bytes", () => {
+    fc.assert(
+      fc.property(service, (s) => {
+        const { stats: _a, stats64: _b, ...config } = s;
+        expect(decodeService(encodeIpvsMessage({ cmd: C.IPVS_CMD_NEW_SERVICE, service: s }), { stats: false })).toStrictEqual(config);
+      }),
+      RUNS,
+    );
+    // A counter attribute too short for its type is refused even when not decoded.
+    const bytes = Buffer.from(encodeIpvsMessage({ cmd: C.IPVS_CMD_NEW_DEST, dest: { family: "ipv4", address: "192.0.2.1", port: 1, forward: "masq", weight: 1, upperThreshold: 0, lowerThreshold: 0, stats64: { conns: 1n, inPkts: 0n, outPkts: 0n, inBytes: 0n, outBytes: 0n, cps: 0n, inPps: 0n, outPps: 0n, inBps: 0n, outBps: 0n } } }));
+    const i = bytes.indexOf(Buffer.from([12, 0, C.IPVS_STATS_ATTR_CONNS, 0])); // first u64 counter header
+    bytes.writeUInt16LE(8, i); // claim 4 value bytes for a u64
+    expect(() => decodeDestination(bytes, "ipv4", { stats: false })).toThrow(NetlinkDecodeError);
   });
 
   it("config: SET_CONFIG request and the kernel's SET_CONFIG reply to GET_CONFIG", () => {
@@ -301,6 +319,8 @@ const decoders: [string, (b: Uint8Array) => unknown][] = [
   ["decodeService", decodeService],
   ["decodeDestination", (b) => decodeDestination(b)],
   ["decodeDestination(v6)", (b) => decodeDestination(b, "ipv6")],
+  ["decodeDestination(no stats)", (b) => decodeDestination(b, "ipv4", { stats: false })],
+  ["decodeService(no stats)", (b) => decodeService(b, { stats: false })],
   ["decodeTimeouts", decodeTimeouts],
   ["decodeInfo", decodeInfo],
   ["decodeDaemon", decodeDaemon],

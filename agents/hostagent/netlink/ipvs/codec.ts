@@ -511,7 +511,17 @@ export function decodeIpvsMessage(payload: Uint8Array): IpvsMessage {
   });
 }
 
-function decodeServiceAttrs(b: Buffer, start: number, end: number): IpvsServiceAttrs {
+/** Decoding options for the typed reply decoders. */
+export interface DecodeOptions {
+  /**
+   * Decode the counters (IPVS_*_ATTR_STATS / _STATS64). Default true. A configuration read for
+   * diffing (IpvsClient.snapshot({ stats: false })) skips them: ~10^5 destinations × 20 bigints
+   * made heap and GC the largest cost of a full-table read. Their bytes are still bounds-checked.
+   */
+  stats?: boolean;
+}
+
+function decodeServiceAttrs(b: Buffer, start: number, end: number, withStats = true): IpvsServiceAttrs {
   const t = T_SVC;
   scan(b, start, end, t);
   if (!has(t, C.IPVS_SVC_ATTR_AF)) throw new NetlinkDecodeError("service without IPVS_SVC_ATTR_AF");
@@ -541,12 +551,13 @@ function decodeServiceAttrs(b: Buffer, start: number, end: number): IpvsServiceA
   const stLen = t[2 * C.IPVS_SVC_ATTR_STATS + 1]!;
   const st64 = t[2 * C.IPVS_SVC_ATTR_STATS64]!;
   const st64Len = t[2 * C.IPVS_SVC_ATTR_STATS64 + 1]!;
-  if (st >= 0) s.stats = decodeStats(b, st, st + stLen, false);
-  if (st64 >= 0) s.stats64 = decodeStats(b, st64, st64 + st64Len, true);
+  if (st >= 0) s.stats = statsOrCheck(b, st, st + stLen, false, withStats);
+  if (st64 >= 0) s.stats64 = statsOrCheck(b, st64, st64 + st64Len, true, withStats);
+  if (!withStats) delete s.stats, delete s.stats64;
   return s;
 }
 
-function decodeDestAttrs(b: Buffer, start: number, end: number, serviceFamily: IpvsFamily | undefined): IpvsDestinationAttrs {
+function decodeDestAttrs(b: Buffer, start: number, end: number, serviceFamily: IpvsFamily | undefined, withStats = true): IpvsDestinationAttrs {
   const t = T_DEST;
   scan(b, start, end, t);
   const hasAf = has(t, C.IPVS_DEST_ATTR_ADDR_FAMILY);
@@ -569,9 +580,18 @@ function decodeDestAttrs(b: Buffer, start: number, end: number, serviceFamily: I
   const stLen = t[2 * C.IPVS_DEST_ATTR_STATS + 1]!;
   const st64 = t[2 * C.IPVS_DEST_ATTR_STATS64]!;
   const st64Len = t[2 * C.IPVS_DEST_ATTR_STATS64 + 1]!;
-  if (st >= 0) d.stats = decodeStats(b, st, st + stLen, false);
-  if (st64 >= 0) d.stats64 = decodeStats(b, st64, st64 + st64Len, true);
+  if (st >= 0) d.stats = statsOrCheck(b, st, st + stLen, false, withStats);
+  if (st64 >= 0) d.stats64 = statsOrCheck(b, st64, st64 + st64Len, true, withStats);
+  if (!withStats) delete d.stats, delete d.stats64;
   return d;
+}
+
+/** Decoded counters, or (withStats false) only the bounds checks, returning undefined. */
+function statsOrCheck(b: Buffer, start: number, end: number, all64: boolean, withStats: boolean): IpvsStats | undefined {
+  if (withStats) return decodeStats(b, start, end, all64);
+  scan(b, start, end, T_STATS);
+  for (const [, attr, is64] of STATS_FIELDS) if (has(T_STATS, attr)) at(T_STATS, attr, all64 || is64 ? 8 : 4, "counter");
+  return undefined;
 }
 
 function decodeStats(b: Buffer, start: number, end: number, all64: boolean): IpvsStats {
@@ -614,10 +634,14 @@ function guard<T>(f: () => T): T {
 
 // Reply decoders for the typed API: they insist on the fields the kernel always sends.
 
-export function decodeService(payload: Uint8Array): IpvsService {
+export function decodeService(payload: Uint8Array, opts: DecodeOptions = {}): IpvsService {
   return guard(() => {
-    const m = decodeIpvsMessage(payload);
-    const s = m.service;
+    const b = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+    if (b.length < 4) throw new NetlinkDecodeError("genl payload too short");
+    scan(b, 4, b.length, T_TOP);
+    const off = T_TOP[2 * C.IPVS_CMD_ATTR_SERVICE]!;
+    const s = off < 0 ? undefined : decodeServiceAttrs(b, off, off + T_TOP[2 * C.IPVS_CMD_ATTR_SERVICE + 1]!, opts.stats ?? true);
+    const m = { cmd: b[0]! };
     if (!s) throw new NetlinkDecodeError(`${cmdName(m.cmd)} reply without IPVS_CMD_ATTR_SERVICE`);
     if (s.fwmark === undefined && (s.protocol === undefined || s.address === undefined || s.port === undefined)) {
       throw new NetlinkDecodeError("service reply without fwmark or protocol/address/port");
@@ -625,19 +649,19 @@ export function decodeService(payload: Uint8Array): IpvsService {
     if (s.scheduler === undefined || s.flags === undefined || s.timeout === undefined || s.netmask === undefined) {
       throw new NetlinkDecodeError("service reply without scheduler/flags/timeout/netmask");
     }
-    const { flagsMask: _mask, ...svc } = s;
-    return svc as IpvsService;
+    delete s.flagsMask; // not part of IpvsService (only present when the mask was not ~0)
+    return s as IpvsService;
   });
 }
 
-export function decodeDestination(payload: Uint8Array, serviceFamily?: IpvsFamily): IpvsDestination {
+export function decodeDestination(payload: Uint8Array, serviceFamily?: IpvsFamily, opts: DecodeOptions = {}): IpvsDestination {
   return guard(() => {
     const b = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
     if (b.length < 4) throw new NetlinkDecodeError("genl payload too short");
     scan(b, 4, b.length, T_TOP);
     const off = T_TOP[2 * C.IPVS_CMD_ATTR_DEST]!;
     if (off < 0) throw new NetlinkDecodeError("destination reply without IPVS_CMD_ATTR_DEST");
-    const d = decodeDestAttrs(b, off, off + T_TOP[2 * C.IPVS_CMD_ATTR_DEST + 1]!, serviceFamily);
+    const d = decodeDestAttrs(b, off, off + T_TOP[2 * C.IPVS_CMD_ATTR_DEST + 1]!, serviceFamily, opts.stats ?? true);
     if (d.forward === undefined || d.weight === undefined || d.upperThreshold === undefined || d.lowerThreshold === undefined) {
       throw new NetlinkDecodeError("destination reply without forward/weight/thresholds");
     }
