@@ -12,8 +12,8 @@ import { randomUUID } from "node:crypto";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { HostDesiredStateSchema, type HostDesiredState } from "../../gen/lvsfleet/v1/desired_state_pb.js";
-import { AddressFamily, ForwardMethod, Protocol } from "../../gen/lvsfleet/v1/types_pb.js";
+import { HostDesiredStateSchema, RealServerStateSchema, SysctlSchema, type HostDesiredState } from "../../gen/lvsfleet/v1/desired_state_pb.js";
+import { AddressFamily, ForwardMethod, Protocol, TunnelType } from "../../gen/lvsfleet/v1/types_pb.js";
 import { bundleForGuest, mustExec, type KernelTarget } from "../harness/kernel-target.js";
 import { kernelTarget } from "../harness/kernel-vitest.js";
 import type { AgentStep } from "./guest/agent-backend.js";
@@ -37,9 +37,9 @@ const dest = (address: string, forwardMethod: ForwardMethod, weight = 1, port = 
   weight,
 });
 
-function desired(o: { weight?: number; scheduler?: string; empty?: boolean } = {}): HostDesiredState {
+function desired(o: { weight?: number; scheduler?: string; empty?: boolean; tunReal?: boolean } = {}): HostDesiredState {
   if (o.empty) return create(HostDesiredStateSchema, { site: "vm", host: "director", revision: 9n });
-  return create(HostDesiredStateSchema, {
+  const ds = create(HostDesiredStateSchema, {
     site: "vm",
     host: "director",
     revision: 1n,
@@ -93,6 +93,15 @@ function desired(o: { weight?: number; scheduler?: string; empty?: boolean } = {
       { key: "net.ipv6.conf.all.forwarding", value: "1" },
     ],
   });
+  if (o.tunReal) {
+    // Both roles: also a TUN real server of someone else's VIP, held on the ipip fallback device.
+    ds.realServer = create(RealServerStateSchema, {
+      addresses: [{ interface: "tunl0", address: "192.0.2.200", prefixLength: 32 }],
+      tunnels: [{ name: "tunl0", type: TunnelType.IPIP }],
+    });
+    ds.sysctls.push(create(SysctlSchema, { key: "net.ipv4.conf.all.rp_filter", value: "2" }), create(SysctlSchema, { key: "net.ipv4.conf.tunl0.rp_filter", value: "2" }));
+  }
+  return ds;
 }
 
 const b64 = (d: HostDesiredState) => Buffer.from(toBinary(HostDesiredStateSchema, d)).toString("base64");
@@ -153,6 +162,7 @@ let target: KernelTarget;
 let entry: string;
 let hold: string;
 let stateDir: string;
+let rpFilterBefore = "";
 
 /** One agent process life in the guest: runs the steps, returns one result per step. */
 async function agentRun(steps: AgentStep[]): Promise<unknown[]> {
@@ -287,15 +297,43 @@ describe("host agent LinuxBackend on a real kernel", () => {
     await target.exec("pkill -f agent-tcp-hold; true");
   });
 
+  it("both roles on one host: a TUN real-server VIP on tunl0 (brought up, rp_filter loose) next to the Director's table", async () => {
+    const [before, r, link, addr, rp, again, save] = (await agentRun([
+      exec("sysctl -n net.ipv4.conf.all.rp_filter"),
+      apply(desired({ weight: 5, scheduler: "rr", tunReal: true })),
+      exec("ip -j link show dev tunl0"),
+      exec("ip -j addr show dev tunl0"),
+      exec("sysctl -n net.ipv4.conf.all.rp_filter net.ipv4.conf.tunl0.rp_filter"),
+      apply(desired({ weight: 5, scheduler: "rr", tunReal: true })),
+      exec("ipvsadm -Sn"),
+    ])) as [string, Cycle, string, string, string, Cycle, string];
+    rpFilterBefore = before.trim();
+    expect(r.errors).toEqual([]);
+    expect(r.writes).toBeGreaterThanOrEqual(4); // link up, 2 sysctls (or 1 if all was already 2), the VIP
+    expect((JSON.parse(link) as { flags: string[] }[])[0]!.flags).toContain("UP");
+    expect((JSON.parse(addr) as { addr_info: { local: string; prefixlen: number; label?: string }[] }[])[0]!.addr_info).toContainEqual(
+      expect.objectContaining({ local: "192.0.2.200", prefixlen: 32, label: "tunl0:lvsf" }),
+    );
+    expect(rp.trim().split(/\s+/)).toEqual(["2", "2"]);
+    expect(again.writes).toBe(0);
+    expect(lines(save)).toEqual([...expectedSave({ weight: 5, scheduler: "rr" }), "-A -u 203.0.113.53:53 -s rr", "-a -u 203.0.113.53:53 -r 198.51.100.12:53 -m -w 1"].sort());
+  });
+
   it("role change to nothing: everything lvsfleet made goes, the foreign service and the old ip_forward stay", async () => {
-    const [r, save, addrs, nft, fwd, again] = (await agentRun([
+    const [r, save, addrs, nft, fwd, again, tun, rp] = (await agentRun([
       apply(desired({ empty: true })),
       exec("ipvsadm -Sn"),
       exec("ip -j addr show dev lo"),
       exec("nft list table inet lvsfleet 2>&1; true"),
       exec("sysctl -n net.ipv4.ip_forward"),
       apply(desired({ empty: true })),
-    ])) as [Cycle, string, string, string, string, Cycle];
+      exec("ip -j addr show dev tunl0"),
+      exec("sysctl -n net.ipv4.conf.all.rp_filter"),
+    ])) as [Cycle, string, string, string, string, Cycle, string, string];
+    const t = (JSON.parse(tun) as { flags: string[]; addr_info: { local: string }[] }[])[0]!;
+    expect(t.addr_info.map((a) => a.local)).not.toContain("192.0.2.200");
+    expect(t.flags).not.toContain("UP"); // lvsfleet brought it up, lvsfleet takes it down (the fallback device itself stays)
+    expect(rp.trim()).toBe(rpFilterBefore); // restored to what lvsfleet found
     expect(r.errors).toEqual([]);
     expect(lines(save)).toEqual(["-A -u 203.0.113.53:53 -s rr", "-a -u 203.0.113.53:53 -r 198.51.100.12:53 -m -w 1"]);
     const lo = (JSON.parse(addrs) as { addr_info: { local: string }[] }[])[0]!.addr_info.map((a) => a.local);

@@ -159,6 +159,19 @@ describe("LinuxBackend (fakes)", () => {
     expect(fk.kernel.addresses.some((a) => a.address === "192.0.2.10")).toBe(true);
   });
 
+  it("the periodic resync repairs drift on its own and backs off while it keeps finding some", async () => {
+    const b = backend();
+    await b.apply(desired());
+    b.startResync(30);
+    const dst = () => ipvs.table.get("tcp 192.0.2.10 80")!.dests.get("198.51.100.11 80")!;
+    dst().weight = 4;
+    const deadline = Date.now() + 10_000;
+    while (dst().weight !== 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    expect(dst().weight).toBe(1);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(b.takeDrift().map((d) => d.found)).toEqual(["weight 4 (want 1)"]);
+  });
+
   it("a host with no IPVS role never opens IPVS", async () => {
     let opened = 0;
     const b = new LinuxBackend({ site: "s1", host: "h1", stateDir: dir, openIpvs: async () => (opened++, ipvs), ipvsLoaded: () => false, links: fk.links, addresses: fk.addresses, fwmarks: fk.fwmarks, sysctls: fk.sysctls });

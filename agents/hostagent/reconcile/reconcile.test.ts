@@ -323,6 +323,7 @@ describe("reconcile: table", () => {
     const d = { ...emptyDesired(), addresses: [{ ifname: "lo", address: "192.0.2.10", prefixLen: 32 }, { ifname: "lo", address: "192.0.2.20", prefixLen: 32 }] };
     const plan = reconcile(d, m.observe(), emptyOwned());
     expect(kinds(plan.ops)).toEqual(["address-del address lo 192.0.2.10/24", "address-add address lo 192.0.2.10/32"]);
+    expect(plan.foreign).toEqual([{ object: "address lo 192.0.2.20/32", note: expect.stringContaining("never removed") }]);
     expect(m.run(plan.ops).errors).toEqual([]);
     // No longer desired: the marked one goes, the unmarked one stays.
     const gone = reconcile(emptyDesired(), m.observe(), emptyOwned());

@@ -284,7 +284,10 @@ export function reconcile(desired: DesiredHost, observed: ObservedHost, owned: O
       if (owned.addresses.has(k)) drift.push({ object: addressObject(v), found: "missing" });
       continue;
     }
-    if (a.prefixLen === v.prefixLen) continue;
+    if (a.prefixLen === v.prefixLen) {
+      if (!a.owned) foreign.push({ object: addressObject(a), note: "desired, but not created by lvsfleet: kept as it is and never removed" });
+      continue;
+    }
     if (a.owned) {
       // Same address, other prefix: the kernel keys it by address, so it must go before it comes back.
       put("address-add", { kind: "address-del", object: addressObject(a), vip: { ifname: a.ifname, address: a.address, prefixLen: a.prefixLen } });
