@@ -6,8 +6,10 @@
  */
 import pino from "pino";
 import type pg from "pg";
+import { OperatorService } from "../../gen/lvsfleet/v1/operator_service_pb.js";
 import { TopologyService } from "../../gen/lvsfleet/v1/topology_service_pb.js";
 import { bind, startGrpcServer, type RunningServer } from "../../lib/grpc/serve.js";
+import { operatorService } from "./api/operator.js";
 import { topologyService } from "./api/topology-service.js";
 import { loadConfig } from "./config.js";
 import { startEmbeddedPostgres, type EmbeddedPostgres } from "./store/embedded-postgres.js";
@@ -41,7 +43,7 @@ async function start(): Promise<void> {
   const store = new TopologyStore(pool);
   server = await startGrpcServer({
     address: config.grpcAddr,
-    services: [bind(TopologyService, topologyService(store))],
+    services: [bind(TopologyService, topologyService(store)), bind(OperatorService, operatorService(store))],
     onError: (method, err) => log.error({ method, err }, "unexpected error in handler"),
   });
   log.info({ address: server.address, port: server.port, embeddedPostgres: !!embedded, natsUrl: config.natsUrl }, "serving");
