@@ -172,7 +172,8 @@ describe("kernel target", () => {
     expect((await waiter).code).toBe(0);
 
     const marker = `lvsfleet-sleeper-${process.pid}`;
-    const err = await target.exec(`echo started; exec -a ${marker} sleep 300`, { timeoutMs: 3000 }).catch((e: unknown) => e);
+    // 8 s: long enough for the command to start even on a loaded machine (a start takes ~1 s there).
+    const err = await target.exec(`echo started; exec -a ${marker} sleep 300`, { timeoutMs: 8000 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ExecTimeoutError);
     expect((err as ExecTimeoutError).stdout).toBe("started\n");
     // The process group was killed (give the guest's loop a moment) and the target still works.
@@ -201,5 +202,5 @@ describe.runIf(inject("lvsfleetKernelTarget").kind === "vm")("VM harness", () =>
     expect(err).toBeInstanceOf(VmDiedError);
     expect((err as VmDiedError).serialTail).toMatch(/sysrq|Kernel panic/i);
     await expect(crashing.exec("true")).rejects.toBeInstanceOf(VmDiedError);
-  });
+  }, 300_000); // a second boot (with its retry) on a loaded machine
 });
