@@ -281,8 +281,13 @@ describe("host agent LinuxBackend on a real kernel", () => {
     expect(during).toContain("192.0.2.100:80 rr");
     expect(activeOf(during)).toBe(1); // the destination (and its connection) is the same one
 
-    // Restart: a new agent process adopts everything, writes nothing.
-    const [restart] = (await agentRun([apply(desired({ weight: 5, scheduler: "rr" }))])) as [Cycle];
+    // Restart: a new agent process adopts everything, writes nothing — its periodic resync (from the
+    // persisted desired state, before any apply) and the apply the sync loop may still hand it.
+    const [restartResync, restart] = (await agentRun([{ do: "resync" }, apply(desired({ weight: 5, scheduler: "rr" }))])) as [Cycle | null, Cycle];
+    expect(restartResync).not.toBeNull();
+    expect(restartResync!.errors).toEqual([]);
+    expect(restartResync!.ops).toBe(0);
+    expect(restartResync!.writes).toBe(0);
     expect(restart.errors).toEqual([]);
     expect(restart.writes).toBe(0);
     expect(restart.drift).toEqual([]);

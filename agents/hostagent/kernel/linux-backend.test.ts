@@ -123,6 +123,17 @@ describe("LinuxBackend (fakes)", () => {
     expect(again.lastCycle!.drift).toEqual([]);
   });
 
+  it("after a restart the periodic resync works without a new apply (the sync loop does not re-apply a revision)", async () => {
+    await backend().apply(desired());
+    ipvs.table.get("tcp 192.0.2.10 80")!.service.scheduler = "lc";
+    const restarted = backend();
+    const r = (await restarted.resync())!;
+    expect(r).toBeDefined();
+    expect(r.drift.map((d) => `${d.object}: ${d.found}`)).toEqual(["ipvs-service tcp 192.0.2.10:80: scheduler lc (want wlc)"]);
+    expect(r.writes).toBe(1);
+    expect((await restarted.resync())!.writes).toBe(0);
+  });
+
   it("resync repairs changes made behind its back and hands the drift to the report once", async () => {
     const b = backend();
     await b.apply(desired());

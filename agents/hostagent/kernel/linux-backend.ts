@@ -20,7 +20,8 @@
 import { existsSync } from "node:fs";
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { HostDesiredState } from "../../../gen/lvsfleet/v1/desired_state_pb.js";
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { HostDesiredStateSchema, type HostDesiredState } from "../../../gen/lvsfleet/v1/desired_state_pb.js";
 import { IpvsClient, type IpvsOperation } from "../netlink/ipvs/client.js";
 import { NetlinkSocket, NETLINK_ROUTE } from "../netlink/socket.js";
 import { RtnlAddressManager, RtnlLinkManager } from "../netlink/rtnetlink/index.js";
@@ -97,6 +98,9 @@ const silent: Log = { debug() {}, info() {}, warn() {}, error() {} };
 
 export class LinuxBackend implements KernelBackend {
   readonly statePath: string;
+  /** The last desired state handed to apply(), so resyncs keep working after a restart (the sync loop does not re-apply a revision it already applied). */
+  readonly desiredPath: string;
+  private lastHash: string | undefined;
   private owned: OwnedSet = emptyOwned();
   private loaded = false;
   private last: DesiredHost | undefined;
@@ -118,6 +122,7 @@ export class LinuxBackend implements KernelBackend {
 
   constructor(private readonly opts: LinuxBackendOptions) {
     this.statePath = join(opts.stateDir, `agent-${opts.site}.${opts.host}.owned.json`);
+    this.desiredPath = join(opts.stateDir, `agent-${opts.site}.${opts.host}.desired.pb`);
     if (!opts.links || !opts.addresses) this.rtnl = NetlinkSocket.open(NETLINK_ROUTE);
     this.links = opts.links ?? new RtnlLinkManager(this.rtnl!);
     this.addresses = opts.addresses ?? new RtnlAddressManager(this.rtnl!);
@@ -142,6 +147,15 @@ export class LinuxBackend implements KernelBackend {
     const r = await this.serial(() => this.cycle(host));
     // The newest desired state is what resyncs hold the kernel to (they also retry what failed).
     this.last = host;
+    const hash = desired.hash || Buffer.from(toBinary(HostDesiredStateSchema, desired)).toString("base64");
+    if (hash !== this.lastHash) {
+      try {
+        await this.atomicWrite(this.desiredPath, toBinary(HostDesiredStateSchema, desired));
+        this.lastHash = hash;
+      } catch (e) {
+        this.log.warn({ err: String(e), path: this.desiredPath }, "cannot persist the desired state for resyncs after a restart");
+      }
+    }
     return r;
   }
 
@@ -150,6 +164,7 @@ export class LinuxBackend implements KernelBackend {
    * cycle in progress; undefined when nothing was applied yet.
    */
   async resync(): Promise<CycleResult | undefined> {
+    if (!this.last) await this.serial(() => this.loadOwned());
     const host = this.last;
     if (!host || this.closed) return undefined;
     const r = await this.serial(() => this.cycle(host));
@@ -213,14 +228,28 @@ export class LinuxBackend implements KernelBackend {
       if ((e as NodeJS.ErrnoException).code !== "ENOENT") this.log.warn({ err: String(e), path: this.statePath }, "owned-set file unreadable; starting empty");
       this.owned = emptyOwned();
     }
+    if (!this.last) {
+      try {
+        const ds = fromBinary(HostDesiredStateSchema, await readFile(this.desiredPath));
+        this.last = desiredFromProto(ds, { canonicalFwmarkRules });
+        this.lastHash = ds.hash || undefined;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== "ENOENT") this.log.warn({ err: String(e), path: this.desiredPath }, "last desired state unreadable; resync waits for the next apply");
+      }
+    }
     this.loaded = true;
   }
 
   private async saveOwned(): Promise<void> {
+    await this.atomicWrite(this.statePath, serializeOwned(this.owned));
+  }
+
+  /** temp file + rename: a crash leaves the old or the new file, never half of one. */
+  private async atomicWrite(path: string, data: string | Uint8Array): Promise<void> {
     await mkdir(this.opts.stateDir, { recursive: true });
-    const tmp = `${this.statePath}.${process.pid}.tmp`;
-    await writeFile(tmp, serializeOwned(this.owned), { mode: 0o644 });
-    await rename(tmp, this.statePath);
+    const tmp = `${path}.${process.pid}.tmp`;
+    await writeFile(tmp, data, { mode: 0o644 });
+    await rename(tmp, path);
   }
 
   private ipvsPort(): Promise<IpvsPort> {
