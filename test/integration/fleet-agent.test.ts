@@ -120,6 +120,8 @@ describe("host agent", () => {
     for (let r = 2n; r <= 101n; r++) await put(desired(host, r, Number(r)));
     ({ a, backend } = await agent(host));
     await backend.waitFor((x) => x.revision === 101n);
+    // applied() moves once the state file is written.
+    await waitFor("revision 101 persisted", () => a.applied().revision === 101n);
     await new Promise((r) => setTimeout(r, 200));
     // One apply: the newest; the 99 states in between were never handed to the kernel.
     expect(backend.applies.map((x) => x.revision)).toEqual([101n]);

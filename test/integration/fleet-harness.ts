@@ -55,6 +55,7 @@ export async function waitFor<T>(what: string, fn: () => T | undefined | false |
 /** A nats-server with JetStream of our own, on a fixed free port, storing in a temp dir. */
 export class PrivateNats {
   private proc: ChildProcess | undefined;
+  private restarting: Promise<unknown> | undefined;
   private constructor(
     readonly port: number,
     readonly dir: string,
@@ -76,7 +77,17 @@ export class PrivateNats {
       stdio: ["ignore", "ignore", "pipe"],
     });
     let stderr = "";
-    p.stderr!.on("data", (d) => (stderr = (stderr + String(d)).slice(-4000)));
+    p.stderr!.on("data", (d) => (stderr = (stderr + String(d)).slice(-64_000)));
+    p.once("exit", (code, signal) => {
+      if (this.proc !== p) return;
+      // Debian's nats-server 2.9.10 occasionally segfaults right after a restart on a wiped store when
+      // the machine is loaded (clients rushing back). Like its systemd unit (Restart=on-failure), start
+      // it again: the system under test must cope with that too.
+      this.proc = undefined;
+      const panic = stderr.slice(Math.max(0, stderr.indexOf("[signal")), stderr.indexOf("[signal") + 600);
+      process.stderr.write(`private nats-server on ${this.port} exited unexpectedly (${code ?? signal}); restarting it\n${panic}\n`);
+      this.restarting = this.startProcess().catch((err) => process.stderr.write(`restart failed: ${String(err)}\n`));
+    });
     this.proc = p;
     await waitFor(`nats-server on ${this.port}`, async () => {
       if (p.exitCode !== null) throw new Error(`nats-server exited ${p.exitCode}: ${stderr}`);
@@ -86,6 +97,7 @@ export class PrivateNats {
 
   /** SIGKILL (no clean shutdown) and wait for the exit. */
   async kill(): Promise<void> {
+    await this.restarting;
     const p = this.proc;
     this.proc = undefined;
     if (!p || p.exitCode !== null) return;
