@@ -1,0 +1,42 @@
+import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { jitteredBackoff } from "./backoff.js";
+import { StateStore } from "./state.js";
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "lvsfleet-state-"));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe("StateStore", () => {
+  it("round-trips the applied revision (beyond 2^53) and leaves no temp file", async () => {
+    const s = new StateStore(join(dir, "a"), "fra1", "lb1");
+    expect(await s.load()).toEqual({ revision: 0n, hash: "" });
+    await s.save({ revision: 9007199254740993n, hash: "abc" });
+    expect(await new StateStore(join(dir, "a"), "fra1", "lb1").load()).toEqual({ revision: 9007199254740993n, hash: "abc" });
+    expect(await readdir(join(dir, "a"))).toEqual(["agent-fra1.lb1.json"]);
+  });
+
+  it("ignores a state file written for another host", async () => {
+    const s = new StateStore(dir, "fra1", "lb2");
+    await writeFile(s.path, JSON.stringify({ site: "fra1", host: "lb9", appliedRevision: "50", appliedHash: "x" }));
+    expect(await s.load()).toEqual({ revision: 0n, hash: "" });
+  });
+});
+
+describe("jitteredBackoff", () => {
+  it("stays within (0, min(max, base·2^attempt)] and spreads", () => {
+    for (let attempt = 0; attempt < 12; attempt++) {
+      const cap = Math.min(10_000, 250 * 2 ** attempt);
+      expect(jitteredBackoff(attempt, 250, 10_000, () => 0)).toBe(1);
+      expect(jitteredBackoff(attempt, 250, 10_000, () => 0.999999)).toBe(cap);
+    }
+    const waits = new Set(Array.from({ length: 50 }, () => jitteredBackoff(5, 250, 10_000)));
+    expect(waits.size).toBeGreaterThan(10);
+  });
+});
