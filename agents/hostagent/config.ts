@@ -1,9 +1,9 @@
 // Agent configuration: defaults < JSON config file < environment < command-line flags.
 //
 //   lvsfleet-agent --site fra1 --host lb1 [--nats nats://127.0.0.1:4222] [--config /etc/lvsfleet/agent.json]
-//                  [--state-dir /var/lib/lvsfleet] [--heartbeat 5] [--bucket lvsfleet-desired]
+//                  [--state-dir /var/lib/lvsfleet] [--heartbeat 5] [--bucket lvsfleet-desired] [--kernel linux|fake]
 //   env: LVSFLEET_SITE, LVSFLEET_HOST, NATS_URL, LVSFLEET_AGENT_CONFIG, LVSFLEET_STATE_DIR,
-//        LVSFLEET_HEARTBEAT_SECONDS
+//        LVSFLEET_HEARTBEAT_SECONDS, LVSFLEET_KERNEL
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 
@@ -26,9 +26,11 @@ export interface AgentConfig {
   /** Reconnect/rewatch backoff: base and cap in ms; each wait is jittered (full jitter). */
   backoffBaseMs: number;
   backoffMaxMs: number;
-  /** Which KernelBackend to use. Only "fake" exists until the kernel adapters land. */
-  backend: "fake";
+  /** Which KernelBackend: "linux" (netlink, nftables, sysctls) or "fake" (records only, changes nothing). */
+  kernel: KernelKind;
 }
+
+export type KernelKind = "linux" | "fake";
 
 export const DEFAULTS: Omit<AgentConfig, "site" | "host"> = {
   natsServers: ["nats://127.0.0.1:4222"],
@@ -40,7 +42,7 @@ export const DEFAULTS: Omit<AgentConfig, "site" | "host"> = {
   retrySeconds: 10,
   backoffBaseMs: 250,
   backoffMaxMs: 10_000,
-  backend: "fake",
+  kernel: "linux",
 };
 
 export class ConfigError extends Error {
@@ -75,7 +77,7 @@ export function loadConfig(argv: string[] = process.argv.slice(2), env: NodeJS.P
       "state-dir": { type: "string" },
       heartbeat: { type: "string" },
       bucket: { type: "string" },
-      backend: { type: "string" },
+      kernel: { type: "string" },
     },
     strict: true,
   });
@@ -99,8 +101,8 @@ export function loadConfig(argv: string[] = process.argv.slice(2), env: NodeJS.P
   if (!TOKEN.test(host)) throw new ConfigError(`host ${JSON.stringify(host)}: use letters, digits, '-' or '_' (it is one NATS subject token)`);
 
   const nats = values.nats ?? env.NATS_URL ?? file.natsServers ?? file.natsUrl;
-  const backend = values.backend ?? file.backend ?? DEFAULTS.backend;
-  if (backend !== "fake") throw new ConfigError(`backend ${JSON.stringify(backend)}: only "fake" is available in this build`);
+  const kernel = values.kernel ?? env.LVSFLEET_KERNEL ?? file.kernel ?? DEFAULTS.kernel;
+  if (kernel !== "linux" && kernel !== "fake") throw new ConfigError(`kernel must be linux or fake, got ${JSON.stringify(kernel)}`);
 
   const cfg: AgentConfig = {
     ...DEFAULTS,
@@ -111,7 +113,7 @@ export function loadConfig(argv: string[] = process.argv.slice(2), env: NodeJS.P
     bucket: values.bucket ?? file.bucket ?? DEFAULTS.bucket,
     stateDir: values["state-dir"] ?? env.LVSFLEET_STATE_DIR ?? file.stateDir ?? DEFAULTS.stateDir,
     heartbeatSeconds: num("heartbeat", values.heartbeat ?? env.LVSFLEET_HEARTBEAT_SECONDS ?? file.heartbeatSeconds ?? DEFAULTS.heartbeatSeconds),
-    backend,
+    kernel,
   };
   for (const k of ["resyncSeconds", "retrySeconds", "backoffBaseMs", "backoffMaxMs"] as const) cfg[k] = num(k, cfg[k]);
   return cfg;

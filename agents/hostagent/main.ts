@@ -7,18 +7,9 @@ import { LinuxBackend } from "./kernel/linux-backend.js";
 import { startAgent } from "./sync/agent.js";
 
 async function main(): Promise<void> {
-  // --kernel linux|fake (default linux): which KernelBackend; taken out before config.ts's strict parse.
-  const argv = process.argv.slice(2);
-  const at = argv.findIndex((a) => a === "--kernel" || a.startsWith("--kernel="));
-  const kernel = at < 0 ? "linux" : argv[at]!.includes("=") ? argv[at]!.slice(9) : argv[at + 1];
-  if (at >= 0) argv.splice(at, argv[at]!.includes("=") ? 1 : 2);
-  if (kernel !== "linux" && kernel !== "fake") {
-    process.stderr.write(`lvsfleet-agent: --kernel must be linux or fake, got ${JSON.stringify(kernel)}\n`);
-    process.exit(2);
-  }
   let config;
   try {
-    config = loadConfig(argv);
+    config = loadConfig();
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`lvsfleet-agent: ${err.message}\n`);
@@ -28,7 +19,7 @@ async function main(): Promise<void> {
   }
   const log = pino({ name: "lvsfleet-agent", base: { site: config.site, host: config.host } });
   let backend: KernelBackend;
-  if (kernel === "linux") {
+  if (config.kernel === "linux") {
     const linux = new LinuxBackend({ site: config.site, host: config.host, stateDir: config.stateDir, log });
     linux.startResync(config.resyncSeconds * 1000); // drift: changes made behind the agent's back
     backend = linux;

@@ -175,6 +175,10 @@ describe("host agent", () => {
     expect(fromEnv).toMatchObject({ site: "es", host: "fh", natsServers: ["nats://a:1", "nats://b:2"] });
     const fromFlags = loadConfig(["--config", file, "--site", "xs", "--host", "xh", "--heartbeat", "2"], { LVSFLEET_SITE: "es" });
     expect(fromFlags).toMatchObject({ site: "xs", host: "xh", heartbeatSeconds: 2 });
+    expect(fromFlags.kernel).toBe("linux");
+    expect(loadConfig(["--config", file], { LVSFLEET_KERNEL: "fake" }).kernel).toBe("fake");
+    expect(loadConfig(["--config", file, "--kernel", "fake"], { LVSFLEET_KERNEL: "linux" }).kernel).toBe("fake");
+    expect(() => loadConfig(["--config", file, "--kernel", "bsd"], {})).toThrow(/kernel must be linux or fake/);
     expect(() => loadConfig([], {})).toThrow(ConfigError);
     expect(() => loadConfig(["--site", "a.b", "--host", "h"], {})).toThrow(/subject token/);
     expect(() => loadConfig(["--site", "a", "--host", "h", "--heartbeat", "0"], {})).toThrow(/positive/);
