@@ -6,6 +6,7 @@
  */
 import pino from "pino";
 import type pg from "pg";
+import { FleetService } from "../../gen/lvsfleet/v1/fleet_service_pb.js";
 import { OperatorService } from "../../gen/lvsfleet/v1/operator_service_pb.js";
 import { TopologyService } from "../../gen/lvsfleet/v1/topology_service_pb.js";
 import { bind, startGrpcServer, type RunningServer } from "../../lib/grpc/serve.js";
@@ -14,6 +15,8 @@ import { topologyService } from "./api/topology-service.js";
 import { loadConfig } from "./config.js";
 import { startEmbeddedPostgres, type EmbeddedPostgres } from "./store/embedded-postgres.js";
 import { createPool, migrate, TopologyStore } from "./store/index.js";
+import { outboxHook, startRelay, type Relay } from "./relay/index.js";
+import { fleetService, startStatusIngest, type StatusIngest } from "./status/index.js";
 
 const config = loadConfig();
 const log = pino({ level: config.logLevel, base: { service: "lvsfleet-controlplane", pid: process.pid } });
@@ -21,6 +24,8 @@ const log = pino({ level: config.logLevel, base: { service: "lvsfleet-controlpla
 let embedded: EmbeddedPostgres | undefined;
 let pool: pg.Pool | undefined;
 let server: RunningServer | undefined;
+let relay: Relay | undefined;
+let ingest: StatusIngest | undefined;
 let stopping: Promise<void> | undefined;
 
 async function start(): Promise<void> {
@@ -41,9 +46,18 @@ async function start(): Promise<void> {
   if (stopping) return;
   pool = createPool(databaseUrl, config.dbPoolSize, (err) => log.warn({ err }, "idle postgres connection failed"));
   const store = new TopologyStore(pool);
+  // Transactional outbox: every topology write records which site changed; the relay (one per fleet,
+  // elected by advisory lock) compiles and publishes per-host desired state to NATS.
+  store.onWrite(outboxHook);
+  relay = await startRelay({ pool, natsUrl: config.natsUrl, log: log.child({ component: "relay" }) });
+  ingest = await startStatusIngest({ pool, natsUrl: config.natsUrl, log: log.child({ component: "status" }) });
   server = await startGrpcServer({
     address: config.grpcAddr,
-    services: [bind(TopologyService, topologyService(store)), bind(OperatorService, operatorService(store))],
+    services: [
+      bind(TopologyService, topologyService(store)),
+      bind(OperatorService, operatorService(store)),
+      bind(FleetService, fleetService({ store: ingest.store, events: ingest.events })),
+    ],
     onError: (method, err) => log.error({ method, err }, "unexpected error in handler"),
   });
   log.info({ address: server.address, port: server.port, embeddedPostgres: !!embedded, natsUrl: config.natsUrl }, "serving");
@@ -54,6 +68,8 @@ async function stop(signal: string): Promise<void> {
   await started.catch(() => undefined);
   if (server) await server.shutdown(config.shutdownGraceMs);
   log.info("grpc server stopped");
+  await relay?.stop().catch((err: unknown) => log.warn({ err }, "stopping the relay failed"));
+  await ingest?.stop().catch((err: unknown) => log.warn({ err }, "stopping status ingest failed"));
   await pool?.end().catch((err: unknown) => log.warn({ err }, "closing the pool failed"));
   if (embedded) {
     await embedded.stop().catch((err: unknown) => log.warn({ err }, "stopping embedded postgres failed"));
