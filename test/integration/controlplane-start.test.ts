@@ -60,6 +60,9 @@ it("npm start with embedded Postgres serves health and the API, and exits 0 on S
     LVSFLEET_GRPC_ADDR: "127.0.0.1:0",
     LVSFLEET_EMBEDDED_PG_PORT: String(pgPort),
     LVSFLEET_LOG_LEVEL: "info",
+    // Nothing listens on the discard port: the API must serve while NATS is unreachable (the relay
+    // and status ingest retry in the background), and this test never touches the shared NATS.
+    NATS_URL: "nats://127.0.0.1:9",
   };
   delete env.DATABASE_URL;
   for (const k of Object.keys(env)) if (k.startsWith("OTEL_")) delete env[k];
@@ -147,7 +150,7 @@ it("npm start with embedded Postgres serves health and the API, and exits 0 on S
 
 it("with OTEL_TRACES_EXPORTER set, npm start traces gRPC calls and pg queries (ESM loader hook in the start script)", async () => {
   const db = await createTestDatabase();
-  const env: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: db.url, LVSFLEET_GRPC_ADDR: "127.0.0.1:0", LVSFLEET_LOG_LEVEL: "info" };
+  const env: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: db.url, LVSFLEET_GRPC_ADDR: "127.0.0.1:0", LVSFLEET_LOG_LEVEL: "info", NATS_URL: "nats://127.0.0.1:9" };
   for (const k of Object.keys(env)) if (k.startsWith("OTEL_")) delete env[k];
   Object.assign(env, { OTEL_TRACES_EXPORTER: "console", OTEL_METRICS_EXPORTER: "none", OTEL_LOGS_EXPORTER: "none", OTEL_BSP_SCHEDULE_DELAY: "100" });
   const proc = spawn("npm", ["start"], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"], detached: true });
