@@ -2,6 +2,7 @@
  * `lvsfleet`: the command line client of the lvsfleet control plane. bin/lvsfleet.mjs loads this
  * file through tsx, so it runs from a checkout without a build step.
  */
+import { runFleet } from "./fleet.js";
 import { runImportExport } from "./import-export.js";
 import { run } from "./run.js";
 
@@ -12,6 +13,9 @@ process.stdout.on("error", (err: NodeJS.ErrnoException) => {
 });
 
 const io = { stdout: (s: string) => void process.stdout.write(s), stderr: (s: string) => void process.stderr.write(s) };
-const code = (await runImportExport(process.argv.slice(2), process.env, io)) ?? (await run(process.argv.slice(2), process.env, io));
+const code =
+  (await runImportExport(process.argv.slice(2), process.env, io)) ??
+  (await runFleet(process.argv.slice(2), process.env, { ...io, isTTY: process.stdout.isTTY === true })) ??
+  (await run(process.argv.slice(2), process.env, io));
 // Let stdout drain (it may be a pipe) before the process ends.
 process.exitCode = code;
