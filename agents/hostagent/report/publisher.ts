@@ -11,7 +11,7 @@ import {
   ServiceCountersSchema,
   type AgentReport,
 } from "../../../gen/lvsfleet/v1/agent_report_pb.js";
-import type { DriftRepair, KernelBackend, ObjectError } from "../kernel/backend.js";
+import type { DriftRepair, KernelBackend, ObjectError, RealServerHealthSample } from "../kernel/backend.js";
 import type { Log } from "../sync/log.js";
 
 /** What the sync loop knows and the report carries. */
@@ -44,6 +44,8 @@ export class ReportPublisher {
   private timer: NodeJS.Timeout | undefined;
   private drift: DriftRepair[] = [];
   private closed = false;
+  private offHealth: (() => void) | undefined;
+  private healthQueued = false;
 
   constructor(private readonly o: ReportPublisherOptions) {
     this.subject = statusSubject(o.subjectPrefix, o.site, o.host);
@@ -52,11 +54,28 @@ export class ReportPublisher {
   start(): void {
     this.timer = setInterval(() => void this.heartbeat(), this.o.heartbeatSeconds * 1000);
     this.timer.unref();
+    // Health transitions are reported right away, not at the next heartbeat (health/backend.ts).
+    const b = this.o.backend as KernelBackend & { onHealthChange?(fn: () => void): () => void };
+    this.offHealth = b.onHealthChange?.(() => void this.healthReport());
   }
 
   close(): void {
     this.closed = true;
     clearInterval(this.timer);
+    this.offHealth?.();
+  }
+
+  /** A report with health (no counters) after a transition; a burst of transitions is one report. */
+  private async healthReport(): Promise<void> {
+    if (this.healthQueued || !this.o.backend.health) return;
+    this.healthQueued = true;
+    await new Promise((r) => setImmediate(r));
+    this.healthQueued = false;
+    try {
+      this.publish({ health: toHealth(await this.o.backend.health()) });
+    } catch (err) {
+      this.o.log.warn({ err: String(err) }, "reading health failed");
+    }
   }
 
   /** Drift repairs are reported once, with the next report. */
@@ -108,16 +127,17 @@ export class ReportPublisher {
         );
       }
       if (b.health) {
-        const hs = await b.health();
-        extra.health = hs.map((h) =>
-          create(RealServerHealthSchema, { ...h, since: h.since ? timestampFromDate(h.since) : undefined, lastResult: h.lastResult ?? "" }),
-        );
+        extra.health = toHealth(await b.health());
       }
     } catch (err) {
       this.o.log.warn({ err: String(err) }, "reading counters/health failed; heartbeat without them");
     }
     this.publish(extra);
   }
+}
+
+function toHealth(hs: RealServerHealthSample[]) {
+  return hs.map((h) => create(RealServerHealthSchema, { ...h, since: h.since ? timestampFromDate(h.since) : undefined, lastResult: h.lastResult ?? "" }));
 }
 
 export { AgentPhase };
