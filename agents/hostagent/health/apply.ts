@@ -10,9 +10,10 @@
 import { createHash } from "node:crypto";
 import { clone } from "@bufbuild/protobuf";
 import {
-  HostDesiredStateSchema,
   IpvsDestinationSchema,
   type HostDesiredState,
+  type IpvsDestination,
+  type IpvsService,
 } from "../../../gen/lvsfleet/v1/desired_state_pb.js";
 import { FailureAction } from "../../../gen/lvsfleet/v1/types_pb.js";
 import { effectiveCheck } from "./spec.js";
@@ -24,42 +25,67 @@ export interface CheckHealth {
 
 export type HealthView = ReadonlyMap<string, CheckHealth>;
 
+/**
+ * The state the kernel gets. Pure: `desired` is not modified; the result shares the unchanged parts
+ * (services without a change are the same objects), so treat both as immutable.
+ */
 export function applyHealth(desired: HostDesiredState, health: HealthView): HostDesiredState {
-  const out = clone(HostDesiredStateSchema, desired);
+  const director = desired.director;
+  if (!director) return desired;
   const changes: string[] = [];
-  for (const svc of out.director?.services ?? []) {
-    const kept = [];
-    let live = 0;
-    for (const dst of svc.destinations) {
-      const check = effectiveCheck(svc, dst);
-      const down = check !== undefined && health.get(check.key)?.up === false;
-      if (!down) {
-        live++;
-        kept.push(dst);
-      } else if (svc.failureAction !== FailureAction.REMOVE) {
-        changes.push(`${svc.virtualService} ${dst.address}:${dst.port} quiesce`);
-        dst.weight = 0;
-        kept.push(dst);
-      } else {
-        changes.push(`${svc.virtualService} ${dst.address}:${dst.port} remove`);
-      }
-    }
-    svc.destinations = kept;
-    const sorry = svc.sorryServer;
-    if (live === 0 && sorry && sorry.address !== "") {
-      const clash = kept.findIndex((d) => d.address.toLowerCase() === sorry.address.toLowerCase() && d.port === sorry.port);
-      const s = clone(IpvsDestinationSchema, sorry);
-      if (s.weight === 0) s.weight = 1;
-      // A sorry server that is also a (quiesced) real server of the service takes that slot.
-      if (clash >= 0) kept[clash] = s;
-      else kept.push(s);
-      changes.push(`${svc.virtualService} sorry ${s.address}:${s.port}`);
+  let services: IpvsService[] | undefined;
+  // The common case — every check up — only concerns services without real servers (sorry server).
+  let anyDown = false;
+  for (const h of health.values()) {
+    if (!h.up) {
+      anyDown = true;
+      break;
     }
   }
+  director.services.forEach((svc, i) => {
+    if (!anyDown && svc.destinations.length > 0) return;
+    const next = serviceWithHealth(svc, health, changes);
+    if (next !== svc) {
+      services ??= director.services.slice();
+      services[i] = next;
+    }
+  });
+  if (!services) return desired;
   // `hash` means "equal hashes, equal kernel state": an adjusted state must not share the
   // configured state's hash (the backend persists what it applies by hash).
-  if (changes.length > 0 && out.hash !== "") {
-    out.hash = `${out.hash}+health-${createHash("sha256").update(changes.join("\n")).digest("hex").slice(0, 16)}`;
+  const hash = desired.hash === "" ? "" : `${desired.hash}+health-${createHash("sha256").update(changes.join("\n")).digest("hex").slice(0, 16)}`;
+  return { ...desired, hash, director: { ...director, services } };
+}
+
+function serviceWithHealth(svc: IpvsService, health: HealthView, changes: string[]): IpvsService {
+  let kept: IpvsDestination[] | undefined; // copied on the first change
+  let live = 0;
+  svc.destinations.forEach((dst, i) => {
+    const check = svc.healthCheck ? effectiveCheck(svc, dst) : undefined;
+    const down = check !== undefined && health.get(check.key)?.up === false;
+    if (!down) {
+      live++;
+      kept?.push(dst);
+      return;
+    }
+    kept ??= svc.destinations.slice(0, i);
+    if (svc.failureAction !== FailureAction.REMOVE) {
+      changes.push(`${svc.virtualService} ${dst.address}:${dst.port} quiesce`);
+      kept.push(dst.weight === 0 ? dst : { ...dst, weight: 0 });
+    } else {
+      changes.push(`${svc.virtualService} ${dst.address}:${dst.port} remove`);
+    }
+  });
+  const sorry = svc.sorryServer;
+  if (live === 0 && sorry && sorry.address !== "") {
+    kept ??= svc.destinations.slice();
+    const s = clone(IpvsDestinationSchema, sorry);
+    if (s.weight === 0) s.weight = 1;
+    // A sorry server that is also a (quiesced) real server of the service takes that slot.
+    const clash = kept.findIndex((d) => d.address.toLowerCase() === s.address.toLowerCase() && d.port === s.port);
+    if (clash >= 0) kept[clash] = s;
+    else kept.push(s);
+    changes.push(`${svc.virtualService} sorry ${s.address}:${s.port}`);
   }
-  return out;
+  return kept ? { ...svc, destinations: kept } : svc;
 }

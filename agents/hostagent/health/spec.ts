@@ -33,19 +33,27 @@ function canonicalAddress(a: string): string {
   return a.toLowerCase();
 }
 
-/** The check that guards `dst` in `svc`, or undefined when the service has none (or it cannot run). */
-export function effectiveCheck(svc: IpvsService, dst: IpvsDestination): EffectiveCheck | undefined {
-  const hc = svc.healthCheck;
-  if (!hc || hc.kind.case === undefined) return undefined;
-  const port = hc.port !== 0 ? hc.port : dst.port;
-  // A port-0 destination (fwmark / all-ports service) has no port to probe: only exec can check it.
-  if (port === 0 && hc.kind.case !== "exec") return undefined;
+interface SpecPart {
+  /** JSON of the kind's fields and the effective timing: the spec half of the key. */
+  part: string;
+  intervalMs: number;
+  timeoutMs: number;
+  rise: number;
+  fall: number;
+}
+
+// Computed once per HealthCheck message (a desired state has one per service, shared by its
+// destinations): 100,000 destinations cost one string concatenation each, not a JSON.stringify.
+const specParts = new WeakMap<HealthCheck, SpecPart>();
+
+function specPart(hc: HealthCheck): SpecPart {
+  const cached = specParts.get(hc);
+  if (cached) return cached;
   const intervalMs = ms(hc.interval, DEFAULTS.intervalMs);
   // A timeout longer than the interval would overlap checks: clamp it.
   const timeoutMs = Math.min(ms(hc.timeout, DEFAULTS.timeoutMs), intervalMs);
   const rise = hc.rise > 0 ? hc.rise : DEFAULTS.rise;
   const fall = hc.fall > 0 ? hc.fall : DEFAULTS.fall;
-  const target = { address: canonicalAddress(dst.address), port };
   const kind = hc.kind;
   let what: unknown;
   switch (kind.case) {
@@ -64,8 +72,23 @@ export function effectiveCheck(svc: IpvsService, dst: IpvsDestination): Effectiv
       what = ["exec", kind.value.argv];
       break;
   }
-  const key = JSON.stringify([target.address, port, what, intervalMs, timeoutMs, rise, fall]);
-  return { key, target, intervalMs, timeoutMs, rise, fall, spec: hc };
+  const sp = { part: JSON.stringify([what, intervalMs, timeoutMs, rise, fall]), intervalMs, timeoutMs, rise, fall };
+  specParts.set(hc, sp);
+  return sp;
+}
+
+/** The check that guards `dst` in `svc`, or undefined when the service has none (or it cannot run). */
+export function effectiveCheck(svc: IpvsService, dst: IpvsDestination): EffectiveCheck | undefined {
+  const hc = svc.healthCheck;
+  if (!hc || hc.kind.case === undefined) return undefined;
+  const port = hc.port !== 0 ? hc.port : dst.port;
+  // A port-0 destination (fwmark / all-ports service) has no port to probe: only exec can check it.
+  if (port === 0 && hc.kind.case !== "exec") return undefined;
+  const sp = specPart(hc);
+  const target = { address: canonicalAddress(dst.address), port };
+  // Address and port never contain a space; the spec part is JSON.
+  const key = `${target.address} ${port} ${sp.part}`;
+  return { key, target, intervalMs: sp.intervalMs, timeoutMs: sp.timeoutMs, rise: sp.rise, fall: sp.fall, spec: hc };
 }
 
 export function probeFor(hc: HealthCheck): Probe {
