@@ -69,6 +69,16 @@ describe("applyHealth", () => {
     expect(weights(out.director!.services[1]!)).toEqual([`${b}:80=1`]);
   });
 
+  it("a service without any real server uses its sorry server; others are shared unchanged", () => {
+    const web = service("web", 80, [dest(a, 80)], { check: tcpCheck() });
+    const empty = service("empty", 81, [], { sorry: sorryDest() });
+    const ds = host([web, empty]);
+    const out = applyHealth(ds, health(ds, []));
+    expect(weights(out.director!.services[1]!)).toEqual(["203.0.113.99:8080=1"]);
+    expect(out.director!.services[0]).toBe(ds.director!.services[0]); // unchanged: the same object
+    expect(ds.director!.services[1]!.destinations).toEqual([]);
+  });
+
   it("a check port overrides the real server's port in the key", () => {
     const ds = host([service("web", 80, [dest(a, 80), dest(b, 80)], { check: tcpCheck({ port: 9000 }) })]);
     const key = effectiveCheck(ds.director!.services[0]!, ds.director!.services[0]!.destinations[0]!)!;
