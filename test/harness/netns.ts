@@ -239,6 +239,9 @@ export class NetnsPool {
     const ns = new Netns(name);
     this.namespaces.push(ns);
     await run("ip", ["-n", name, "link", "set", "lo", "up"]);
+    // A new namespace copies the host's IPv4 conf (net.core.devconf_inherit_init_net=0), so a host
+    // with ip_forward=1 would hand every test namespace a router. Start from the kernel defaults.
+    await run("ip", ["netns", "exec", name, "sh", "-c", "echo 0 > /proc/sys/net/ipv4/ip_forward"]);
     return ns;
   }
 

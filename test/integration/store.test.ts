@@ -410,3 +410,21 @@ describe("after-write hooks (where the outbox plugs in)", () => {
     expect(await count("audit_log")).toBe(audits);
   });
 });
+
+describe("audit log order", () => {
+  it("lists newest first by numeric revision across pages (revisions past 9 and 99)", async () => {
+    for (let i = 0; i < 25; i++) await store.sites.create(meta("CreateSite"), `audit-order-${i}`, create(SiteSchema, {}));
+    // The whole log (other tests in this file wrote to it too), paged 7 at a time.
+    const seen: bigint[] = [];
+    let token = "";
+    do {
+      const page = await store.audit.list({}, { pageSize: 7, pageToken: token });
+      seen.push(...page.items.map((e) => e.revision));
+      token = page.nextPageToken;
+    } while (token);
+    expect(seen.length).toBe(await count("audit_log"));
+    expect(seen.length).toBeGreaterThan(25);
+    // Non-increasing (one write may audit several resources under one revision), numerically.
+    expect(seen).toEqual([...seen].sort((a, b) => (a > b ? -1 : a < b ? 1 : 0)));
+  });
+});

@@ -55,7 +55,7 @@ export class AuditRepository {
     const r = await this.db.pool.query<AuditRow>(
       `SELECT id::text AS id, revision::text AS revision, time, actor, operation, resource_name, before, after, reason
          FROM audit_log ${conds.length ? `WHERE ${conds.join(" AND ")}` : ""}
-        ORDER BY revision DESC, id DESC LIMIT $${values.length}`,
+        ORDER BY audit_log.revision DESC, audit_log.id DESC LIMIT $${values.length}`,
       values,
     );
     const more = r.rows.length > size;
