@@ -198,6 +198,7 @@ async function main(): Promise<void> {
   const loadedFloorP = floor(nc, `${FLOOR_BUCKET}-load`, payloadSize, SECONDS * 10, 100);
   const writes: Promise<void>[] = [];
   let timeout = 901;
+  const weights: number[] = [];
   let failed = 0;
   for (let k = 0; k < total; k++) {
     const due = start + (k * 1000) / RATE;
@@ -212,7 +213,9 @@ async function main(): Promise<void> {
             changes.push({ kind: "all", revision: w.revision, committedAt: Date.now(), hosts: ids });
           } else {
             const h = Math.floor(Math.random() * N);
-            const w = await store.realServers.update(meta("UpdateRealServer"), SITE, `vs${h}`, "rs", create(RealServerSchema, { weight: 2 + (k % 100) }), { paths: ["weight"] });
+            // A weight the real server has not had: an update to the same value changes no state.
+            weights[h] = (weights[h] ?? 1) + 1;
+            const w = await store.realServers.update(meta("UpdateRealServer"), SITE, `vs${h}`, "rs", create(RealServerSchema, { weight: weights[h] }), { paths: ["weight"] });
             changes.push({ kind: "one", revision: w.revision, committedAt: Date.now(), hosts: [h] });
           }
         } catch (err) {
