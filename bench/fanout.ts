@@ -6,7 +6,8 @@
  * Real parts: Postgres (a fresh database on 127.0.0.1:5432), NATS JetStream (the shared server on
  * 127.0.0.1:4222, a bucket of this run's own that is deleted at the end), the real TopologyStore with
  * the outbox hook and the real relay in this process, and `--agents` agents running the real sync
- * code (agents/hostagent/sync/agent.ts: its own NATS connection, own-key KV watch, state file,
+ * code (agents/hostagent/sync/agent.ts, run in a child process — bench/fanout-agents.ts — so the
+ * agents do not share the relay's event loop: each has its own NATS connection, own-key KV watch, state file,
  * reports) over the recording FakeBackend. Each agent has its own NATS connection, as in production
  * (1 000 connections from one process is fine for nats-server and Node).
  *
@@ -22,6 +23,7 @@
  * size of a Director's desired state: idle before the load, and during the load (same conditions).
  * Last line: agents=… p50_ms=… p99_ms=… floor_p50_ms=… (and more).
  */
+import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -32,9 +34,6 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
 import { HostSchema, RealServerSchema, SiteSchema, VirtualServiceSchema } from "../gen/lvsfleet/v1/topology_pb.js";
 import { ForwardMethod, HostRole, Protocol } from "../gen/lvsfleet/v1/types_pb.js";
-import { DEFAULTS, type AgentConfig } from "../agents/hostagent/config.js";
-import { FakeBackend } from "../agents/hostagent/kernel/fake-backend.js";
-import { startAgent, type Agent } from "../agents/hostagent/sync/agent.js";
 import type pg from "pg";
 import { outboxHook, startRelay, type Relay, type RelayLog } from "../services/controlplane/relay/index.js";
 import { createPool, TopologyStore } from "../services/controlplane/store/index.js";
@@ -117,7 +116,10 @@ let pgPool: pg.Pool | undefined;
 let relay: Relay | undefined;
 let nc: NatsConnection | undefined;
 let stateDir: string | undefined;
-const agents: Agent[] = [];
+let child: ChildProcess | undefined;
+// Per agent index: every apply (revision, epoch ms) the child reported, and the newest revision.
+const applies: Array<Array<{ revision: bigint; at: number }>> = [];
+const current: bigint[] = [];
 
 async function main(): Promise<void> {
   log(`agents=${N} rate=${RATE}/s seconds=${SECONDS} all-every=${ALL_EVERY} nats=${NATS_URL} bucket=${BUCKET}`);
@@ -151,41 +153,48 @@ async function main(): Promise<void> {
   });
   log(`topology: ${N} directors/services/real servers in ${Date.now() - t0} ms`);
 
-  // Agents: the real sync loop over the fake backend.
+  // Agents: the real sync loop over the fake backend, in a child process so that 1 000 agents' CPU
+  // (decoding, state files, reports) does not share the relay's event loop.
   const dir = await mkdtemp(join(tmpdir(), "lvsfleet-bench-fanout-"));
   stateDir = dir;
-  const backends: FakeBackend[] = [];
   const t1 = Date.now();
-  await pool(ids, 50, async (i) => {
-    const backend = new FakeBackend();
-    backends[i] = backend;
-    const config: AgentConfig = {
-      ...DEFAULTS,
-      site: SITE,
-      host: `d${i}`,
-      natsServers: [NATS_URL],
-      bucket: BUCKET,
-      // Reports on a subject of this run only: no status ingest of another test picks them up.
-      statusSubjectPrefix: `bench.${RUN}.status`,
-      stateDir: dir,
-      heartbeatSeconds: 30,
-      kernel: "fake",
-    };
-    agents[i] = await startAgent({ config, backend });
+  child = spawn(process.execPath, ["--import", "tsx", join(import.meta.dirname, "fanout-agents.ts"),
+    "--agents", String(N), "--site", SITE, "--bucket", BUCKET, "--nats", NATS_URL, "--state-dir", dir,
+    // Reports on a subject of this run only: no status ingest of another test picks them up.
+    "--status-prefix", `bench.${RUN}.status`], { stdio: ["ignore", "pipe", "inherit"] });
+  await new Promise<void>((resolve, reject) => {
+    let buf = "";
+    child!.once("exit", (code) => reject(new Error(`agents process exited (${code})`)));
+    child!.stdout!.setEncoding("utf8").on("data", (d: string) => {
+      buf += d;
+      let nl: number;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        if (line === "READY") resolve();
+        const m = /^A (\d+) (\d+) (\d+)$/.exec(line);
+        if (m) {
+          const h = Number(m[1]);
+          const rev = BigInt(m[2]!);
+          (applies[h] ??= []).push({ revision: rev, at: Number(m[3]) });
+          if (rev > (current[h] ?? 0n)) current[h] = rev;
+        }
+      }
+    });
   });
-  log(`agents: ${N} started in ${Date.now() - t1} ms`);
+  log(`agents: ${N} started in ${Date.now() - t1} ms (child process)`);
 
   // Converged baseline: one "all" change, every agent must apply it.
   const base = await store.sites.update(meta("UpdateSite"), SITE, create(SiteSchema, { ipvsTimeouts: { tcpSeconds: 901, tcpFinSeconds: 120, udpSeconds: 300 } }), { paths: ["ipvs_timeouts"] });
   const tb = Date.now();
   for (;;) {
-    const behind = backends.filter((b) => (b.current?.revision ?? 0n) < base.revision).length;
+    const behind = ids.filter((h) => (current[h] ?? 0n) < base.revision).length;
     if (behind === 0) break;
     if (Date.now() - tb > 180_000) throw new Error(`baseline: ${behind} agents did not apply revision ${base.revision} in 180 s`);
     await sleep(100);
   }
   log(`baseline revision ${base.revision} applied by all ${N} agents in ${Date.now() - tb} ms`);
-  const payloadSize = backends[0]!.current ? (await new Kvm(nc).open(BUCKET).then((kv) => kv.get(`${SITE}.d0`)))?.value.length ?? 256 : 256;
+  const payloadSize = (await new Kvm(nc).open(BUCKET).then((kv) => kv.get(`${SITE}.d0`)))?.value.length ?? 256;
 
   // Idle floor.
   const idleFloor = await floor(nc, FLOOR_BUCKET, payloadSize, 100, 5);
@@ -233,7 +242,7 @@ async function main(): Promise<void> {
   // Drain: every change applied everywhere it applies (or give up after 120 s).
   const maxRev = changes.reduce((m, c) => (c.revision > m ? c.revision : m), 0n);
   const td = Date.now();
-  const appliedAt = (host: number, rev: bigint): number | undefined => backends[host]!.applies.find((a) => a.revision >= rev)?.at;
+  const appliedAt = (host: number, rev: bigint): number | undefined => applies[host]?.find((a) => a.revision >= rev)?.at;
   for (;;) {
     const missing = changes.reduce((n, c) => n + c.hosts.filter((h) => appliedAt(h, c.revision) === undefined).length, 0);
     if (missing === 0) break;
@@ -269,7 +278,10 @@ async function main(): Promise<void> {
 }
 
 async function cleanup(): Promise<void> {
-  await Promise.all(agents.filter(Boolean).map((a) => a.stop().catch(() => undefined)));
+  if (child && child.exitCode === null) {
+    child.kill("SIGTERM");
+    await new Promise((r) => child!.once("exit", r));
+  }
   await relay?.stop().catch(() => undefined);
   if (nc) {
     const kvm = new Kvm(nc);

@@ -266,7 +266,9 @@ class RelayImpl implements Relay {
       this.busy = true;
       let work = false;
       try {
-        while (!this.stopped && !lost() && (await this.compileBatch()) > 0) work = true;
+        // One compile batch, then publish: under a steady stream of writes the outbox is never empty,
+        // so draining it before publishing would hold every change back until the writes stop.
+        if ((await this.compileBatch()) > 0) work = true;
         if (this.stopped || lost()) return;
         const published = await this.publish(lost);
         if (published === undefined) work = true; // NATS unavailable: keep retrying
