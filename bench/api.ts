@@ -5,7 +5,8 @@
  *   npm run bench:api [-- --seconds 10 --clients 16 --reals 10000]
  *
  * 1. A fresh database on the shared Postgres (127.0.0.1:5432) and the control plane as a child process
- *    (`tsx services/controlplane/main.ts`, as `npm start` runs it) on a free port.
+ *    (`tsx services/controlplane/main.ts`, as `npm start` runs it, relay included, publishing to a KV
+ *    bucket of the run's own on NATS_URL, deleted at the end) on a free port.
  * 2. Writes: `--clients` concurrent gRPC clients call CreateRealServer (each one transaction, fsync'd
  *    commit, audit row, revision) for `--seconds`; writes/s and p50/p99 latency.
  * 3. Reference: pgbench with the same client count for the same time, a single-row UPDATE script on a
@@ -21,6 +22,8 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs, promisify } from "node:util";
+import { connect } from "@nats-io/transport-node";
+import { Kvm } from "@nats-io/kv";
 import { ForwardMethod, Protocol } from "../gen/lvsfleet/v1/types_pb.js";
 import { TopologyService } from "../gen/lvsfleet/v1/topology_service_pb.js";
 import { createClient, type Client } from "../lib/grpc/client.js";
@@ -92,9 +95,11 @@ async function pgbench(adminUrl: string): Promise<number> {
 async function main(): Promise<void> {
   const db = await createTestDatabase();
   const port = await freePort();
+  // The relay runs as in production, publishing to a bucket of this run's own (deleted at the end).
+  const bucket = `bench-api-${process.pid}`;
   const child = spawn(process.execPath, ["--import", "tsx", join(root, "services/controlplane/main.ts")], {
     cwd: root,
-    env: { ...process.env, DATABASE_URL: db.url, LVSFLEET_GRPC_ADDR: `127.0.0.1:${port}`, LVSFLEET_LOG_LEVEL: "warn", LVSFLEET_DB_POOL_SIZE: String(clients + 4) },
+    env: { ...process.env, DATABASE_URL: db.url, LVSFLEET_DESIRED_BUCKET: bucket, LVSFLEET_GRPC_ADDR: `127.0.0.1:${port}`, LVSFLEET_LOG_LEVEL: "warn", LVSFLEET_DB_POOL_SIZE: String(clients + 4) },
     stdio: ["ignore", "inherit", "inherit"],
   });
   const stopServer = async () => {
@@ -178,6 +183,11 @@ async function main(): Promise<void> {
   } finally {
     await stopServer();
     await db.drop();
+    const nc = await connect({ servers: process.env.NATS_URL ?? "nats://127.0.0.1:4222" }).catch(() => undefined);
+    if (nc) {
+      await new Kvm(nc).open(bucket).then((kv) => kv.destroy()).catch(() => undefined);
+      await nc.close();
+    }
   }
 }
 

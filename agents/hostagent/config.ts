@@ -2,7 +2,7 @@
 //
 //   lvsfleet-agent --site fra1 --host lb1 [--nats nats://127.0.0.1:4222] [--config /etc/lvsfleet/agent.json]
 //                  [--state-dir /var/lib/lvsfleet] [--heartbeat 5] [--bucket lvsfleet-desired] [--kernel linux|fake]
-//   env: LVSFLEET_SITE, LVSFLEET_HOST, NATS_URL, LVSFLEET_AGENT_CONFIG, LVSFLEET_STATE_DIR,
+//   env: LVSFLEET_SITE, LVSFLEET_HOST, NATS_URL, LVSFLEET_DESIRED_BUCKET, LVSFLEET_AGENT_CONFIG, LVSFLEET_STATE_DIR,
 //        LVSFLEET_HEARTBEAT_SECONDS, LVSFLEET_KERNEL
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -110,7 +110,7 @@ export function loadConfig(argv: string[] = process.argv.slice(2), env: NodeJS.P
     site,
     host,
     natsServers: nats ? servers(nats) : DEFAULTS.natsServers,
-    bucket: values.bucket ?? file.bucket ?? DEFAULTS.bucket,
+    bucket: values.bucket ?? env.LVSFLEET_DESIRED_BUCKET ?? file.bucket ?? DEFAULTS.bucket,
     stateDir: values["state-dir"] ?? env.LVSFLEET_STATE_DIR ?? file.stateDir ?? DEFAULTS.stateDir,
     heartbeatSeconds: num("heartbeat", values.heartbeat ?? env.LVSFLEET_HEARTBEAT_SECONDS ?? file.heartbeatSeconds ?? DEFAULTS.heartbeatSeconds),
     kernel,

@@ -9,6 +9,7 @@
  * | LVSFLEET_DATA_DIR            | .lvsfleet                | embedded Postgres data lives in <dir>/pg         |
  * | LVSFLEET_EMBEDDED_PG_PORT    | 54329                    | port of the embedded Postgres (127.0.0.1 only)   |
  * | NATS_URL                     | nats://127.0.0.1:4222    | NATS with JetStream (distribution)               |
+ * | LVSFLEET_DESIRED_BUCKET      | lvsfleet-desired         | JetStream KV bucket of per-host desired states   |
  * | LVSFLEET_LOG_LEVEL           | info                     | pino level                                       |
  * | LVSFLEET_SHUTDOWN_GRACE_MS   | 10000                    | how long SIGTERM waits for in-flight calls       |
  * | LVSFLEET_DB_POOL_SIZE        | 20                       | Postgres connections                             |
@@ -23,6 +24,8 @@ export interface Config {
   dataDir: string;
   embeddedPgPort: number;
   natsUrl: string;
+  /** JetStream KV bucket the relay publishes desired states to (agents watch the same one). */
+  desiredBucket: string;
   logLevel: string;
   shutdownGraceMs: number;
   dbPoolSize: number;
@@ -43,6 +46,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dataDir: path.resolve(env.LVSFLEET_DATA_DIR || ".lvsfleet"),
     embeddedPgPort: int(env, "LVSFLEET_EMBEDDED_PG_PORT", 54329, 1, 65535),
     natsUrl: env.NATS_URL || "nats://127.0.0.1:4222",
+    desiredBucket: env.LVSFLEET_DESIRED_BUCKET || "lvsfleet-desired",
     logLevel: env.LVSFLEET_LOG_LEVEL || "info",
     shutdownGraceMs: int(env, "LVSFLEET_SHUTDOWN_GRACE_MS", 10_000, 0, 3_600_000),
     dbPoolSize: int(env, "LVSFLEET_DB_POOL_SIZE", 20, 1, 1000),

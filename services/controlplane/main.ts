@@ -49,7 +49,7 @@ async function start(): Promise<void> {
   // Transactional outbox: every topology write records which site changed; the relay (one per fleet,
   // elected by advisory lock) compiles and publishes per-host desired state to NATS.
   store.onWrite(outboxHook);
-  relay = await startRelay({ pool, natsUrl: config.natsUrl, log: log.child({ component: "relay" }) });
+  relay = await startRelay({ pool, natsUrl: config.natsUrl, bucket: config.desiredBucket, log: log.child({ component: "relay" }) });
   ingest = await startStatusIngest({ pool, natsUrl: config.natsUrl, log: log.child({ component: "status" }) });
   server = await startGrpcServer({
     address: config.grpcAddr,

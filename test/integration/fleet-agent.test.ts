@@ -179,6 +179,9 @@ describe("host agent", () => {
     expect(loadConfig(["--config", file], { LVSFLEET_KERNEL: "fake" }).kernel).toBe("fake");
     expect(loadConfig(["--config", file, "--kernel", "fake"], { LVSFLEET_KERNEL: "linux" }).kernel).toBe("fake");
     expect(() => loadConfig(["--config", file, "--kernel", "bsd"], {})).toThrow(/kernel must be linux or fake/);
+    expect(loadConfig(["--config", file], {}).bucket).toBe("lvsfleet-desired");
+    expect(loadConfig(["--config", file], { LVSFLEET_DESIRED_BUCKET: "envb" }).bucket).toBe("envb");
+    expect(loadConfig(["--config", file, "--bucket", "flagb"], { LVSFLEET_DESIRED_BUCKET: "envb" }).bucket).toBe("flagb");
     expect(() => loadConfig([], {})).toThrow(ConfigError);
     expect(() => loadConfig(["--site", "a.b", "--host", "h"], {})).toThrow(/subject token/);
     expect(() => loadConfig(["--site", "a", "--host", "h", "--heartbeat", "0"], {})).toThrow(/positive/);
