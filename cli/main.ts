@@ -4,6 +4,7 @@
  */
 import { runFleet } from "./fleet.js";
 import { runImportExport } from "./import-export.js";
+import { runPlan } from "./plan.js";
 import { run } from "./run.js";
 
 // `lvsfleet audit | head`: a reader that goes away is not an error worth a stack trace.
@@ -15,6 +16,7 @@ process.stdout.on("error", (err: NodeJS.ErrnoException) => {
 const io = { stdout: (s: string) => void process.stdout.write(s), stderr: (s: string) => void process.stderr.write(s) };
 const code =
   (await runImportExport(process.argv.slice(2), process.env, io)) ??
+  (await runPlan(process.argv.slice(2), process.env, io)) ??
   (await runFleet(process.argv.slice(2), process.env, { ...io, isTTY: process.stdout.isTTY === true })) ??
   (await run(process.argv.slice(2), process.env, io));
 // Let stdout drain (it may be a pipe) before the process ends.

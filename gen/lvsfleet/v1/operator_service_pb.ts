@@ -2,17 +2,207 @@
 // @generated from file lvsfleet/v1/operator_service.proto (package lvsfleet.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { RealServer, VirtualService } from "./topology_pb.js";
 import { file_lvsfleet_v1_topology } from "./topology_pb.js";
+import type { CreateRealServerRequest, CreateVirtualServiceRequest, DeleteRealServerRequest, DeleteVirtualServiceRequest, UpdateRealServerRequest, UpdateSiteRequest, UpdateVirtualServiceRequest } from "./topology_service_pb.js";
+import { file_lvsfleet_v1_topology_service } from "./topology_service_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file lvsfleet/v1/operator_service.proto.
  */
 export const file_lvsfleet_v1_operator_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJsdnNmbGVldC92MS9vcGVyYXRvcl9zZXJ2aWNlLnByb3RvEgtsdnNmbGVldC52MSJBCg1JbXBvcnRXYXJuaW5nEgwKBGxpbmUYASABKA0SEQoJZGlyZWN0aXZlGAIgASgJEg8KB21lc3NhZ2UYAyABKAkiagoUSW1wb3J0SXB2c2FkbVJlcXVlc3QSDgoGcGFyZW50GAEgASgJEhAKCGRpcmVjdG9yGAIgASgJEgwKBHRleHQYAyABKAkSEQoJZmlsZV9uYW1lGAQgASgJEg8KB2RyeV9ydW4YBSABKAgizgEKFUltcG9ydElwdnNhZG1SZXNwb25zZRI1ChB2aXJ0dWFsX3NlcnZpY2VzGAEgAygLMhsubHZzZmxlZXQudjEuVmlydHVhbFNlcnZpY2USLQoMcmVhbF9zZXJ2ZXJzGAIgAygLMhcubHZzZmxlZXQudjEuUmVhbFNlcnZlchIsCgh3YXJuaW5ncxgDIAMoCzIaLmx2c2ZsZWV0LnYxLkltcG9ydFdhcm5pbmcSEAoIcmV2aXNpb24YBCABKAMSDwoHZHJ5X3J1bhgFIAEoCCJtChdJbXBvcnRLZWVwYWxpdmVkUmVxdWVzdBIOCgZwYXJlbnQYASABKAkSEAoIZGlyZWN0b3IYAiABKAkSDAoEdGV4dBgDIAEoCRIRCglmaWxlX25hbWUYBCABKAkSDwoHZHJ5X3J1bhgFIAEoCCLRAQoYSW1wb3J0S2VlcGFsaXZlZFJlc3BvbnNlEjUKEHZpcnR1YWxfc2VydmljZXMYASADKAsyGy5sdnNmbGVldC52MS5WaXJ0dWFsU2VydmljZRItCgxyZWFsX3NlcnZlcnMYAiADKAsyFy5sdnNmbGVldC52MS5SZWFsU2VydmVyEiwKCHdhcm5pbmdzGAMgAygLMhoubHZzZmxlZXQudjEuSW1wb3J0V2FybmluZxIQCghyZXZpc2lvbhgEIAEoAxIPCgdkcnlfcnVuGAUgASgIIjgKFEV4cG9ydElwdnNhZG1SZXF1ZXN0Eg4KBnBhcmVudBgBIAEoCRIQCghkaXJlY3RvchgCIAEoCSJxChVFeHBvcnRJcHZzYWRtUmVzcG9uc2USDAoEdGV4dBgBIAEoCRIQCghyZXZpc2lvbhgCIAEoAxIdChV2aXJ0dWFsX3NlcnZpY2VfY291bnQYAyABKA0SGQoRcmVhbF9zZXJ2ZXJfY291bnQYBCABKA0yogIKD09wZXJhdG9yU2VydmljZRJWCg1JbXBvcnRJcHZzYWRtEiEubHZzZmxlZXQudjEuSW1wb3J0SXB2c2FkbVJlcXVlc3QaIi5sdnNmbGVldC52MS5JbXBvcnRJcHZzYWRtUmVzcG9uc2USXwoQSW1wb3J0S2VlcGFsaXZlZBIkLmx2c2ZsZWV0LnYxLkltcG9ydEtlZXBhbGl2ZWRSZXF1ZXN0GiUubHZzZmxlZXQudjEuSW1wb3J0S2VlcGFsaXZlZFJlc3BvbnNlElYKDUV4cG9ydElwdnNhZG0SIS5sdnNmbGVldC52MS5FeHBvcnRJcHZzYWRtUmVxdWVzdBoiLmx2c2ZsZWV0LnYxLkV4cG9ydElwdnNhZG1SZXNwb25zZWIGcHJvdG8z", [file_lvsfleet_v1_topology]);
+  fileDesc("CiJsdnNmbGVldC92MS9vcGVyYXRvcl9zZXJ2aWNlLnByb3RvEgtsdnNmbGVldC52MSKuBAoRUGxhbkNoYW5nZVJlcXVlc3QSSgoWY3JlYXRlX3ZpcnR1YWxfc2VydmljZRgBIAEoCzIoLmx2c2ZsZWV0LnYxLkNyZWF0ZVZpcnR1YWxTZXJ2aWNlUmVxdWVzdEgAEkoKFnVwZGF0ZV92aXJ0dWFsX3NlcnZpY2UYAiABKAsyKC5sdnNmbGVldC52MS5VcGRhdGVWaXJ0dWFsU2VydmljZVJlcXVlc3RIABJKChZkZWxldGVfdmlydHVhbF9zZXJ2aWNlGAMgASgLMigubHZzZmxlZXQudjEuRGVsZXRlVmlydHVhbFNlcnZpY2VSZXF1ZXN0SAASQgoSY3JlYXRlX3JlYWxfc2VydmVyGAQgASgLMiQubHZzZmxlZXQudjEuQ3JlYXRlUmVhbFNlcnZlclJlcXVlc3RIABJCChJ1cGRhdGVfcmVhbF9zZXJ2ZXIYBSABKAsyJC5sdnNmbGVldC52MS5VcGRhdGVSZWFsU2VydmVyUmVxdWVzdEgAEkIKEmRlbGV0ZV9yZWFsX3NlcnZlchgGIAEoCzIkLmx2c2ZsZWV0LnYxLkRlbGV0ZVJlYWxTZXJ2ZXJSZXF1ZXN0SAASNQoLdXBkYXRlX3NpdGUYByABKAsyHi5sdnNmbGVldC52MS5VcGRhdGVTaXRlUmVxdWVzdEgAEg0KBWFwcGx5GAggASgIEhkKEWV4cGVjdGVkX3JldmlzaW9uGAkgASgDQggKBmNoYW5nZSJwCghQbGFuSXRlbRIMCgRraW5kGAEgASgJEicKBmFjdGlvbhgCIAEoDjIXLmx2c2ZsZWV0LnYxLlBsYW5BY3Rpb24SDgoGb2JqZWN0GAMgASgJEg4KBmJlZm9yZRgEIAEoCRINCgVhZnRlchgFIAEoCSI+CghIb3N0UGxhbhIMCgRob3N0GAEgASgJEiQKBWl0ZW1zGAIgAygLMhUubHZzZmxlZXQudjEuUGxhbkl0ZW0ieAoSUGxhbkNoYW5nZVJlc3BvbnNlEhAKCHJldmlzaW9uGAEgASgDEiQKBWhvc3RzGAIgAygLMhUubHZzZmxlZXQudjEuSG9zdFBsYW4SEAoId2FybmluZ3MYAyADKAkSGAoQYXBwbGllZF9yZXZpc2lvbhgEIAEoAyJBCg1JbXBvcnRXYXJuaW5nEgwKBGxpbmUYASABKA0SEQoJZGlyZWN0aXZlGAIgASgJEg8KB21lc3NhZ2UYAyABKAkiagoUSW1wb3J0SXB2c2FkbVJlcXVlc3QSDgoGcGFyZW50GAEgASgJEhAKCGRpcmVjdG9yGAIgASgJEgwKBHRleHQYAyABKAkSEQoJZmlsZV9uYW1lGAQgASgJEg8KB2RyeV9ydW4YBSABKAgizgEKFUltcG9ydElwdnNhZG1SZXNwb25zZRI1ChB2aXJ0dWFsX3NlcnZpY2VzGAEgAygLMhsubHZzZmxlZXQudjEuVmlydHVhbFNlcnZpY2USLQoMcmVhbF9zZXJ2ZXJzGAIgAygLMhcubHZzZmxlZXQudjEuUmVhbFNlcnZlchIsCgh3YXJuaW5ncxgDIAMoCzIaLmx2c2ZsZWV0LnYxLkltcG9ydFdhcm5pbmcSEAoIcmV2aXNpb24YBCABKAMSDwoHZHJ5X3J1bhgFIAEoCCJtChdJbXBvcnRLZWVwYWxpdmVkUmVxdWVzdBIOCgZwYXJlbnQYASABKAkSEAoIZGlyZWN0b3IYAiABKAkSDAoEdGV4dBgDIAEoCRIRCglmaWxlX25hbWUYBCABKAkSDwoHZHJ5X3J1bhgFIAEoCCLRAQoYSW1wb3J0S2VlcGFsaXZlZFJlc3BvbnNlEjUKEHZpcnR1YWxfc2VydmljZXMYASADKAsyGy5sdnNmbGVldC52MS5WaXJ0dWFsU2VydmljZRItCgxyZWFsX3NlcnZlcnMYAiADKAsyFy5sdnNmbGVldC52MS5SZWFsU2VydmVyEiwKCHdhcm5pbmdzGAMgAygLMhoubHZzZmxlZXQudjEuSW1wb3J0V2FybmluZxIQCghyZXZpc2lvbhgEIAEoAxIPCgdkcnlfcnVuGAUgASgIIjgKFEV4cG9ydElwdnNhZG1SZXF1ZXN0Eg4KBnBhcmVudBgBIAEoCRIQCghkaXJlY3RvchgCIAEoCSJxChVFeHBvcnRJcHZzYWRtUmVzcG9uc2USDAoEdGV4dBgBIAEoCRIQCghyZXZpc2lvbhgCIAEoAxIdChV2aXJ0dWFsX3NlcnZpY2VfY291bnQYAyABKA0SGQoRcmVhbF9zZXJ2ZXJfY291bnQYBCABKA0qbgoKUGxhbkFjdGlvbhIbChdQTEFOX0FDVElPTl9VTlNQRUNJRklFRBAAEhMKD1BMQU5fQUNUSU9OX0FERBABEhYKElBMQU5fQUNUSU9OX0NIQU5HRRACEhYKElBMQU5fQUNUSU9OX1JFTU9WRRADMvECCg9PcGVyYXRvclNlcnZpY2USVgoNSW1wb3J0SXB2c2FkbRIhLmx2c2ZsZWV0LnYxLkltcG9ydElwdnNhZG1SZXF1ZXN0GiIubHZzZmxlZXQudjEuSW1wb3J0SXB2c2FkbVJlc3BvbnNlEl8KEEltcG9ydEtlZXBhbGl2ZWQSJC5sdnNmbGVldC52MS5JbXBvcnRLZWVwYWxpdmVkUmVxdWVzdBolLmx2c2ZsZWV0LnYxLkltcG9ydEtlZXBhbGl2ZWRSZXNwb25zZRJWCg1FeHBvcnRJcHZzYWRtEiEubHZzZmxlZXQudjEuRXhwb3J0SXB2c2FkbVJlcXVlc3QaIi5sdnNmbGVldC52MS5FeHBvcnRJcHZzYWRtUmVzcG9uc2USTQoKUGxhbkNoYW5nZRIeLmx2c2ZsZWV0LnYxLlBsYW5DaGFuZ2VSZXF1ZXN0Gh8ubHZzZmxlZXQudjEuUGxhbkNoYW5nZVJlc3BvbnNlYgZwcm90bzM", [file_lvsfleet_v1_topology, file_lvsfleet_v1_topology_service]);
+
+/**
+ * Request of PlanChange: one of the write requests of TopologyService.
+ *
+ * @generated from message lvsfleet.v1.PlanChangeRequest
+ */
+export type PlanChangeRequest = Message<"lvsfleet.v1.PlanChangeRequest"> & {
+  /**
+   * @generated from oneof lvsfleet.v1.PlanChangeRequest.change
+   */
+  change: {
+    /**
+     * @generated from field: lvsfleet.v1.CreateVirtualServiceRequest create_virtual_service = 1;
+     */
+    value: CreateVirtualServiceRequest;
+    case: "createVirtualService";
+  } | {
+    /**
+     * @generated from field: lvsfleet.v1.UpdateVirtualServiceRequest update_virtual_service = 2;
+     */
+    value: UpdateVirtualServiceRequest;
+    case: "updateVirtualService";
+  } | {
+    /**
+     * @generated from field: lvsfleet.v1.DeleteVirtualServiceRequest delete_virtual_service = 3;
+     */
+    value: DeleteVirtualServiceRequest;
+    case: "deleteVirtualService";
+  } | {
+    /**
+     * @generated from field: lvsfleet.v1.CreateRealServerRequest create_real_server = 4;
+     */
+    value: CreateRealServerRequest;
+    case: "createRealServer";
+  } | {
+    /**
+     * @generated from field: lvsfleet.v1.UpdateRealServerRequest update_real_server = 5;
+     */
+    value: UpdateRealServerRequest;
+    case: "updateRealServer";
+  } | {
+    /**
+     * @generated from field: lvsfleet.v1.DeleteRealServerRequest delete_real_server = 6;
+     */
+    value: DeleteRealServerRequest;
+    case: "deleteRealServer";
+  } | {
+    /**
+     * @generated from field: lvsfleet.v1.UpdateSiteRequest update_site = 7;
+     */
+    value: UpdateSiteRequest;
+    case: "updateSite";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * Perform the write, if the site's revision is still `expected_revision`.
+   *
+   * @generated from field: bool apply = 8;
+   */
+  apply: boolean;
+
+  /**
+   * With `apply`: the `revision` of the plan the caller saw. Required (non-zero) with `apply`.
+   *
+   * @generated from field: int64 expected_revision = 9;
+   */
+  expectedRevision: bigint;
+};
+
+/**
+ * Describes the message lvsfleet.v1.PlanChangeRequest.
+ * Use `create(PlanChangeRequestSchema)` to create a new message.
+ */
+export const PlanChangeRequestSchema: GenMessage<PlanChangeRequest> = /*@__PURE__*/
+  messageDesc(file_lvsfleet_v1_operator_service, 0);
+
+/**
+ * One kernel object added, changed or removed on a host.
+ *
+ * @generated from message lvsfleet.v1.PlanItem
+ */
+export type PlanItem = Message<"lvsfleet.v1.PlanItem"> & {
+  /**
+   * "ipvs-service", "ipvs-destination", "address", "fwmark-rule", "sysctl", "tunnel" or
+   * "nat-return-path".
+   *
+   * @generated from field: string kind = 1;
+   */
+  kind: string;
+
+  /**
+   * @generated from field: lvsfleet.v1.PlanAction action = 2;
+   */
+  action: PlanAction;
+
+  /**
+   * The object, e.g. "TCP 192.0.2.10:80" or "TCP 192.0.2.10:80 -> 10.0.0.1:80".
+   *
+   * @generated from field: string object = 3;
+   */
+  object: string;
+
+  /**
+   * The old and new values of what changed, e.g. "weight 1" and "weight 0"; empty for ADD (before)
+   * and REMOVE (after).
+   *
+   * @generated from field: string before = 4;
+   */
+  before: string;
+
+  /**
+   * @generated from field: string after = 5;
+   */
+  after: string;
+};
+
+/**
+ * Describes the message lvsfleet.v1.PlanItem.
+ * Use `create(PlanItemSchema)` to create a new message.
+ */
+export const PlanItemSchema: GenMessage<PlanItem> = /*@__PURE__*/
+  messageDesc(file_lvsfleet_v1_operator_service, 1);
+
+/**
+ * The items of one host.
+ *
+ * @generated from message lvsfleet.v1.HostPlan
+ */
+export type HostPlan = Message<"lvsfleet.v1.HostPlan"> & {
+  /**
+   * The host id.
+   *
+   * @generated from field: string host = 1;
+   */
+  host: string;
+
+  /**
+   * @generated from field: repeated lvsfleet.v1.PlanItem items = 2;
+   */
+  items: PlanItem[];
+};
+
+/**
+ * Describes the message lvsfleet.v1.HostPlan.
+ * Use `create(HostPlanSchema)` to create a new message.
+ */
+export const HostPlanSchema: GenMessage<HostPlan> = /*@__PURE__*/
+  messageDesc(file_lvsfleet_v1_operator_service, 2);
+
+/**
+ * Response of PlanChange.
+ *
+ * @generated from message lvsfleet.v1.PlanChangeResponse
+ */
+export type PlanChangeResponse = Message<"lvsfleet.v1.PlanChangeResponse"> & {
+  /**
+   * The site's topology revision the plan was computed against.
+   *
+   * @generated from field: int64 revision = 1;
+   */
+  revision: bigint;
+
+  /**
+   * Hosts whose kernel state changes, by host id.
+   *
+   * @generated from field: repeated lvsfleet.v1.HostPlan hosts = 2;
+   */
+  hosts: HostPlan[];
+
+  /**
+   * @generated from field: repeated string warnings = 3;
+   */
+  warnings: string[];
+
+  /**
+   * With `apply`: the revision of the write.
+   *
+   * @generated from field: int64 applied_revision = 4;
+   */
+  appliedRevision: bigint;
+};
+
+/**
+ * Describes the message lvsfleet.v1.PlanChangeResponse.
+ * Use `create(PlanChangeResponseSchema)` to create a new message.
+ */
+export const PlanChangeResponseSchema: GenMessage<PlanChangeResponse> = /*@__PURE__*/
+  messageDesc(file_lvsfleet_v1_operator_service, 3);
 
 /**
  * A directive or option of the imported file that lvsfleet did not carry over. Listed, never
@@ -46,7 +236,7 @@ export type ImportWarning = Message<"lvsfleet.v1.ImportWarning"> & {
  * Use `create(ImportWarningSchema)` to create a new message.
  */
 export const ImportWarningSchema: GenMessage<ImportWarning> = /*@__PURE__*/
-  messageDesc(file_lvsfleet_v1_operator_service, 0);
+  messageDesc(file_lvsfleet_v1_operator_service, 4);
 
 /**
  * Request of ImportIpvsadm.
@@ -96,7 +286,7 @@ export type ImportIpvsadmRequest = Message<"lvsfleet.v1.ImportIpvsadmRequest"> &
  * Use `create(ImportIpvsadmRequestSchema)` to create a new message.
  */
 export const ImportIpvsadmRequestSchema: GenMessage<ImportIpvsadmRequest> = /*@__PURE__*/
-  messageDesc(file_lvsfleet_v1_operator_service, 1);
+  messageDesc(file_lvsfleet_v1_operator_service, 5);
 
 /**
  * Response of ImportIpvsadm.
@@ -139,7 +329,7 @@ export type ImportIpvsadmResponse = Message<"lvsfleet.v1.ImportIpvsadmResponse">
  * Use `create(ImportIpvsadmResponseSchema)` to create a new message.
  */
 export const ImportIpvsadmResponseSchema: GenMessage<ImportIpvsadmResponse> = /*@__PURE__*/
-  messageDesc(file_lvsfleet_v1_operator_service, 2);
+  messageDesc(file_lvsfleet_v1_operator_service, 6);
 
 /**
  * Request of ImportKeepalived.
@@ -189,7 +379,7 @@ export type ImportKeepalivedRequest = Message<"lvsfleet.v1.ImportKeepalivedReque
  * Use `create(ImportKeepalivedRequestSchema)` to create a new message.
  */
 export const ImportKeepalivedRequestSchema: GenMessage<ImportKeepalivedRequest> = /*@__PURE__*/
-  messageDesc(file_lvsfleet_v1_operator_service, 3);
+  messageDesc(file_lvsfleet_v1_operator_service, 7);
 
 /**
  * Response of ImportKeepalived.
@@ -232,7 +422,7 @@ export type ImportKeepalivedResponse = Message<"lvsfleet.v1.ImportKeepalivedResp
  * Use `create(ImportKeepalivedResponseSchema)` to create a new message.
  */
 export const ImportKeepalivedResponseSchema: GenMessage<ImportKeepalivedResponse> = /*@__PURE__*/
-  messageDesc(file_lvsfleet_v1_operator_service, 4);
+  messageDesc(file_lvsfleet_v1_operator_service, 8);
 
 /**
  * Request of ExportIpvsadm.
@@ -260,7 +450,7 @@ export type ExportIpvsadmRequest = Message<"lvsfleet.v1.ExportIpvsadmRequest"> &
  * Use `create(ExportIpvsadmRequestSchema)` to create a new message.
  */
 export const ExportIpvsadmRequestSchema: GenMessage<ExportIpvsadmRequest> = /*@__PURE__*/
-  messageDesc(file_lvsfleet_v1_operator_service, 5);
+  messageDesc(file_lvsfleet_v1_operator_service, 9);
 
 /**
  * Response of ExportIpvsadm.
@@ -299,7 +489,40 @@ export type ExportIpvsadmResponse = Message<"lvsfleet.v1.ExportIpvsadmResponse">
  * Use `create(ExportIpvsadmResponseSchema)` to create a new message.
  */
 export const ExportIpvsadmResponseSchema: GenMessage<ExportIpvsadmResponse> = /*@__PURE__*/
-  messageDesc(file_lvsfleet_v1_operator_service, 6);
+  messageDesc(file_lvsfleet_v1_operator_service, 10);
+
+/**
+ * What a plan item does to its kernel object.
+ *
+ * @generated from enum lvsfleet.v1.PlanAction
+ */
+export enum PlanAction {
+  /**
+   * @generated from enum value: PLAN_ACTION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: PLAN_ACTION_ADD = 1;
+   */
+  ADD = 1,
+
+  /**
+   * @generated from enum value: PLAN_ACTION_CHANGE = 2;
+   */
+  CHANGE = 2,
+
+  /**
+   * @generated from enum value: PLAN_ACTION_REMOVE = 3;
+   */
+  REMOVE = 3,
+}
+
+/**
+ * Describes the enum lvsfleet.v1.PlanAction.
+ */
+export const PlanActionSchema: GenEnum<PlanAction> = /*@__PURE__*/
+  enumDesc(file_lvsfleet_v1_operator_service, 0);
 
 /**
  * Operator workflows: existing LVS configurations in (ipvsadm-save dumps, keepalived.conf), and a
@@ -341,6 +564,18 @@ export const OperatorService: GenService<{
     methodKind: "unary";
     input: typeof ExportIpvsadmRequestSchema;
     output: typeof ExportIpvsadmResponseSchema;
+  },
+  /**
+   * What one write would change in the kernel of each host of its site (compiled desired state
+   * before and after, diffed), with warnings; with `apply`, performs the write if the site's
+   * topology revision is still `expected_revision` (else ABORTED, nothing written).
+   *
+   * @generated from rpc lvsfleet.v1.OperatorService.PlanChange
+   */
+  planChange: {
+    methodKind: "unary";
+    input: typeof PlanChangeRequestSchema;
+    output: typeof PlanChangeResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_lvsfleet_v1_operator_service, 0);

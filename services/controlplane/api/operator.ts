@@ -29,6 +29,7 @@ import { parseKeepalivedConf } from "../operator/keepalived.js";
 import { createBulk } from "../store/bulk.js";
 import type { TopologyStore } from "../store/index.js";
 import { writeMeta, type RequestContext } from "./context.js";
+import { planChange } from "./plan.js";
 import { requestContext } from "./topology-service.js";
 
 export function operatorService(store: TopologyStore): ServiceImpl<typeof OperatorService> {
@@ -36,6 +37,7 @@ export function operatorService(store: TopologyStore): ServiceImpl<typeof Operat
     importIpvsadm: (req, call) => importIpvsadm(store, req, requestContext(call)),
     importKeepalived: (req, call) => importKeepalived(store, req, requestContext(call)),
     exportIpvsadm: (req) => exportIpvsadm(store, req),
+    planChange: (req, call) => planChange(store, req, requestContext(call)),
   };
 }
 
