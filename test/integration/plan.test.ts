@@ -4,6 +4,7 @@
  * apply-if-unchanged (stale expected_revision → ABORTED, nothing written; the right one writes
  * through the normal write path and returns its revision). Also `lvsfleet plan` (cli/plan.ts).
  */
+import { execFile } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type pg from "pg";
 import { OperatorService, PlanAction } from "../../gen/lvsfleet/v1/operator_service_pb.js";
@@ -124,6 +125,25 @@ describe("PlanChange", () => {
     expect(res.warnings).toContain(`changes scheduler of ${s}/virtualServices/web: existing persistence templates are kept`);
   });
 
+  it("creating a service and a real server plans the additions; a site without the change's parent is NOT_FOUND", async () => {
+    const s = await site("p7", 0);
+    const vsPlan = await ops.planChange({
+      change: { case: "createVirtualService", value: { parent: s, virtualServiceId: "api", virtualService: { protocol: Protocol.TCP, address: "192.0.2.101", port: 443, scheduler: "rr", directors: [`${s}/hosts/lb1`] } } },
+    });
+    const lb1 = vsPlan.hosts.find((h) => h.host === "lb1")!;
+    expect(lb1.items).toContainEqual(expect.objectContaining({ kind: "ipvs-service", action: PlanAction.ADD, object: "TCP 192.0.2.101:443" }));
+    expect(lb1.items).toContainEqual(expect.objectContaining({ kind: "address", action: PlanAction.ADD, object: "192.0.2.101/32 dev eth0" }));
+    const rsPlan = await ops.planChange({
+      change: { case: "createRealServer", value: { parent: `${s}/virtualServices/web`, realServerId: "rs9", realServer: { address: "198.51.100.11", port: 80, weight: 2, forwardMethod: ForwardMethod.DR, host: `${s}/hosts/web1` } } },
+    });
+    expect(rsPlan.hosts.find((h) => h.host === "lb1")!.items).toEqual([
+      expect.objectContaining({ kind: "ipvs-destination", action: PlanAction.ADD, object: "TCP 192.0.2.100:80 -> 198.51.100.11:80" }),
+    ]);
+    expect(rsPlan.hosts.find((h) => h.host === "web1")!.items.some((i) => i.kind === "address" && i.action === PlanAction.ADD && i.object.startsWith("192.0.2.100/32"))).toBe(true);
+    expect((await failure(ops.planChange({ change: weightZero("sites/nosuch") }))).code).toBe(5);
+    expect((await failure(ops.planChange({}))).code).toBe(3);
+  });
+
   it("an invalid change fails like the write would (validation through the normal handler)", async () => {
     const s = await site("p4");
     const err = await failure(ops.planChange({ change: { case: "updateRealServer", value: { realServer: { name: `${s}/virtualServices/web/realServers/rs1`, weight: 70000 }, updateMask: { paths: ["weight"] } } } }));
@@ -199,5 +219,15 @@ describe("lvsfleet plan", () => {
     expect(del.out).toContain("warning: removes the last real server of sites/c2/virtualServices/web");
     expect(await runPlan(["rs", "list", "c2/web"], {}, { stdout: () => undefined, stderr: () => undefined })).toBeUndefined();
     expect((await cli("plan", "rs", "list", "c2/web")).code).toBe(2);
+  });
+
+  it("bin/lvsfleet routes plan to the OperatorService (cli/main.ts wiring)", async () => {
+    await site("c3");
+    const out = await new Promise<string>((resolve, reject) =>
+      execFile(process.execPath, ["bin/lvsfleet.mjs", "plan", "rs", "update", "c3/web/rs2", "--weight", "5", "--addr", server.address], { timeout: 60_000 }, (err, stdout, stderr) =>
+        err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout),
+      ),
+    );
+    expect(out).toContain("~ ipvs-destination TCP 192.0.2.100:80 -> 198.51.100.12:80  weight 1 → weight 5");
   });
 });
