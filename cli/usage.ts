@@ -37,6 +37,7 @@ Commands:
   export ipvsadm --site S --director H  a Director's rules as \`ipvsadm -S -n\` prints them
   hosts [--site S] [--state STATE]      hosts' distribution status: applied revision, last seen, errors
   rollout wait [--revision N] [--site S] [--timeout 60s]   wait until the hosts have applied a revision
+  stats <site> [--vs VS]                the Directors' IPVS counters, like ipvsadm -Ln --stats
 
 Ids: short ids expand to resource names: ams1 → sites/ams1, ams1/lb1 → sites/ams1/hosts/lb1,
 ams1/web → sites/ams1/virtualServices/web, ams1/web/rs1 → …/virtualServices/web/realServers/rs1,

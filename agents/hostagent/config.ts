@@ -1,9 +1,9 @@
 // Agent configuration: defaults < JSON config file < environment < command-line flags.
 //
 //   lvsfleet-agent --site fra1 --host lb1 [--nats nats://127.0.0.1:4222] [--config /etc/lvsfleet/agent.json]
-//                  [--state-dir /var/lib/lvsfleet] [--heartbeat 5] [--bucket lvsfleet-desired] [--kernel linux|fake]
+//                  [--state-dir /var/lib/lvsfleet] [--heartbeat 5] [--counters-seconds 10] [--bucket lvsfleet-desired] [--kernel linux|fake]
 //   env: LVSFLEET_SITE, LVSFLEET_HOST, NATS_URL, LVSFLEET_DESIRED_BUCKET, LVSFLEET_AGENT_CONFIG, LVSFLEET_STATE_DIR,
-//        LVSFLEET_HEARTBEAT_SECONDS, LVSFLEET_KERNEL
+//        LVSFLEET_HEARTBEAT_SECONDS, LVSFLEET_COUNTERS_SECONDS (0 = no counters), LVSFLEET_KERNEL
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 
@@ -19,6 +19,8 @@ export interface AgentConfig {
   /** Directory of the agent's small state file (last applied revision). */
   stateDir: string;
   heartbeatSeconds: number;
+  /** A report with IPVS counters this often (seconds); 0 = counters off. */
+  countersSeconds: number;
   /** Safety net besides the watch: re-read the key this often (seconds). */
   resyncSeconds: number;
   /** Retry of a failed apply (seconds). */
@@ -38,6 +40,7 @@ export const DEFAULTS: Omit<AgentConfig, "site" | "host"> = {
   statusSubjectPrefix: "lvsfleet.status",
   stateDir: "/var/lib/lvsfleet",
   heartbeatSeconds: 5,
+  countersSeconds: 10,
   resyncSeconds: 30,
   retrySeconds: 10,
   backoffBaseMs: 250,
@@ -60,6 +63,12 @@ function num(name: string, v: unknown): number {
   return n;
 }
 
+function nonNegative(name: string, v: unknown): number {
+  const n = typeof v === "number" ? v : Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new ConfigError(`${name} must be a number ≥ 0 (0 = off), got ${JSON.stringify(v)}`);
+  return n;
+}
+
 function servers(v: string | string[]): string[] {
   const list = (Array.isArray(v) ? v : v.split(",")).map((s) => s.trim()).filter(Boolean);
   if (list.length === 0) throw new ConfigError("NATS URL is empty");
@@ -76,6 +85,7 @@ export function loadConfig(argv: string[] = process.argv.slice(2), env: NodeJS.P
       config: { type: "string" },
       "state-dir": { type: "string" },
       heartbeat: { type: "string" },
+      "counters-seconds": { type: "string" },
       bucket: { type: "string" },
       kernel: { type: "string" },
     },
@@ -113,6 +123,10 @@ export function loadConfig(argv: string[] = process.argv.slice(2), env: NodeJS.P
     bucket: values.bucket ?? env.LVSFLEET_DESIRED_BUCKET ?? file.bucket ?? DEFAULTS.bucket,
     stateDir: values["state-dir"] ?? env.LVSFLEET_STATE_DIR ?? file.stateDir ?? DEFAULTS.stateDir,
     heartbeatSeconds: num("heartbeat", values.heartbeat ?? env.LVSFLEET_HEARTBEAT_SECONDS ?? file.heartbeatSeconds ?? DEFAULTS.heartbeatSeconds),
+    countersSeconds: nonNegative(
+      "counters-seconds",
+      values["counters-seconds"] ?? env.LVSFLEET_COUNTERS_SECONDS ?? file.countersSeconds ?? DEFAULTS.countersSeconds,
+    ),
     kernel,
   };
   for (const k of ["resyncSeconds", "retrySeconds", "backoffBaseMs", "backoffMaxMs"] as const) cfg[k] = num(k, cfg[k]);

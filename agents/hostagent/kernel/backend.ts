@@ -32,6 +32,8 @@ export interface ApplyResult {
 /** Counters of one service and its destinations (mirrors lvsfleet.v1.ServiceCounters). */
 export interface ServiceCountersSample {
   virtualService: string;
+  /** "tcp 192.0.2.1:80", "fwmark ipv4 7" (reconcile/keys.ts computeServiceKey). */
+  ipvsService?: string;
   totals?: CountersSample;
   destinations?: Array<{
     realServer: string;
@@ -51,6 +53,11 @@ export interface CountersSample {
   outPackets?: bigint;
   inBytes?: bigint;
   outBytes?: bigint;
+  connectionRate?: bigint;
+  inPacketRate?: bigint;
+  outPacketRate?: bigint;
+  inByteRate?: bigint;
+  outByteRate?: bigint;
 }
 
 /** Health of one real server as this Director's checks see it (lvsfleet.v1.RealServerHealth). */
@@ -72,7 +79,7 @@ export interface KernelBackend {
    * individual objects (e.g. netlink socket gone); those are reported as one error and retried.
    */
   apply(desired: HostDesiredState): Promise<ApplyResult>;
-  /** IPVS counters, when the backend can read them; sent with heartbeats. */
+  /** IPVS counters, when the backend can read them; sent every `countersSeconds` (agent config). */
   counters?(): Promise<ServiceCountersSample[]>;
   /** Real-server health, when the backend runs checks; sent with heartbeats. */
   health?(): Promise<RealServerHealthSample[]>;

@@ -31,12 +31,39 @@ export class FakeBackend implements KernelBackend {
     return { errors: [] };
   }
 
+  /**
+   * Deterministic counters: service i (0-based, desired order), destination j get
+   * connections 100·(i+1)+j+1, packets ×10 (in) / ×8 (out), bytes ×1000 (in) / ×4000 (out); totals are
+   * the destinations' sums; active = j+1, inactive = j. `countersReads` counts the calls.
+   */
   async counters(): Promise<ServiceCountersSample[]> {
-    return (this.current?.director?.services ?? []).map((s) => ({
-      virtualService: s.virtualService,
-      totals: { connections: BigInt(this.applies.length) },
-    }));
+    this.countersReads++;
+    return (this.current?.director?.services ?? []).map((s, i) => {
+      const destinations = s.destinations.map((d, j) => {
+        const c = BigInt(100 * (i + 1) + j + 1);
+        return {
+          realServer: d.realServer,
+          address: d.address,
+          port: d.port,
+          counters: { connections: c, inPackets: c * 10n, outPackets: c * 8n, inBytes: c * 1000n, outBytes: c * 4000n },
+          activeConnections: j + 1,
+          inactiveConnections: j,
+          persistentConnections: 0,
+          weight: d.weight,
+        };
+      });
+      const sum = (k: "connections" | "inPackets" | "outPackets" | "inBytes" | "outBytes") => destinations.reduce((n, d) => n + d.counters[k], 0n);
+      const proto = s.protocol === 1 ? "tcp" : s.protocol === 2 ? "udp" : "sctp";
+      const host = s.address.includes(":") ? `[${s.address}]:${s.port}` : `${s.address}:${s.port}`;
+      return {
+        virtualService: s.virtualService,
+        ipvsService: s.fwmark ? `fwmark ${s.address.includes(":") ? "ipv6" : "ipv4"} ${s.fwmark}` : `${proto} ${host}`,
+        totals: { connections: sum("connections"), inPackets: sum("inPackets"), outPackets: sum("outPackets"), inBytes: sum("inBytes"), outBytes: sum("outBytes") },
+        destinations,
+      };
+    });
   }
+  countersReads = 0;
 
   /** Resolves once a successful apply satisfies `pred` (checked against past applies first). */
   waitFor(pred: (a: FakeApply) => boolean, timeoutMs = 10_000): Promise<FakeApply> {

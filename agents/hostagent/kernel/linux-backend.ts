@@ -41,7 +41,9 @@ import {
   type Timeouts,
 } from "../reconcile/index.js";
 import type { Log } from "../sync/log.js";
-import type { ApplyResult, DriftRepair, KernelBackend, ObjectError } from "./backend.js";
+import type { ApplyResult, DriftRepair, KernelBackend, ObjectError, ServiceCountersSample } from "./backend.js";
+import { countersFromSnapshot } from "./counters.js";
+import type { IpvsServiceState } from "../netlink/ipvs/client.js";
 import { SysctlNotFoundError } from "./errors.js";
 import { canonicalFwmarkRules, NftFwmarkManager } from "./nftables.js";
 import { parseSysctlKey, ProcSysctlManager } from "./sysctl.js";
@@ -49,7 +51,8 @@ import type { AddressManager, FwmarkManager, LinkManager, SysctlManager } from "
 
 /** What the backend needs of IPVS; IpvsClient has it, FakeIpvs (fake-ipvs.ts) too. */
 export interface IpvsPort {
-  snapshot(): Promise<ServiceState[]>;
+  /** `{ stats: true }` decodes the counters (stats/stats64, active/inactive conns) too. */
+  snapshot(opts?: { stats?: boolean }): Promise<ServiceState[]>;
   getConfig(): Promise<Timeouts>;
   setConfig(t: Partial<Timeouts>): Promise<void>;
   batch(ops: IpvsOperation[]): Promise<(Error | undefined)[]>;
@@ -104,6 +107,8 @@ export class LinuxBackend implements KernelBackend {
   private owned: OwnedSet = emptyOwned();
   private loaded = false;
   private last: DesiredHost | undefined;
+  /** The desired state as handed to apply() (names of services and real servers, for counters()). */
+  private lastProto: HostDesiredState | undefined;
   private ipvs: IpvsPort | undefined;
   private ipvsOpening: Promise<IpvsPort> | undefined;
   private rtnl: NetlinkSocket | undefined;
@@ -147,6 +152,7 @@ export class LinuxBackend implements KernelBackend {
     const r = await this.serial(() => this.cycle(host));
     // The newest desired state is what resyncs hold the kernel to (they also retry what failed).
     this.last = host;
+    this.lastProto = desired;
     const hash = desired.hash || Buffer.from(toBinary(HostDesiredStateSchema, desired)).toString("base64");
     if (hash !== this.lastHash) {
       try {
@@ -173,6 +179,19 @@ export class LinuxBackend implements KernelBackend {
       this.log.warn({ drift: r.drift.map((d) => `${d.object}: ${d.found}`) }, "repaired changes made behind the agent's back");
     }
     return r;
+  }
+
+  /**
+   * IPVS counters of the desired services: one snapshot with stats (services + destinations), mapped
+   * to the desired state's names. Empty when this host has no Director role (IPVS is not opened).
+   */
+  async counters(): Promise<ServiceCountersSample[]> {
+    if (!this.lastProto) await this.serial(() => this.loadOwned());
+    const desired = this.lastProto;
+    if (!desired?.director?.services.length || this.closed) return [];
+    // Serialised with apply/resync: they share the IPVS sockets.
+    const snap = await this.serial(async () => (await (await this.ipvsPort()).snapshot({ stats: true })) as IpvsServiceState[]);
+    return countersFromSnapshot(desired, snap);
   }
 
   /** Drift repaired by resyncs since the last call (the report carries it once). */
@@ -232,6 +251,7 @@ export class LinuxBackend implements KernelBackend {
       try {
         const ds = fromBinary(HostDesiredStateSchema, await readFile(this.desiredPath));
         this.last = desiredFromProto(ds, { canonicalFwmarkRules });
+        this.lastProto = ds;
         this.lastHash = ds.hash || undefined;
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== "ENOENT") this.log.warn({ err: String(e), path: this.desiredPath }, "last desired state unreadable; resync waits for the next apply");

@@ -10,8 +10,9 @@ import {
   RealServerHealthSchema,
   ServiceCountersSchema,
   type AgentReport,
+  type ServiceCounters,
 } from "../../../gen/lvsfleet/v1/agent_report_pb.js";
-import type { DriftRepair, KernelBackend, ObjectError, RealServerHealthSample } from "../kernel/backend.js";
+import type { DriftRepair, KernelBackend, ObjectError, RealServerHealthSample, ServiceCountersSample } from "../kernel/backend.js";
 import type { Log } from "../sync/log.js";
 
 /** What the sync loop knows and the report carries. */
@@ -30,6 +31,8 @@ export interface ReportPublisherOptions {
   agentId: string;
   subjectPrefix: string;
   heartbeatSeconds: number;
+  /** A report with IPVS counters this often (seconds); 0 or unset = never. */
+  countersSeconds?: number;
   backend: KernelBackend;
   view(): AgentView;
   log: Log;
@@ -42,6 +45,7 @@ export function statusSubject(prefix: string, site: string, host: string): strin
 export class ReportPublisher {
   readonly subject: string;
   private timer: NodeJS.Timeout | undefined;
+  private countersTimer: NodeJS.Timeout | undefined;
   private drift: DriftRepair[] = [];
   private closed = false;
   private offHealth: (() => void) | undefined;
@@ -54,6 +58,11 @@ export class ReportPublisher {
   start(): void {
     this.timer = setInterval(() => void this.heartbeat(), this.o.heartbeatSeconds * 1000);
     this.timer.unref();
+    const cs = this.o.countersSeconds ?? 0;
+    if (cs > 0 && this.o.backend.counters) {
+      this.countersTimer = setInterval(() => void this.countersReport(), cs * 1000);
+      this.countersTimer.unref();
+    }
     // Health transitions are reported right away, not at the next heartbeat (health/backend.ts).
     const b = this.o.backend as KernelBackend & { onHealthChange?(fn: () => void): () => void };
     this.offHealth = b.onHealthChange?.(() => void this.healthReport());
@@ -62,6 +71,7 @@ export class ReportPublisher {
   close(): void {
     this.closed = true;
     clearInterval(this.timer);
+    clearInterval(this.countersTimer);
     this.offHealth?.();
   }
 
@@ -110,30 +120,46 @@ export class ReportPublisher {
     return report;
   }
 
-  /** Heartbeat: the plain report plus counters and health when the backend has them. */
+  /** Heartbeat: the plain report plus health when the backend has it (counters: countersReport). */
   async heartbeat(): Promise<void> {
     const b = this.o.backend;
     if (b.takeDrift) this.addDrift(b.takeDrift());
     const extra: Partial<Pick<AgentReport, "counters" | "health">> = {};
     try {
-      if (b.counters) {
-        const cs = await b.counters();
-        extra.counters = cs.map((c) =>
-          create(ServiceCountersSchema, {
-            virtualService: c.virtualService,
-            totals: c.totals,
-            destinations: (c.destinations ?? []).map((d) => ({ ...d, counters: d.counters })),
-          }),
-        );
-      }
       if (b.health) {
         extra.health = toHealth(await b.health());
       }
     } catch (err) {
-      this.o.log.warn({ err: String(err) }, "reading counters/health failed; heartbeat without them");
+      this.o.log.warn({ err: String(err) }, "reading health failed; heartbeat without it");
     }
     this.publish(extra);
   }
+
+  /** A report with the backend's IPVS counters (every `countersSeconds`). */
+  async countersReport(): Promise<AgentReport | undefined> {
+    const b = this.o.backend;
+    if (!b.counters || this.closed) return undefined;
+    let counters: ServiceCounters[];
+    try {
+      counters = toCounters(await b.counters());
+    } catch (err) {
+      this.o.log.warn({ err: String(err) }, "reading IPVS counters failed");
+      return undefined;
+    }
+    return this.publish({ counters });
+  }
+}
+
+/** ServiceCountersSample (kernel/backend.ts) → lvsfleet.v1.ServiceCounters. */
+export function toCounters(cs: readonly ServiceCountersSample[]): ServiceCounters[] {
+  return cs.map((c) =>
+    create(ServiceCountersSchema, {
+      virtualService: c.virtualService,
+      ipvsService: c.ipvsService ?? "",
+      totals: c.totals,
+      destinations: (c.destinations ?? []).map((d) => ({ ...d })),
+    }),
+  );
 }
 
 function toHealth(hs: RealServerHealthSample[]) {

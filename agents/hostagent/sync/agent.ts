@@ -57,6 +57,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<Agent> {
     agentId,
     subjectPrefix: cfg.statusSubjectPrefix,
     heartbeatSeconds: cfg.heartbeatSeconds,
+    countersSeconds: cfg.countersSeconds,
     backend,
     view: () => ({ appliedRevision: applied.revision, appliedHash: applied.hash, seenRevision: seen, phase, errors }),
     log,

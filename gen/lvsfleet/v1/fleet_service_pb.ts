@@ -6,7 +6,7 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { AgentPhase, ObjectError } from "./agent_report_pb.js";
+import type { AgentPhase, ObjectError, ServiceCounters } from "./agent_report_pb.js";
 import { file_lvsfleet_v1_agent_report } from "./agent_report_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file lvsfleet/v1/fleet_service.proto.
  */
 export const file_lvsfleet_v1_fleet_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9sdnNmbGVldC92MS9mbGVldF9zZXJ2aWNlLnByb3RvEgtsdnNmbGVldC52MSL0AgoKSG9zdFN0YXR1cxIMCgRzaXRlGAEgASgJEgwKBGhvc3QYAiABKAkSJQoFc3RhdGUYAyABKA4yFi5sdnNmbGVldC52MS5Ib3N0U3RhdGUSGAoQZGVzaXJlZF9yZXZpc2lvbhgEIAEoAxIUCgxkZXNpcmVkX2hhc2gYBSABKAkSGAoQYXBwbGllZF9yZXZpc2lvbhgGIAEoAxIUCgxhcHBsaWVkX2hhc2gYByABKAkSFQoNc2Vlbl9yZXZpc2lvbhgIIAEoAxImCgVwaGFzZRgJIAEoDjIXLmx2c2ZsZWV0LnYxLkFnZW50UGhhc2USKAoGZXJyb3JzGAogAygLMhgubHZzZmxlZXQudjEuT2JqZWN0RXJyb3ISLQoJbGFzdF9zZWVuGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghhZ2VudF9pZBgMIAEoCRIZChFoZWFydGJlYXRfc2Vjb25kcxgNIAEoDSIyChRHZXRIb3N0U3RhdHVzUmVxdWVzdBIMCgRzaXRlGAEgASgJEgwKBGhvc3QYAiABKAkiQAoVR2V0SG9zdFN0YXR1c1Jlc3BvbnNlEicKBnN0YXR1cxgBIAEoCzIXLmx2c2ZsZWV0LnYxLkhvc3RTdGF0dXMidgoXTGlzdEhvc3RTdGF0dXNlc1JlcXVlc3QSDAoEc2l0ZRgBIAEoCRImCgZzdGF0ZXMYAiADKA4yFi5sdnNmbGVldC52MS5Ib3N0U3RhdGUSEQoJcGFnZV9zaXplGAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkiXgoYTGlzdEhvc3RTdGF0dXNlc1Jlc3BvbnNlEikKCHN0YXR1c2VzGAEgAygLMhcubHZzZmxlZXQudjEuSG9zdFN0YXR1cxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiUAoYV2F0Y2hIb3N0U3RhdHVzZXNSZXF1ZXN0EgwKBHNpdGUYASABKAkSJgoGc3RhdGVzGAIgAygOMhYubHZzZmxlZXQudjEuSG9zdFN0YXRlIlUKGVdhdGNoSG9zdFN0YXR1c2VzUmVzcG9uc2USJwoGc3RhdHVzGAEgASgLMhcubHZzZmxlZXQudjEuSG9zdFN0YXR1cxIPCgdpbml0aWFsGAIgASgIInIKFVdhaXRGb3JSb2xsb3V0UmVxdWVzdBIQCghyZXZpc2lvbhgBIAEoAxIMCgRzaXRlGAIgASgJEg0KBWhvc3RzGAMgAygJEioKB3RpbWVvdXQYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ifQoWV2FpdEZvclJvbGxvdXRSZXNwb25zZRIQCghjb21wbGV0ZRgBIAEoCBITCgt0b3RhbF9ob3N0cxgCIAEoBRISCgpkb25lX2hvc3RzGAMgASgFEigKB3BlbmRpbmcYBCADKAsyFy5sdnNmbGVldC52MS5Ib3N0U3RhdHVzKp4BCglIb3N0U3RhdGUSGgoWSE9TVF9TVEFURV9VTlNQRUNJRklFRBAAEhgKFEhPU1RfU1RBVEVfQ09OVkVSR0VEEAESFwoTSE9TVF9TVEFURV9BUFBMWUlORxACEhQKEEhPU1RfU1RBVEVfRVJST1IQAxIUChBIT1NUX1NUQVRFX1NUQUxFEAQSFgoSSE9TVF9TVEFURV9PRkZMSU5FEAUyiAMKDEZsZWV0U2VydmljZRJWCg1HZXRIb3N0U3RhdHVzEiEubHZzZmxlZXQudjEuR2V0SG9zdFN0YXR1c1JlcXVlc3QaIi5sdnNmbGVldC52MS5HZXRIb3N0U3RhdHVzUmVzcG9uc2USXwoQTGlzdEhvc3RTdGF0dXNlcxIkLmx2c2ZsZWV0LnYxLkxpc3RIb3N0U3RhdHVzZXNSZXF1ZXN0GiUubHZzZmxlZXQudjEuTGlzdEhvc3RTdGF0dXNlc1Jlc3BvbnNlEmQKEVdhdGNoSG9zdFN0YXR1c2VzEiUubHZzZmxlZXQudjEuV2F0Y2hIb3N0U3RhdHVzZXNSZXF1ZXN0GiYubHZzZmxlZXQudjEuV2F0Y2hIb3N0U3RhdHVzZXNSZXNwb25zZTABElkKDldhaXRGb3JSb2xsb3V0EiIubHZzZmxlZXQudjEuV2FpdEZvclJvbGxvdXRSZXF1ZXN0GiMubHZzZmxlZXQudjEuV2FpdEZvclJvbGxvdXRSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_lvsfleet_v1_agent_report]);
+  fileDesc("Ch9sdnNmbGVldC92MS9mbGVldF9zZXJ2aWNlLnByb3RvEgtsdnNmbGVldC52MSL0AgoKSG9zdFN0YXR1cxIMCgRzaXRlGAEgASgJEgwKBGhvc3QYAiABKAkSJQoFc3RhdGUYAyABKA4yFi5sdnNmbGVldC52MS5Ib3N0U3RhdGUSGAoQZGVzaXJlZF9yZXZpc2lvbhgEIAEoAxIUCgxkZXNpcmVkX2hhc2gYBSABKAkSGAoQYXBwbGllZF9yZXZpc2lvbhgGIAEoAxIUCgxhcHBsaWVkX2hhc2gYByABKAkSFQoNc2Vlbl9yZXZpc2lvbhgIIAEoAxImCgVwaGFzZRgJIAEoDjIXLmx2c2ZsZWV0LnYxLkFnZW50UGhhc2USKAoGZXJyb3JzGAogAygLMhgubHZzZmxlZXQudjEuT2JqZWN0RXJyb3ISLQoJbGFzdF9zZWVuGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghhZ2VudF9pZBgMIAEoCRIZChFoZWFydGJlYXRfc2Vjb25kcxgNIAEoDSIyChRHZXRIb3N0U3RhdHVzUmVxdWVzdBIMCgRzaXRlGAEgASgJEgwKBGhvc3QYAiABKAkiQAoVR2V0SG9zdFN0YXR1c1Jlc3BvbnNlEicKBnN0YXR1cxgBIAEoCzIXLmx2c2ZsZWV0LnYxLkhvc3RTdGF0dXMidgoXTGlzdEhvc3RTdGF0dXNlc1JlcXVlc3QSDAoEc2l0ZRgBIAEoCRImCgZzdGF0ZXMYAiADKA4yFi5sdnNmbGVldC52MS5Ib3N0U3RhdGUSEQoJcGFnZV9zaXplGAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkiXgoYTGlzdEhvc3RTdGF0dXNlc1Jlc3BvbnNlEikKCHN0YXR1c2VzGAEgAygLMhcubHZzZmxlZXQudjEuSG9zdFN0YXR1cxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiUAoYV2F0Y2hIb3N0U3RhdHVzZXNSZXF1ZXN0EgwKBHNpdGUYASABKAkSJgoGc3RhdGVzGAIgAygOMhYubHZzZmxlZXQudjEuSG9zdFN0YXRlIlUKGVdhdGNoSG9zdFN0YXR1c2VzUmVzcG9uc2USJwoGc3RhdHVzGAEgASgLMhcubHZzZmxlZXQudjEuSG9zdFN0YXR1cxIPCgdpbml0aWFsGAIgASgIInIKFVdhaXRGb3JSb2xsb3V0UmVxdWVzdBIQCghyZXZpc2lvbhgBIAEoAxIMCgRzaXRlGAIgASgJEg0KBWhvc3RzGAMgAygJEioKB3RpbWVvdXQYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ifQoWV2FpdEZvclJvbGxvdXRSZXNwb25zZRIQCghjb21wbGV0ZRgBIAEoCBITCgt0b3RhbF9ob3N0cxgCIAEoBRISCgpkb25lX2hvc3RzGAMgASgFEigKB3BlbmRpbmcYBCADKAsyFy5sdnNmbGVldC52MS5Ib3N0U3RhdHVzIoUBCg1EaXJlY3RvclN0YXRzEgwKBHNpdGUYASABKAkSDAoEaG9zdBgCIAEoCRIoCgR0aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCghzZXJ2aWNlcxgEIAMoCzIcLmx2c2ZsZWV0LnYxLlNlcnZpY2VDb3VudGVycyI4Cg9HZXRTdGF0c1JlcXVlc3QSDAoEc2l0ZRgBIAEoCRIXCg92aXJ0dWFsX3NlcnZpY2UYAiABKAkiQQoQR2V0U3RhdHNSZXNwb25zZRItCglkaXJlY3RvcnMYASADKAsyGi5sdnNmbGVldC52MS5EaXJlY3RvclN0YXRzIjoKEVdhdGNoU3RhdHNSZXF1ZXN0EgwKBHNpdGUYASABKAkSFwoPdmlydHVhbF9zZXJ2aWNlGAIgASgJIlMKEldhdGNoU3RhdHNSZXNwb25zZRIsCghkaXJlY3RvchgBIAEoCzIaLmx2c2ZsZWV0LnYxLkRpcmVjdG9yU3RhdHMSDwoHaW5pdGlhbBgCIAEoCCqeAQoJSG9zdFN0YXRlEhoKFkhPU1RfU1RBVEVfVU5TUEVDSUZJRUQQABIYChRIT1NUX1NUQVRFX0NPTlZFUkdFRBABEhcKE0hPU1RfU1RBVEVfQVBQTFlJTkcQAhIUChBIT1NUX1NUQVRFX0VSUk9SEAMSFAoQSE9TVF9TVEFURV9TVEFMRRAEEhYKEkhPU1RfU1RBVEVfT0ZGTElORRAFMqIECgxGbGVldFNlcnZpY2USVgoNR2V0SG9zdFN0YXR1cxIhLmx2c2ZsZWV0LnYxLkdldEhvc3RTdGF0dXNSZXF1ZXN0GiIubHZzZmxlZXQudjEuR2V0SG9zdFN0YXR1c1Jlc3BvbnNlEl8KEExpc3RIb3N0U3RhdHVzZXMSJC5sdnNmbGVldC52MS5MaXN0SG9zdFN0YXR1c2VzUmVxdWVzdBolLmx2c2ZsZWV0LnYxLkxpc3RIb3N0U3RhdHVzZXNSZXNwb25zZRJkChFXYXRjaEhvc3RTdGF0dXNlcxIlLmx2c2ZsZWV0LnYxLldhdGNoSG9zdFN0YXR1c2VzUmVxdWVzdBomLmx2c2ZsZWV0LnYxLldhdGNoSG9zdFN0YXR1c2VzUmVzcG9uc2UwARJZCg5XYWl0Rm9yUm9sbG91dBIiLmx2c2ZsZWV0LnYxLldhaXRGb3JSb2xsb3V0UmVxdWVzdBojLmx2c2ZsZWV0LnYxLldhaXRGb3JSb2xsb3V0UmVzcG9uc2USRwoIR2V0U3RhdHMSHC5sdnNmbGVldC52MS5HZXRTdGF0c1JlcXVlc3QaHS5sdnNmbGVldC52MS5HZXRTdGF0c1Jlc3BvbnNlEk8KCldhdGNoU3RhdHMSHi5sdnNmbGVldC52MS5XYXRjaFN0YXRzUmVxdWVzdBofLmx2c2ZsZWV0LnYxLldhdGNoU3RhdHNSZXNwb25zZTABYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_lvsfleet_v1_agent_report]);
 
 /**
  * One host's distribution status.
@@ -343,6 +343,143 @@ export const WaitForRolloutResponseSchema: GenMessage<WaitForRolloutResponse> = 
   messageDesc(file_lvsfleet_v1_fleet_service, 8);
 
 /**
+ * The latest counters one Director reported.
+ *
+ * @generated from message lvsfleet.v1.DirectorStats
+ */
+export type DirectorStats = Message<"lvsfleet.v1.DirectorStats"> & {
+  /**
+   * @generated from field: string site = 1;
+   */
+  site: string;
+
+  /**
+   * @generated from field: string host = 2;
+   */
+  host: string;
+
+  /**
+   * When the agent read the counters.
+   *
+   * @generated from field: google.protobuf.Timestamp time = 3;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * Per IPVS service: totals, and per destination counters and active/inactive connections.
+   *
+   * @generated from field: repeated lvsfleet.v1.ServiceCounters services = 4;
+   */
+  services: ServiceCounters[];
+};
+
+/**
+ * Describes the message lvsfleet.v1.DirectorStats.
+ * Use `create(DirectorStatsSchema)` to create a new message.
+ */
+export const DirectorStatsSchema: GenMessage<DirectorStats> = /*@__PURE__*/
+  messageDesc(file_lvsfleet_v1_fleet_service, 9);
+
+/**
+ * Request of GetStats.
+ *
+ * @generated from message lvsfleet.v1.GetStatsRequest
+ */
+export type GetStatsRequest = Message<"lvsfleet.v1.GetStatsRequest"> & {
+  /**
+   * @generated from field: string site = 1;
+   */
+  site: string;
+
+  /**
+   * Only this virtual service (its id, as in `sites/{site}/virtualServices/{vs}`); empty = all.
+   *
+   * @generated from field: string virtual_service = 2;
+   */
+  virtualService: string;
+};
+
+/**
+ * Describes the message lvsfleet.v1.GetStatsRequest.
+ * Use `create(GetStatsRequestSchema)` to create a new message.
+ */
+export const GetStatsRequestSchema: GenMessage<GetStatsRequest> = /*@__PURE__*/
+  messageDesc(file_lvsfleet_v1_fleet_service, 10);
+
+/**
+ * Response of GetStats.
+ *
+ * @generated from message lvsfleet.v1.GetStatsResponse
+ */
+export type GetStatsResponse = Message<"lvsfleet.v1.GetStatsResponse"> & {
+  /**
+   * One per Director that reported counters, ordered by host.
+   *
+   * @generated from field: repeated lvsfleet.v1.DirectorStats directors = 1;
+   */
+  directors: DirectorStats[];
+};
+
+/**
+ * Describes the message lvsfleet.v1.GetStatsResponse.
+ * Use `create(GetStatsResponseSchema)` to create a new message.
+ */
+export const GetStatsResponseSchema: GenMessage<GetStatsResponse> = /*@__PURE__*/
+  messageDesc(file_lvsfleet_v1_fleet_service, 11);
+
+/**
+ * Request of WatchStats.
+ *
+ * @generated from message lvsfleet.v1.WatchStatsRequest
+ */
+export type WatchStatsRequest = Message<"lvsfleet.v1.WatchStatsRequest"> & {
+  /**
+   * @generated from field: string site = 1;
+   */
+  site: string;
+
+  /**
+   * Only this virtual service; empty = all.
+   *
+   * @generated from field: string virtual_service = 2;
+   */
+  virtualService: string;
+};
+
+/**
+ * Describes the message lvsfleet.v1.WatchStatsRequest.
+ * Use `create(WatchStatsRequestSchema)` to create a new message.
+ */
+export const WatchStatsRequestSchema: GenMessage<WatchStatsRequest> = /*@__PURE__*/
+  messageDesc(file_lvsfleet_v1_fleet_service, 12);
+
+/**
+ * Response (one message of the stream) of WatchStats.
+ *
+ * @generated from message lvsfleet.v1.WatchStatsResponse
+ */
+export type WatchStatsResponse = Message<"lvsfleet.v1.WatchStatsResponse"> & {
+  /**
+   * @generated from field: lvsfleet.v1.DirectorStats director = 1;
+   */
+  director?: DirectorStats | undefined;
+
+  /**
+   * True for the counters sent when the watch starts.
+   *
+   * @generated from field: bool initial = 2;
+   */
+  initial: boolean;
+};
+
+/**
+ * Describes the message lvsfleet.v1.WatchStatsResponse.
+ * Use `create(WatchStatsResponseSchema)` to create a new message.
+ */
+export const WatchStatsResponseSchema: GenMessage<WatchStatsResponse> = /*@__PURE__*/
+  messageDesc(file_lvsfleet_v1_fleet_service, 13);
+
+/**
  * Where a host stands, derived when read (it depends on the clock and on what was published).
  *
  * @generated from enum lvsfleet.v1.HostState
@@ -443,6 +580,27 @@ export const FleetService: GenService<{
     methodKind: "unary";
     input: typeof WaitForRolloutRequestSchema;
     output: typeof WaitForRolloutResponseSchema;
+  },
+  /**
+   * The latest IPVS counters each Director of a site reported (every `--counters-seconds`).
+   *
+   * @generated from rpc lvsfleet.v1.FleetService.GetStats
+   */
+  getStats: {
+    methodKind: "unary";
+    input: typeof GetStatsRequestSchema;
+    output: typeof GetStatsResponseSchema;
+  },
+  /**
+   * The site's Directors' counters now (initial = true), then one message per Director each time the
+   * control plane ingests newer counters from it.
+   *
+   * @generated from rpc lvsfleet.v1.FleetService.WatchStats
+   */
+  watchStats: {
+    methodKind: "server_streaming";
+    input: typeof WatchStatsRequestSchema;
+    output: typeof WatchStatsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_lvsfleet_v1_fleet_service, 0);

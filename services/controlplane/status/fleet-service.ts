@@ -2,7 +2,7 @@
 // for the streaming/waiting calls). Transport is bound elsewhere (lib/grpc).
 import type { EventEmitter } from "node:events";
 import type { FleetService } from "../../../gen/lvsfleet/v1/fleet_service_pb.js";
-import { HostState, type HostStatus } from "../../../gen/lvsfleet/v1/fleet_service_pb.js";
+import { HostState, type DirectorStats, type HostStatus } from "../../../gen/lvsfleet/v1/fleet_service_pb.js";
 import type { CallContext, ServiceImpl } from "../../../lib/grpc/server.js";
 import { LvsfleetError, type FieldViolation } from "../domain/errors.js";
 import type { StatusStore } from "./store.js";
@@ -68,6 +68,30 @@ function fingerprint(s: HostStatus): string {
   return [s.state, s.desiredRevision, s.appliedRevision, s.seenRevision, s.phase, s.errors.length].join("|");
 }
 
+/** `vs` as an id ("web") or a full name ("sites/fra1/virtualServices/web"). */
+function matchesVs(name: string, vs: string): boolean {
+  return name === vs || name.endsWith(`/virtualServices/${vs}`);
+}
+
+/** The Directors' stats narrowed to one virtual service (Directors without it are left out). */
+export function filterStats(ds: readonly DirectorStats[], vs: string): DirectorStats[] {
+  if (!vs) return [...ds];
+  return ds
+    .map((d) => ({ ...d, services: d.services.filter((s) => matchesVs(s.virtualService, vs)) }))
+    .filter((d) => d.services.length > 0);
+}
+
+function checkStatsRequest(req: { site: string; virtualService: string }): void {
+  const v: FieldViolation[] = [];
+  checkToken("site", req.site, true, v);
+  if (req.virtualService && !/^[A-Za-z0-9_/.-]{1,253}$/.test(req.virtualService)) {
+    v.push({ field: "virtual_service", description: `virtual_service ${JSON.stringify(req.virtualService)}: an id or sites/{site}/virtualServices/{id}`, reason: "INVALID_ID" });
+  }
+  if (v.length) throw LvsfleetError.invalid(v);
+}
+
+const statsTime = (d: DirectorStats) => `${d.time?.seconds ?? 0n}.${d.time?.nanos ?? 0}`;
+
 export function fleetService(deps: FleetServiceDeps): ServiceImpl<typeof FleetService> {
   const { store, events } = deps;
   const pollMs = deps.pollMs ?? 500;
@@ -118,6 +142,29 @@ export function fleetService(deps: FleetServiceDeps): ServiceImpl<typeof FleetSe
             if (wanted(s)) sent.set(key, fp);
             else sent.delete(key);
           }
+        }
+        initial = false;
+        await nextTick(pollMs, events, ctx.signal);
+      }
+    },
+
+    async getStats(req) {
+      checkStatsRequest(req);
+      return { directors: filterStats(await store.stats(req.site), req.virtualService) };
+    },
+
+    async *watchStats(req, ctx: CallContext) {
+      checkStatsRequest(req);
+      const sent = new Map<string, string>();
+      let initial = true;
+      while (!ctx.signal.aborted) {
+        const all = await store.stats(req.site);
+        for (const d of all) {
+          const t = statsTime(d);
+          if (sent.get(d.host) === t) continue;
+          sent.set(d.host, t);
+          const [one] = filterStats([d], req.virtualService);
+          if (one) yield { director: one, initial };
         }
         initial = false;
         await nextTick(pollMs, events, ctx.signal);

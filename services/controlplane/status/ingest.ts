@@ -60,7 +60,11 @@ export async function startStatusIngest(o: StatusIngestOptions): Promise<StatusI
     }
     const key = `${site}.${host}`;
     const prev = latest.get(key);
-    if (!prev || prev.agentId !== r.agentId || (r.time?.seconds ?? 0n) >= (prev.time?.seconds ?? 0n)) latest.set(key, r);
+    if (!prev || prev.agentId !== r.agentId || (r.time?.seconds ?? 0n) >= (prev.time?.seconds ?? 0n)) {
+      // A report without counters does not drop the counters of one not yet written.
+      if (prev && r.counters.length === 0 && prev.counters.length > 0 && prev.agentId === r.agentId) r.counters = prev.counters;
+      latest.set(key, r);
+    }
   }
 
   let flushing = Promise.resolve();

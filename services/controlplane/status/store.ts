@@ -1,9 +1,15 @@
 // host_status (what agents report) joined with desired_states (what the relay published), in pg.
 import type pg from "pg";
-import { create } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { AgentPhase, AgentReport } from "../../../gen/lvsfleet/v1/agent_report_pb.js";
-import { HostStatusSchema, type HostState, type HostStatus } from "../../../gen/lvsfleet/v1/fleet_service_pb.js";
+import {
+  DirectorStatsSchema,
+  HostStatusSchema,
+  type DirectorStats,
+  type HostState,
+  type HostStatus,
+} from "../../../gen/lvsfleet/v1/fleet_service_pb.js";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { deriveState, upToDate } from "./state.js";
 
@@ -110,6 +116,39 @@ export class StatusStore {
        WHERE host_status.agent_id <> EXCLUDED.agent_id OR host_status.report_time <= EXCLUDED.report_time`,
       [cols.site, cols.host, cols.agent, cols.applied, cols.appliedHash, cols.seen, cols.phase, cols.errors, cols.hb, cols.time],
     );
+    await this.ingestCounters(reports, now);
+  }
+
+  /** Latest counters per host (host_counters), from the reports that carry counters. */
+  private async ingestCounters(reports: readonly AgentReport[], now: Date): Promise<void> {
+    const withCounters = reports.filter((r) => r.counters.length > 0);
+    if (withCounters.length === 0) return;
+    const site: string[] = [], host: string[] = [], agent: string[] = [], time: Date[] = [], blob: Buffer[] = [];
+    for (const r of withCounters) {
+      site.push(r.site);
+      host.push(r.host);
+      agent.push(r.agentId);
+      time.push(r.time ? timestampDate(r.time) : now);
+      const ds = create(DirectorStatsSchema, { site: r.site, host: r.host, time: r.time ?? timestampFromDate(now), services: r.counters });
+      blob.push(Buffer.from(toBinary(DirectorStatsSchema, ds)));
+    }
+    await this.pool.query(
+      `INSERT INTO host_counters (site, host, agent_id, report_time, counters)
+       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bytea[])
+       ON CONFLICT (site, host) DO UPDATE SET
+         agent_id = EXCLUDED.agent_id, report_time = EXCLUDED.report_time, counters = EXCLUDED.counters, updated_at = now()
+       WHERE host_counters.agent_id <> EXCLUDED.agent_id OR host_counters.report_time <= EXCLUDED.report_time`,
+      [site, host, agent, time, blob],
+    );
+  }
+
+  /** The latest counters of the site's Directors (optionally only some hosts), ordered by host. */
+  async stats(site: string, hosts?: readonly string[]): Promise<DirectorStats[]> {
+    const r = await this.pool.query<{ counters: Buffer }>(
+      `SELECT counters FROM host_counters WHERE site = $1 AND ($2::text[] IS NULL OR host = ANY($2)) ORDER BY host`,
+      [site, hosts ? [...hosts] : null],
+    );
+    return r.rows.map((row) => fromBinary(DirectorStatsSchema, row.counters));
   }
 
   async get(site: string, host: string, now = new Date()): Promise<HostStatus | undefined> {
