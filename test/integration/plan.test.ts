@@ -24,6 +24,8 @@ let pool: pg.Pool;
 let server: RunningServer;
 let ops: Client<typeof OperatorService>;
 let topo: Client<typeof TopologyService>;
+/** Set by a test: commits a concurrent write (a raw audit row) to this site from inside the next write transaction. */
+let interleave: string | undefined;
 
 async function snapshot(): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
@@ -77,6 +79,14 @@ beforeAll(async () => {
   t = await createTestDatabase();
   pool = createPool(t.url, 8);
   const store = new TopologyStore(pool);
+  // Registered before the plan's apply guard, so it runs first: another connection commits a write
+  // to the site while the apply's write transaction is open.
+  store.onWrite(async () => {
+    const site = interleave;
+    if (!site) return;
+    interleave = undefined;
+    await t.pool.query("INSERT INTO audit_log (revision, actor, operation, resource_name, site_id) VALUES (nextval('revision_seq'), 'test', 'Concurrent', $1, $2)", [`sites/${site}`, site]);
+  });
   server = await startGrpcServer({ address: "127.0.0.1:0", services: [bind(TopologyService, topologyService(store)), bind(OperatorService, operatorService(store))] });
   ops = createClient(OperatorService, server.address);
   topo = createClient(TopologyService, server.address);
@@ -163,6 +173,19 @@ describe("PlanChange", () => {
     expect((await topo.getRealServer({ name: `${s}/virtualServices/web/realServers/rs1` })).realServer!.weight).toBe(1);
     // apply without an expected revision is refused.
     expect((await failure(ops.planChange({ change: weightZero(s), apply: true }))).code).toBe(3);
+  });
+
+  it("a write to the site committing while the apply's transaction is open aborts the apply (checked before COMMIT)", async () => {
+    const s = await site("p8");
+    const plan = await ops.planChange({ change: weightZero(s) });
+    interleave = "p8";
+    const err = await failure(ops.planChange({ change: weightZero(s), apply: true, expectedRevision: plan.revision }));
+    expect(interleave).toBeUndefined();
+    expect(err.code).toBe(10); // ABORTED
+    expect(err.message).toMatch(/moved while applying/);
+    expect((await topo.getRealServer({ name: `${s}/virtualServices/web/realServers/rs1` })).realServer!.weight).toBe(1);
+    const ops8 = await t.pool.query<{ operation: string }>("SELECT operation FROM audit_log WHERE site_id = 'p8' AND operation IN ('UpdateRealServer', 'Concurrent')");
+    expect(ops8.rows.map((r) => r.operation)).toEqual(["Concurrent"]);
   });
 
   it("apply with the planned revision writes through the normal write path and returns its revision", async () => {

@@ -12,11 +12,14 @@
  *     replaced, added or removed; compileSite on both, diffed per host (plan/).
  *  3. With `apply`: `expected_revision` must equal the revision read in 1 (else ABORTED, nothing
  *     written), then the same request goes through the normal write handler (its own audit entry and
- *     operation name) and its revision is returned.
- * Known window: a write committing between the read of 1 and the write of 3 is not detected (the
- * check and the write are two transactions); closing it needs the check inside the write
- * transaction (a store hook), not done yet.
+ *     operation name) and its revision is returned. The check is made again inside the write's own
+ *     transaction, before COMMIT (a store after-write hook, scoped to this call by
+ *     AsyncLocalStorage): a write to the site that committed after the read of 1 aborts it (ABORTED,
+ *     rolled back).
+ * Remaining window: a write to the site still in flight (not yet committed) when that check runs is
+ * not seen; closing it needs a per-site lock that every write takes, which the store does not have.
  */
+import { AsyncLocalStorage } from "node:async_hooks";
 import { create } from "@bufbuild/protobuf";
 import {
   HostPlanSchema,
@@ -150,6 +153,28 @@ async function write(store: TopologyStore, change: Change, ctx: RequestContext):
   }
 }
 
+/** The apply in progress in this async context: its site and expected revision. */
+const applyGuard = new AsyncLocalStorage<{ site: string; expected: bigint }>();
+const guarded = new WeakSet<TopologyStore>();
+
+/**
+ * Registers (once per store) the after-write hook that re-checks an apply's expected revision inside
+ * the write transaction: no other revision of the site may have committed since the plan.
+ */
+export function guardApplies(store: TopologyStore): void {
+  if (guarded.has(store)) return;
+  guarded.add(store);
+  store.onWrite(async (tx, record) => {
+    const g = applyGuard.getStore();
+    if (!g || !record.changes.some((c) => c.siteId === g.site)) return;
+    const r = await tx.query<{ r: string }>("SELECT coalesce(max(revision), 0)::text AS r FROM audit_log WHERE site_id = $1 AND revision <> $2", [g.site, record.revision.toString()]);
+    const now = BigInt(r.rows[0]!.r);
+    if (now !== g.expected) {
+      throw LvsfleetError.aborted(`sites/${g.site} moved while applying: planned against revision ${g.expected}, now at ${now}; plan again`, `sites/${g.site}`);
+    }
+  });
+}
+
 export async function planChange(store: TopologyStore, req: PlanChangeRequest, ctx: RequestContext): Promise<PlanChangeResponse> {
   const site = siteOf(req.change);
   if (req.apply && req.expectedRevision <= 0n) {
@@ -169,7 +194,8 @@ export async function planChange(store: TopologyStore, req: PlanChangeRequest, c
     if (req.expectedRevision !== revision) {
       throw LvsfleetError.aborted(`sites/${site} moved: planned against revision ${req.expectedRevision}, now at ${revision}; plan again`, `sites/${site}`);
     }
-    appliedRevision = await write(store, req.change, ctx);
+    guardApplies(store);
+    appliedRevision = await applyGuard.run({ site, expected: revision }, () => write(store, req.change, ctx));
   }
   return create(PlanChangeResponseSchema, { revision, hosts, warnings: plan.warnings, appliedRevision });
 }
