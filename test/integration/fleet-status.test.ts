@@ -3,18 +3,18 @@
 // OFFLINE and waits for rollouts.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type pg from "pg";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { Kvm } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { FleetService, HostState, type HostStatus } from "../../gen/lvsfleet/v1/fleet_service_pb.js";
 import { AgentPhase } from "../../gen/lvsfleet/v1/agent_report_pb.js";
-import { createClient, type Client } from "../../lib/grpc/client.js";
-import { bind, startGrpcServer, type RunningServer } from "../../lib/grpc/serve.js";
+import type { Client } from "../../lib/grpc/client.js";
+import type { RunningServer } from "../../lib/grpc/serve.js";
 import { RpcError } from "../../lib/grpc/status.js";
-import { createPool, TopologyStore } from "../../services/controlplane/store/index.js";
-import { outboxHook, startRelay, type Relay } from "../../services/controlplane/relay/index.js";
-import { fleetService, startStatusIngest, type StatusIngest } from "../../services/controlplane/status/index.js";
-import { createTestDatabase, type TestDatabase } from "../harness/postgres.js";
-import { AgentFleet, buildFleet, setWeight, SHARED_NATS_URL, uniqueName, waitFor, type FleetShape } from "./fleet-harness.js";
+import type { TopologyStore } from "../../services/controlplane/store/index.js";
+import type { Relay } from "../../services/controlplane/relay/index.js";
+import type { StatusIngest } from "../../services/controlplane/status/index.js";
+import type { TestDatabase } from "../harness/postgres.js";
+import { startFleetApi, type FleetApi } from "./fleet-api-fixture.js";
+import { AgentFleet, setWeight, waitFor, type FleetShape } from "./fleet-harness.js";
 
 const SITE = "lon3";
 let t: TestDatabase;
@@ -40,34 +40,15 @@ async function rpcError(p: Promise<unknown>): Promise<RpcError> {
   return e as RpcError;
 }
 
+let fixture: FleetApi | undefined;
+
 beforeAll(async () => {
-  t = await createTestDatabase();
-  pool = createPool(t.url, 20);
-  store = new TopologyStore(pool);
-  store.onWrite(outboxHook);
-  bucket = uniqueName("lvsfleet-desired-status");
-  prefix = `${uniqueName("t").replace("-", "")}.lvsfleet.status`;
-  nc = await connect({ servers: SHARED_NATS_URL });
-  shape = await buildFleet(store, SITE, 2, 6);
-  relay = await startRelay({ pool, natsUrl: SHARED_NATS_URL, bucket, pollMs: 100 });
-  ingest = await startStatusIngest({ pool, natsUrl: SHARED_NATS_URL, subjectPrefix: prefix, flushMs: 20 });
-  server = await startGrpcServer({ address: "127.0.0.1:0", services: [bind(FleetService, fleetService({ store: ingest.store, events: ingest.events, pollMs: 100 }))] });
-  client = createClient(FleetService, server.address);
-  fleet = await AgentFleet.create(SITE, SHARED_NATS_URL, bucket, { statusSubjectPrefix: prefix, heartbeatSeconds: 1 });
-  await fleet.startAll([...shape.directors, ...shape.realServers]);
-  await fleet.converged(pool);
+  fixture = await startFleetApi({ site: SITE, name: "status", directors: 2, realServers: 6, poolSize: 20 });
+  ({ t, pool, store, bucket, prefix, fleet, shape, relay, ingest, server, client, nc } = fixture);
 });
 
 afterAll(async () => {
-  client?.close();
-  await server?.shutdown(1000);
-  await fleet?.close();
-  await ingest?.stop();
-  await relay?.stop();
-  await new Kvm(nc).open(bucket).then((kv) => kv.destroy()).catch(() => undefined);
-  await nc?.close();
-  await pool?.end();
-  await t?.drop();
+  await fixture?.close();
 });
 
 describe("status ingest and FleetService", () => {

@@ -4,18 +4,18 @@
 // stats` prints them like `ipvsadm -Ln --stats --exact`.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type pg from "pg";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { Kvm } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { FleetService, type DirectorStats } from "../../gen/lvsfleet/v1/fleet_service_pb.js";
-import { createClient, type Client } from "../../lib/grpc/client.js";
-import { bind, startGrpcServer, type RunningServer } from "../../lib/grpc/serve.js";
+import type { Client } from "../../lib/grpc/client.js";
+import type { RunningServer } from "../../lib/grpc/serve.js";
 import { RpcError } from "../../lib/grpc/status.js";
-import { createPool, TopologyStore } from "../../services/controlplane/store/index.js";
-import { outboxHook, startRelay, type Relay } from "../../services/controlplane/relay/index.js";
-import { fleetService, startStatusIngest, type StatusIngest } from "../../services/controlplane/status/index.js";
+import type { TopologyStore } from "../../services/controlplane/store/index.js";
+import type { Relay } from "../../services/controlplane/relay/index.js";
+import type { StatusIngest } from "../../services/controlplane/status/index.js";
 import { runStats } from "../../cli/stats.js";
-import { createTestDatabase, type TestDatabase } from "../harness/postgres.js";
-import { AgentFleet, buildFleet, SHARED_NATS_URL, uniqueName, waitFor, type FleetShape } from "./fleet-harness.js";
+import type { TestDatabase } from "../harness/postgres.js";
+import { startFleetApi, type FleetApi } from "./fleet-api-fixture.js";
+import { AgentFleet, waitFor, type FleetShape } from "./fleet-harness.js";
 
 const SITE = "sto2";
 let t: TestDatabase;
@@ -39,34 +39,15 @@ async function allStats(): Promise<DirectorStats[]> {
   });
 }
 
+let fixture: FleetApi | undefined;
+
 beforeAll(async () => {
-  t = await createTestDatabase();
-  pool = createPool(t.url, 10);
-  store = new TopologyStore(pool);
-  store.onWrite(outboxHook);
-  bucket = uniqueName("lvsfleet-desired-stats");
-  prefix = `${uniqueName("s").replace("-", "")}.lvsfleet.status`;
-  nc = await connect({ servers: SHARED_NATS_URL });
-  shape = await buildFleet(store, SITE, 2, 4);
-  relay = await startRelay({ pool, natsUrl: SHARED_NATS_URL, bucket, pollMs: 100 });
-  ingest = await startStatusIngest({ pool, natsUrl: SHARED_NATS_URL, subjectPrefix: prefix, flushMs: 20 });
-  server = await startGrpcServer({ address: "127.0.0.1:0", services: [bind(FleetService, fleetService({ store: ingest.store, events: ingest.events, pollMs: 100 }))] });
-  client = createClient(FleetService, server.address);
-  fleet = await AgentFleet.create(SITE, SHARED_NATS_URL, bucket, { statusSubjectPrefix: prefix, heartbeatSeconds: 1, countersSeconds: 0.25 });
-  await fleet.startAll([...shape.directors, ...shape.realServers]);
-  await fleet.converged(pool);
+  fixture = await startFleetApi({ site: SITE, name: "stats", directors: 2, realServers: 4, poolSize: 10, agent: { countersSeconds: 0.25 } });
+  ({ t, pool, store, bucket, prefix, fleet, shape, relay, ingest, server, client, nc } = fixture);
 });
 
 afterAll(async () => {
-  client?.close();
-  await server?.shutdown(1000);
-  await fleet?.close();
-  await ingest?.stop();
-  await relay?.stop();
-  await new Kvm(nc).open(bucket).then((kv) => kv.destroy()).catch(() => undefined);
-  await nc?.close();
-  await pool?.end();
-  await t?.drop();
+  await fixture?.close();
 });
 
 describe("IPVS counters: agent → ingest → GetStats / WatchStats → lvsfleet stats", () => {
