@@ -3,6 +3,7 @@
 // groups compressed to "::", first run on a tie. No embedded-IPv4 form (not used for IPVS addresses).
 import { isIPv4, isIPv6 } from "node:net";
 import { NetlinkDecodeError, NetlinkEncodeError } from "./errors.js";
+import { formatIpv6 } from "../../../lib/net/ipv6.js";
 
 export type InetFamily = "ipv4" | "ipv6";
 
@@ -75,26 +76,7 @@ export function ipv4FromBytes(b: Uint8Array): string {
 
 export function ipv6FromBytes(b: Uint8Array): string {
   if (b.length < 16) throw new NetlinkDecodeError(`IPv6 address needs 16 bytes, got ${b.length}`);
-  const g: number[] = [];
-  for (let i = 0; i < 8; i++) g.push((b[2 * i]! << 8) | b[2 * i + 1]!);
-  let bestStart = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (g[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = (xs: number[]) => xs.map((x) => x.toString(16)).join(":");
-  if (bestLen < 2) return hex(g);
-  return `${hex(g.slice(0, bestStart))}::${hex(g.slice(bestStart + bestLen))}`;
+  return formatIpv6(b);
 }
 
 export function addressFromBytes(b: Uint8Array, family: InetFamily): string {

@@ -14,6 +14,7 @@
  *    IPv6 addresses are rejected where an address is used: they would make a v4 endpoint look like
  *    a v6 one and defeat the address-family rules; write the IPv4 form instead.
  */
+import { formatIpv6 } from "../../../lib/net/ipv6.js";
 
 export type Family = 4 | 6;
 
@@ -100,26 +101,7 @@ function parseV6(s: string): Uint8Array | string {
 
 /** RFC 5952 text form of 16 bytes. */
 export function formatV6(b: Uint8Array): string {
-  const g: number[] = [];
-  for (let i = 0; i < 8; i++) g.push((b[2 * i]! << 8) | b[2 * i + 1]!);
-  let bestStart = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (g[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = (xs: number[]) => xs.map((x) => x.toString(16)).join(":");
-  if (bestLen < 2) return hex(g);
-  return `${hex(g.slice(0, bestStart))}::${hex(g.slice(bestStart + bestLen))}`;
+  return formatIpv6(b);
 }
 
 export function formatV4(b: Uint8Array): string {
