@@ -265,4 +265,16 @@ describe("errors", () => {
     ).toBe("error: FAILED_PRECONDITION: site has children\n  sites/ams1: 2 virtual services\n");
     expect(formatError({ message: "boom" })).toBe("error: boom\n");
   });
+
+  it("does not repeat a violation the message already spells out", () => {
+    const v = { field: "real_server.weight", description: "at most 65535" };
+    expect(formatError({ codeName: "INVALID_ARGUMENT", message: `invalid ${v.field}: ${v.description}`, fieldViolations: [v] })).toBe(
+      "error: INVALID_ARGUMENT: invalid real_server.weight: at most 65535\n",
+    );
+    // Another violation than the one in the message is still listed.
+    const w = { field: "real_server.port", description: "out of range" };
+    expect(formatError({ codeName: "INVALID_ARGUMENT", message: `invalid ${v.field}: ${v.description}`, fieldViolations: [v, w] })).toBe(
+      "error: INVALID_ARGUMENT: invalid real_server.weight: at most 65535\n  real_server.port: out of range\n",
+    );
+  });
 });

@@ -419,7 +419,10 @@ export interface ErrorLike {
  */
 export function formatError(err: ErrorLike): string {
   const lines = [`error: ${err.codeName ? `${err.codeName}: ` : ""}${err.message}`];
-  for (const v of err.fieldViolations ?? []) lines.push(`  ${v.field}: ${v.description}`);
+  // A single violation is already spelled out in the message ("invalid x: why"): don't say it twice.
+  for (const v of err.fieldViolations ?? []) {
+    if (!err.message.includes(`${v.field}: ${v.description}`)) lines.push(`  ${v.field}: ${v.description}`);
+  }
   for (const v of err.preconditionViolations ?? []) lines.push(`  ${v.subject || v.type}: ${v.description}`);
   if (err.resourceName && !err.message.includes(err.resourceName)) lines.push(`  resource: ${err.resourceName}`);
   return lines.join("\n") + "\n";
