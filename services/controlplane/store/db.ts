@@ -1,6 +1,7 @@
 import pg from "pg";
 import type { JsonObject } from "@bufbuild/protobuf";
 import { LvsfleetError } from "../domain/errors.js";
+import { shareSiteLocks } from "./site-lock.js";
 
 // int8 (revision, ids) as bigint-safe strings are parsed where needed; leave pg's default (string).
 
@@ -78,7 +79,8 @@ export function createPool(connectionString: string, max = 20, onError: (err: Er
 }
 
 export function createDatabase(pool: pg.Pool): Database {
-  return { pool, afterWrite: [] };
+  // First hook of every write: the per-site lock, shared (site-lock.ts; an apply takes it exclusive).
+  return { pool, afterWrite: [shareSiteLocks] };
 }
 
 // Serialization failures and deadlocks are safe to retry: the whole transaction rolled back.
