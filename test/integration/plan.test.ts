@@ -2,13 +2,18 @@
  * PlanChange against the real Postgres over a real gRPC server on port 0: plans per host from the
  * compiled desired state before and after the change (nothing written), warnings, and
  * apply-if-unchanged (stale expected_revision → ABORTED, nothing written; the right one writes
- * through the normal write path and returns its revision). Also `lvsfleet plan` (cli/plan.ts).
+ * through the normal write path and returns its revision), for every write (virtual services, real
+ * servers, hosts, firewall marks, sites) and both imports. The race between the apply's revision
+ * check and its COMMIT is closed by the per-site lock: interleavings forced with barriers inside
+ * the write transactions (after-write hooks), waits observed in pg_locks. Also `lvsfleet plan`.
  */
 import { execFile } from "node:child_process";
+import { create } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type pg from "pg";
 import { OperatorService, PlanAction } from "../../gen/lvsfleet/v1/operator_service_pb.js";
 import { TopologyService } from "../../gen/lvsfleet/v1/topology_service_pb.js";
+import { RealServerSchema } from "../../gen/lvsfleet/v1/topology_pb.js";
 import { ForwardMethod, HostRole, Protocol } from "../../gen/lvsfleet/v1/types_pb.js";
 import { createClient, type Client } from "../../lib/grpc/client.js";
 import { bind, startGrpcServer, type RunningServer } from "../../lib/grpc/serve.js";
@@ -16,16 +21,71 @@ import { RpcError } from "../../lib/grpc/status.js";
 import { runPlan } from "../../cli/plan.js";
 import { operatorService } from "../../services/controlplane/api/operator.js";
 import { topologyService } from "../../services/controlplane/api/topology-service.js";
-import { createPool, TopologyStore } from "../../services/controlplane/store/index.js";
+import { guardApplies } from "../../services/controlplane/api/plan.js";
+import { createPool, TopologyStore, type AfterWriteHook } from "../../services/controlplane/store/index.js";
+import { SITE_LOCK_NAMESPACE } from "../../services/controlplane/store/site-lock.js";
 import { createTestDatabase, type TestDatabase } from "../harness/postgres.js";
 
 let t: TestDatabase;
 let pool: pg.Pool;
+let store: TopologyStore;
 let server: RunningServer;
 let ops: Client<typeof OperatorService>;
 let topo: Client<typeof TopologyService>;
-/** Set by a test: commits a concurrent write (a raw audit row) to this site from inside the next write transaction. */
-let interleave: string | undefined;
+
+/**
+ * Barriers inside write transactions, keyed by the write's reason: "pre" runs before every other
+ * after-write hook (no site lock taken yet), "post" after all of them (the site lock held). The nth
+ * write with that reason stops there until released.
+ */
+interface Barrier {
+  reached: Promise<void>;
+  release(): void;
+}
+const barriers = new Map<string, { nth: number; seen: number; reached: () => void; released: Promise<void> }>();
+function barrier(phase: "pre" | "post", reason: string, nth = 1): Barrier {
+  let reached!: () => void;
+  let release!: () => void;
+  const r = new Promise<void>((res) => (reached = res));
+  const released = new Promise<void>((res) => (release = res));
+  barriers.set(`${phase}:${reason}`, { nth, seen: 0, reached, released });
+  return { reached: r, release };
+}
+function barrierHook(phase: "pre" | "post"): AfterWriteHook {
+  return async (_tx, record) => {
+    const key = `${phase}:${record.meta.reason ?? ""}`;
+    const b = barriers.get(key);
+    if (!b || ++b.seen !== b.nth) return;
+    barriers.delete(key);
+    b.reached();
+    await b.released;
+  };
+}
+
+/** Resolves once a transaction of this database waits for the per-site lock of `site` (polled). */
+async function lockWaiter(site: string): Promise<void> {
+  for (let i = 0; i < 400; i++) {
+    const r = await t.pool.query<{ n: string }>(
+      `SELECT count(*)::text AS n FROM pg_locks
+        WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND classid::text::bigint = $1 AND objid::text::bigint = (hashtext($2)::bigint + 4294967296) % 4294967296 AND objsubid = 2`,
+      [SITE_LOCK_NAMESPACE, site],
+    );
+    if (r.rows[0]!.n !== "0") return;
+    await new Promise((res) => setTimeout(res, 25));
+  }
+  throw new Error(`nobody waited for the site lock of ${site}`);
+}
+
+/** Settles `p` into a tagged result without throwing. */
+function settle<T>(p: Promise<T>): Promise<{ ok: true; value: T } | { ok: false; error: unknown }> {
+  return p.then(
+    (value) => ({ ok: true as const, value }),
+    (error: unknown) => ({ ok: false as const, error }),
+  );
+}
+const reason = (r: string) => ({ metadata: { "x-lvsfleet-reason": r } });
+const writeMeta = (r: string) => ({ actor: "test", operation: "UpdateRealServer", reason: r });
 
 async function snapshot(): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
@@ -78,15 +138,11 @@ const weightZero = (s: string) => ({
 beforeAll(async () => {
   t = await createTestDatabase();
   pool = createPool(t.url, 8);
-  const store = new TopologyStore(pool);
-  // Registered before the plan's apply guard, so it runs first: another connection commits a write
-  // to the site while the apply's write transaction is open.
-  store.onWrite(async () => {
-    const site = interleave;
-    if (!site) return;
-    interleave = undefined;
-    await t.pool.query("INSERT INTO audit_log (revision, actor, operation, resource_name, site_id) VALUES (nextval('revision_seq'), 'test', 'Concurrent', $1, $2)", [`sites/${site}`, site]);
-  });
+  store = new TopologyStore(pool);
+  guardApplies(store);
+  // Hook order in every write: pre barrier, plan/apply guard, shared site lock, post barrier.
+  store.db.afterWrite.unshift(barrierHook("pre"));
+  store.onWrite(barrierHook("post"));
   server = await startGrpcServer({ address: "127.0.0.1:0", services: [bind(TopologyService, topologyService(store)), bind(OperatorService, operatorService(store))] });
   ops = createClient(OperatorService, server.address);
   topo = createClient(TopologyService, server.address);
@@ -175,17 +231,60 @@ describe("PlanChange", () => {
     expect((await failure(ops.planChange({ change: weightZero(s), apply: true }))).code).toBe(3);
   });
 
-  it("a write to the site committing while the apply's transaction is open aborts the apply (checked before COMMIT)", async () => {
+  it("a write holding its site lock when the apply checks: the apply waits for its COMMIT, then sees it (ABORTED)", async () => {
     const s = await site("p8");
     const plan = await ops.planChange({ change: weightZero(s) });
-    interleave = "p8";
-    const err = await failure(ops.planChange({ change: weightZero(s), apply: true, expectedRevision: plan.revision }));
-    expect(interleave).toBeUndefined();
+    // The apply's write stops before its guard (its dry run is the first write with this reason).
+    const a = barrier("pre", "apply-p8", 2);
+    const apply = settle(ops.planChange({ change: weightZero(s), apply: true, expectedRevision: plan.revision }, reason("apply-p8")));
+    await a.reached;
+    // An ordinary write to the same site, stopped after taking its shared site lock, not committed.
+    const w = barrier("post", "write-p8");
+    const write = store.realServers.update(writeMeta("write-p8"), "p8", "web", "rs2", create(RealServerSchema, { weight: 2 }), { paths: ["weight"] });
+    await w.reached;
+    a.release();
+    // The apply's guard now waits for the write's lock: without it, it would check (not seeing the
+    // uncommitted write) and commit.
+    await lockWaiter("p8");
+    w.release();
+    const written = await write;
+    const r = await apply;
+    expect(r.ok).toBe(false);
+    const err = (r as { error: RpcError }).error;
     expect(err.code).toBe(10); // ABORTED
-    expect(err.message).toMatch(/moved while applying/);
+    expect(err.message).toContain(`moved while applying: planned against revision ${plan.revision}, now at ${written.revision}`);
     expect((await topo.getRealServer({ name: `${s}/virtualServices/web/realServers/rs1` })).realServer!.weight).toBe(1);
-    const ops8 = await t.pool.query<{ operation: string }>("SELECT operation FROM audit_log WHERE site_id = 'p8' AND operation IN ('UpdateRealServer', 'Concurrent')");
-    expect(ops8.rows.map((r) => r.operation)).toEqual(["Concurrent"]);
+    expect((await topo.getRealServer({ name: `${s}/virtualServices/web/realServers/rs2` })).realServer!.weight).toBe(2);
+  });
+
+  it("an apply past its check holds the site: a write to it waits for the apply's COMMIT; ordinary writes don't wait for each other", async () => {
+    const s = await site("p9");
+    const plan = await ops.planChange({ change: weightZero(s) });
+    const a = barrier("post", "apply-p9");
+    const apply = settle(ops.planChange({ change: weightZero(s), apply: true, expectedRevision: plan.revision }, reason("apply-p9")));
+    await a.reached;
+    const write = settle(store.realServers.update(writeMeta("write-p9"), "p9", "web", "rs2", create(RealServerSchema, { weight: 3 }), { paths: ["weight"] }));
+    await lockWaiter("p9");
+    a.release();
+    const applied = await apply;
+    const written = await write;
+    if (!applied.ok) throw applied.error;
+    if (!written.ok) throw written.error;
+    expect(applied.value.appliedRevision).toBeGreaterThan(plan.revision);
+    expect((await topo.getRealServer({ name: `${s}/virtualServices/web/realServers/rs1` })).realServer!.weight).toBe(0);
+    expect((await topo.getRealServer({ name: `${s}/virtualServices/web/realServers/rs2` })).realServer!.weight).toBe(3);
+
+    // Two ordinary writes to the site both hold its (shared) lock at the same time.
+    const b1 = barrier("post", "w1-p9");
+    const b2 = barrier("post", "w2-p9");
+    const w1 = store.realServers.update(writeMeta("w1-p9"), "p9", "web", "rs1", create(RealServerSchema, { weight: 4 }), { paths: ["weight"] });
+    const w2 = store.realServers.update(writeMeta("w2-p9"), "p9", "web", "rs2", create(RealServerSchema, { weight: 5 }), { paths: ["weight"] });
+    await Promise.all([b1.reached, b2.reached]);
+    b1.release();
+    b2.release();
+    const [r1, r2] = await Promise.all([w1, w2]);
+    expect(r1.revision).not.toBe(r2.revision);
+    expect((await topo.getRealServer({ name: `${s}/virtualServices/web/realServers/rs2` })).realServer!.weight).toBe(5);
   });
 
   it("apply with the planned revision writes through the normal write path and returns its revision", async () => {

@@ -6,7 +6,7 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { RealServer, VirtualService } from "./topology_pb.js";
 import { file_lvsfleet_v1_topology } from "./topology_pb.js";
-import type { CreateRealServerRequest, CreateVirtualServiceRequest, DeleteRealServerRequest, DeleteVirtualServiceRequest, UpdateRealServerRequest, UpdateSiteRequest, UpdateVirtualServiceRequest } from "./topology_service_pb.js";
+import type { CreateFirewallMarkRequest, CreateHostRequest, CreateRealServerRequest, CreateSiteRequest, CreateVirtualServiceRequest, DeleteFirewallMarkRequest, DeleteHostRequest, DeleteRealServerRequest, DeleteSiteRequest, DeleteVirtualServiceRequest, UpdateFirewallMarkRequest, UpdateHostRequest, UpdateRealServerRequest, UpdateSiteRequest, UpdateVirtualServiceRequest } from "./topology_service_pb.js";
 import { file_lvsfleet_v1_topology_service } from "./topology_service_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -14,10 +14,13 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file lvsfleet/v1/operator_service.proto.
  */
 export const file_lvsfleet_v1_operator_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJsdnNmbGVldC92MS9vcGVyYXRvcl9zZXJ2aWNlLnByb3RvEgtsdnNmbGVldC52MSKuBAoRUGxhbkNoYW5nZVJlcXVlc3QSSgoWY3JlYXRlX3ZpcnR1YWxfc2VydmljZRgBIAEoCzIoLmx2c2ZsZWV0LnYxLkNyZWF0ZVZpcnR1YWxTZXJ2aWNlUmVxdWVzdEgAEkoKFnVwZGF0ZV92aXJ0dWFsX3NlcnZpY2UYAiABKAsyKC5sdnNmbGVldC52MS5VcGRhdGVWaXJ0dWFsU2VydmljZVJlcXVlc3RIABJKChZkZWxldGVfdmlydHVhbF9zZXJ2aWNlGAMgASgLMigubHZzZmxlZXQudjEuRGVsZXRlVmlydHVhbFNlcnZpY2VSZXF1ZXN0SAASQgoSY3JlYXRlX3JlYWxfc2VydmVyGAQgASgLMiQubHZzZmxlZXQudjEuQ3JlYXRlUmVhbFNlcnZlclJlcXVlc3RIABJCChJ1cGRhdGVfcmVhbF9zZXJ2ZXIYBSABKAsyJC5sdnNmbGVldC52MS5VcGRhdGVSZWFsU2VydmVyUmVxdWVzdEgAEkIKEmRlbGV0ZV9yZWFsX3NlcnZlchgGIAEoCzIkLmx2c2ZsZWV0LnYxLkRlbGV0ZVJlYWxTZXJ2ZXJSZXF1ZXN0SAASNQoLdXBkYXRlX3NpdGUYByABKAsyHi5sdnNmbGVldC52MS5VcGRhdGVTaXRlUmVxdWVzdEgAEg0KBWFwcGx5GAggASgIEhkKEWV4cGVjdGVkX3JldmlzaW9uGAkgASgDQggKBmNoYW5nZSJwCghQbGFuSXRlbRIMCgRraW5kGAEgASgJEicKBmFjdGlvbhgCIAEoDjIXLmx2c2ZsZWV0LnYxLlBsYW5BY3Rpb24SDgoGb2JqZWN0GAMgASgJEg4KBmJlZm9yZRgEIAEoCRINCgVhZnRlchgFIAEoCSI+CghIb3N0UGxhbhIMCgRob3N0GAEgASgJEiQKBWl0ZW1zGAIgAygLMhUubHZzZmxlZXQudjEuUGxhbkl0ZW0ieAoSUGxhbkNoYW5nZVJlc3BvbnNlEhAKCHJldmlzaW9uGAEgASgDEiQKBWhvc3RzGAIgAygLMhUubHZzZmxlZXQudjEuSG9zdFBsYW4SEAoId2FybmluZ3MYAyADKAkSGAoQYXBwbGllZF9yZXZpc2lvbhgEIAEoAyJBCg1JbXBvcnRXYXJuaW5nEgwKBGxpbmUYASABKA0SEQoJZGlyZWN0aXZlGAIgASgJEg8KB21lc3NhZ2UYAyABKAkiagoUSW1wb3J0SXB2c2FkbVJlcXVlc3QSDgoGcGFyZW50GAEgASgJEhAKCGRpcmVjdG9yGAIgASgJEgwKBHRleHQYAyABKAkSEQoJZmlsZV9uYW1lGAQgASgJEg8KB2RyeV9ydW4YBSABKAgizgEKFUltcG9ydElwdnNhZG1SZXNwb25zZRI1ChB2aXJ0dWFsX3NlcnZpY2VzGAEgAygLMhsubHZzZmxlZXQudjEuVmlydHVhbFNlcnZpY2USLQoMcmVhbF9zZXJ2ZXJzGAIgAygLMhcubHZzZmxlZXQudjEuUmVhbFNlcnZlchIsCgh3YXJuaW5ncxgDIAMoCzIaLmx2c2ZsZWV0LnYxLkltcG9ydFdhcm5pbmcSEAoIcmV2aXNpb24YBCABKAMSDwoHZHJ5X3J1bhgFIAEoCCJtChdJbXBvcnRLZWVwYWxpdmVkUmVxdWVzdBIOCgZwYXJlbnQYASABKAkSEAoIZGlyZWN0b3IYAiABKAkSDAoEdGV4dBgDIAEoCRIRCglmaWxlX25hbWUYBCABKAkSDwoHZHJ5X3J1bhgFIAEoCCLRAQoYSW1wb3J0S2VlcGFsaXZlZFJlc3BvbnNlEjUKEHZpcnR1YWxfc2VydmljZXMYASADKAsyGy5sdnNmbGVldC52MS5WaXJ0dWFsU2VydmljZRItCgxyZWFsX3NlcnZlcnMYAiADKAsyFy5sdnNmbGVldC52MS5SZWFsU2VydmVyEiwKCHdhcm5pbmdzGAMgAygLMhoubHZzZmxlZXQudjEuSW1wb3J0V2FybmluZxIQCghyZXZpc2lvbhgEIAEoAxIPCgdkcnlfcnVuGAUgASgIIjgKFEV4cG9ydElwdnNhZG1SZXF1ZXN0Eg4KBnBhcmVudBgBIAEoCRIQCghkaXJlY3RvchgCIAEoCSJxChVFeHBvcnRJcHZzYWRtUmVzcG9uc2USDAoEdGV4dBgBIAEoCRIQCghyZXZpc2lvbhgCIAEoAxIdChV2aXJ0dWFsX3NlcnZpY2VfY291bnQYAyABKA0SGQoRcmVhbF9zZXJ2ZXJfY291bnQYBCABKA0qbgoKUGxhbkFjdGlvbhIbChdQTEFOX0FDVElPTl9VTlNQRUNJRklFRBAAEhMKD1BMQU5fQUNUSU9OX0FERBABEhYKElBMQU5fQUNUSU9OX0NIQU5HRRACEhYKElBMQU5fQUNUSU9OX1JFTU9WRRADMvECCg9PcGVyYXRvclNlcnZpY2USVgoNSW1wb3J0SXB2c2FkbRIhLmx2c2ZsZWV0LnYxLkltcG9ydElwdnNhZG1SZXF1ZXN0GiIubHZzZmxlZXQudjEuSW1wb3J0SXB2c2FkbVJlc3BvbnNlEl8KEEltcG9ydEtlZXBhbGl2ZWQSJC5sdnNmbGVldC52MS5JbXBvcnRLZWVwYWxpdmVkUmVxdWVzdBolLmx2c2ZsZWV0LnYxLkltcG9ydEtlZXBhbGl2ZWRSZXNwb25zZRJWCg1FeHBvcnRJcHZzYWRtEiEubHZzZmxlZXQudjEuRXhwb3J0SXB2c2FkbVJlcXVlc3QaIi5sdnNmbGVldC52MS5FeHBvcnRJcHZzYWRtUmVzcG9uc2USTQoKUGxhbkNoYW5nZRIeLmx2c2ZsZWV0LnYxLlBsYW5DaGFuZ2VSZXF1ZXN0Gh8ubHZzZmxlZXQudjEuUGxhbkNoYW5nZVJlc3BvbnNlYgZwcm90bzM", [file_lvsfleet_v1_topology, file_lvsfleet_v1_topology_service]);
+  fileDesc("CiJsdnNmbGVldC92MS9vcGVyYXRvcl9zZXJ2aWNlLnByb3RvEgtsdnNmbGVldC52MSKZCQoRUGxhbkNoYW5nZVJlcXVlc3QSSgoWY3JlYXRlX3ZpcnR1YWxfc2VydmljZRgBIAEoCzIoLmx2c2ZsZWV0LnYxLkNyZWF0ZVZpcnR1YWxTZXJ2aWNlUmVxdWVzdEgAEkoKFnVwZGF0ZV92aXJ0dWFsX3NlcnZpY2UYAiABKAsyKC5sdnNmbGVldC52MS5VcGRhdGVWaXJ0dWFsU2VydmljZVJlcXVlc3RIABJKChZkZWxldGVfdmlydHVhbF9zZXJ2aWNlGAMgASgLMigubHZzZmxlZXQudjEuRGVsZXRlVmlydHVhbFNlcnZpY2VSZXF1ZXN0SAASQgoSY3JlYXRlX3JlYWxfc2VydmVyGAQgASgLMiQubHZzZmxlZXQudjEuQ3JlYXRlUmVhbFNlcnZlclJlcXVlc3RIABJCChJ1cGRhdGVfcmVhbF9zZXJ2ZXIYBSABKAsyJC5sdnNmbGVldC52MS5VcGRhdGVSZWFsU2VydmVyUmVxdWVzdEgAEkIKEmRlbGV0ZV9yZWFsX3NlcnZlchgGIAEoCzIkLmx2c2ZsZWV0LnYxLkRlbGV0ZVJlYWxTZXJ2ZXJSZXF1ZXN0SAASNQoLdXBkYXRlX3NpdGUYByABKAsyHi5sdnNmbGVldC52MS5VcGRhdGVTaXRlUmVxdWVzdEgAEjUKC2NyZWF0ZV9zaXRlGAogASgLMh4ubHZzZmxlZXQudjEuQ3JlYXRlU2l0ZVJlcXVlc3RIABI1CgtkZWxldGVfc2l0ZRgLIAEoCzIeLmx2c2ZsZWV0LnYxLkRlbGV0ZVNpdGVSZXF1ZXN0SAASNQoLY3JlYXRlX2hvc3QYDCABKAsyHi5sdnNmbGVldC52MS5DcmVhdGVIb3N0UmVxdWVzdEgAEjUKC3VwZGF0ZV9ob3N0GA0gASgLMh4ubHZzZmxlZXQudjEuVXBkYXRlSG9zdFJlcXVlc3RIABI1CgtkZWxldGVfaG9zdBgOIAEoCzIeLmx2c2ZsZWV0LnYxLkRlbGV0ZUhvc3RSZXF1ZXN0SAASRgoUY3JlYXRlX2ZpcmV3YWxsX21hcmsYDyABKAsyJi5sdnNmbGVldC52MS5DcmVhdGVGaXJld2FsbE1hcmtSZXF1ZXN0SAASRgoUdXBkYXRlX2ZpcmV3YWxsX21hcmsYECABKAsyJi5sdnNmbGVldC52MS5VcGRhdGVGaXJld2FsbE1hcmtSZXF1ZXN0SAASRgoUZGVsZXRlX2ZpcmV3YWxsX21hcmsYESABKAsyJi5sdnNmbGVldC52MS5EZWxldGVGaXJld2FsbE1hcmtSZXF1ZXN0SAASOwoOaW1wb3J0X2lwdnNhZG0YEiABKAsyIS5sdnNmbGVldC52MS5JbXBvcnRJcHZzYWRtUmVxdWVzdEgAEkEKEWltcG9ydF9rZWVwYWxpdmVkGBMgASgLMiQubHZzZmxlZXQudjEuSW1wb3J0S2VlcGFsaXZlZFJlcXVlc3RIABINCgVhcHBseRgIIAEoCBIZChFleHBlY3RlZF9yZXZpc2lvbhgJIAEoA0IICgZjaGFuZ2UicAoIUGxhbkl0ZW0SDAoEa2luZBgBIAEoCRInCgZhY3Rpb24YAiABKA4yFy5sdnNmbGVldC52MS5QbGFuQWN0aW9uEg4KBm9iamVjdBgDIAEoCRIOCgZiZWZvcmUYBCABKAkSDQoFYWZ0ZXIYBSABKAkiPgoISG9zdFBsYW4SDAoEaG9zdBgBIAEoCRIkCgVpdGVtcxgCIAMoCzIVLmx2c2ZsZWV0LnYxLlBsYW5JdGVtIq0BChJQbGFuQ2hhbmdlUmVzcG9uc2USEAoIcmV2aXNpb24YASABKAMSJAoFaG9zdHMYAiADKAsyFS5sdnNmbGVldC52MS5Ib3N0UGxhbhIQCgh3YXJuaW5ncxgDIAMoCRIYChBhcHBsaWVkX3JldmlzaW9uGAQgASgDEjMKD2ltcG9ydF93YXJuaW5ncxgFIAMoCzIaLmx2c2ZsZWV0LnYxLkltcG9ydFdhcm5pbmciQQoNSW1wb3J0V2FybmluZxIMCgRsaW5lGAEgASgNEhEKCWRpcmVjdGl2ZRgCIAEoCRIPCgdtZXNzYWdlGAMgASgJImoKFEltcG9ydElwdnNhZG1SZXF1ZXN0Eg4KBnBhcmVudBgBIAEoCRIQCghkaXJlY3RvchgCIAEoCRIMCgR0ZXh0GAMgASgJEhEKCWZpbGVfbmFtZRgEIAEoCRIPCgdkcnlfcnVuGAUgASgIIs4BChVJbXBvcnRJcHZzYWRtUmVzcG9uc2USNQoQdmlydHVhbF9zZXJ2aWNlcxgBIAMoCzIbLmx2c2ZsZWV0LnYxLlZpcnR1YWxTZXJ2aWNlEi0KDHJlYWxfc2VydmVycxgCIAMoCzIXLmx2c2ZsZWV0LnYxLlJlYWxTZXJ2ZXISLAoId2FybmluZ3MYAyADKAsyGi5sdnNmbGVldC52MS5JbXBvcnRXYXJuaW5nEhAKCHJldmlzaW9uGAQgASgDEg8KB2RyeV9ydW4YBSABKAgibQoXSW1wb3J0S2VlcGFsaXZlZFJlcXVlc3QSDgoGcGFyZW50GAEgASgJEhAKCGRpcmVjdG9yGAIgASgJEgwKBHRleHQYAyABKAkSEQoJZmlsZV9uYW1lGAQgASgJEg8KB2RyeV9ydW4YBSABKAgi0QEKGEltcG9ydEtlZXBhbGl2ZWRSZXNwb25zZRI1ChB2aXJ0dWFsX3NlcnZpY2VzGAEgAygLMhsubHZzZmxlZXQudjEuVmlydHVhbFNlcnZpY2USLQoMcmVhbF9zZXJ2ZXJzGAIgAygLMhcubHZzZmxlZXQudjEuUmVhbFNlcnZlchIsCgh3YXJuaW5ncxgDIAMoCzIaLmx2c2ZsZWV0LnYxLkltcG9ydFdhcm5pbmcSEAoIcmV2aXNpb24YBCABKAMSDwoHZHJ5X3J1bhgFIAEoCCI4ChRFeHBvcnRJcHZzYWRtUmVxdWVzdBIOCgZwYXJlbnQYASABKAkSEAoIZGlyZWN0b3IYAiABKAkicQoVRXhwb3J0SXB2c2FkbVJlc3BvbnNlEgwKBHRleHQYASABKAkSEAoIcmV2aXNpb24YAiABKAMSHQoVdmlydHVhbF9zZXJ2aWNlX2NvdW50GAMgASgNEhkKEXJlYWxfc2VydmVyX2NvdW50GAQgASgNKm4KClBsYW5BY3Rpb24SGwoXUExBTl9BQ1RJT05fVU5TUEVDSUZJRUQQABITCg9QTEFOX0FDVElPTl9BREQQARIWChJQTEFOX0FDVElPTl9DSEFOR0UQAhIWChJQTEFOX0FDVElPTl9SRU1PVkUQAzLxAgoPT3BlcmF0b3JTZXJ2aWNlElYKDUltcG9ydElwdnNhZG0SIS5sdnNmbGVldC52MS5JbXBvcnRJcHZzYWRtUmVxdWVzdBoiLmx2c2ZsZWV0LnYxLkltcG9ydElwdnNhZG1SZXNwb25zZRJfChBJbXBvcnRLZWVwYWxpdmVkEiQubHZzZmxlZXQudjEuSW1wb3J0S2VlcGFsaXZlZFJlcXVlc3QaJS5sdnNmbGVldC52MS5JbXBvcnRLZWVwYWxpdmVkUmVzcG9uc2USVgoNRXhwb3J0SXB2c2FkbRIhLmx2c2ZsZWV0LnYxLkV4cG9ydElwdnNhZG1SZXF1ZXN0GiIubHZzZmxlZXQudjEuRXhwb3J0SXB2c2FkbVJlc3BvbnNlEk0KClBsYW5DaGFuZ2USHi5sdnNmbGVldC52MS5QbGFuQ2hhbmdlUmVxdWVzdBofLmx2c2ZsZWV0LnYxLlBsYW5DaGFuZ2VSZXNwb25zZWIGcHJvdG8z", [file_lvsfleet_v1_topology, file_lvsfleet_v1_topology_service]);
 
 /**
- * Request of PlanChange: one of the write requests of TopologyService.
+ * Request of PlanChange: one of the write requests of TopologyService, or an import. The plan runs
+ * the write itself in a transaction that is always rolled back (same validation, cascades and
+ * errors as the real write: e.g. deleting a site with children without `force` is
+ * FAILED_PRECONDITION), and compiles the site's topology before and after it.
  *
  * @generated from message lvsfleet.v1.PlanChangeRequest
  */
@@ -67,6 +70,68 @@ export type PlanChangeRequest = Message<"lvsfleet.v1.PlanChangeRequest"> & {
      */
     value: UpdateSiteRequest;
     case: "updateSite";
+  } | {
+    /**
+     * @generated from field: lvsfleet.v1.CreateSiteRequest create_site = 10;
+     */
+    value: CreateSiteRequest;
+    case: "createSite";
+  } | {
+    /**
+     * @generated from field: lvsfleet.v1.DeleteSiteRequest delete_site = 11;
+     */
+    value: DeleteSiteRequest;
+    case: "deleteSite";
+  } | {
+    /**
+     * @generated from field: lvsfleet.v1.CreateHostRequest create_host = 12;
+     */
+    value: CreateHostRequest;
+    case: "createHost";
+  } | {
+    /**
+     * @generated from field: lvsfleet.v1.UpdateHostRequest update_host = 13;
+     */
+    value: UpdateHostRequest;
+    case: "updateHost";
+  } | {
+    /**
+     * @generated from field: lvsfleet.v1.DeleteHostRequest delete_host = 14;
+     */
+    value: DeleteHostRequest;
+    case: "deleteHost";
+  } | {
+    /**
+     * @generated from field: lvsfleet.v1.CreateFirewallMarkRequest create_firewall_mark = 15;
+     */
+    value: CreateFirewallMarkRequest;
+    case: "createFirewallMark";
+  } | {
+    /**
+     * @generated from field: lvsfleet.v1.UpdateFirewallMarkRequest update_firewall_mark = 16;
+     */
+    value: UpdateFirewallMarkRequest;
+    case: "updateFirewallMark";
+  } | {
+    /**
+     * @generated from field: lvsfleet.v1.DeleteFirewallMarkRequest delete_firewall_mark = 17;
+     */
+    value: DeleteFirewallMarkRequest;
+    case: "deleteFirewallMark";
+  } | {
+    /**
+     * The import's `dry_run` is ignored: a plan never writes, an apply writes.
+     *
+     * @generated from field: lvsfleet.v1.ImportIpvsadmRequest import_ipvsadm = 18;
+     */
+    value: ImportIpvsadmRequest;
+    case: "importIpvsadm";
+  } | {
+    /**
+     * @generated from field: lvsfleet.v1.ImportKeepalivedRequest import_keepalived = 19;
+     */
+    value: ImportKeepalivedRequest;
+    case: "importKeepalived";
   } | { case: undefined; value?: undefined };
 
   /**
@@ -195,6 +260,13 @@ export type PlanChangeResponse = Message<"lvsfleet.v1.PlanChangeResponse"> & {
    * @generated from field: int64 applied_revision = 4;
    */
   appliedRevision: bigint;
+
+  /**
+   * For an import: the directives of the file lvsfleet does not carry over, by line.
+   *
+   * @generated from field: repeated lvsfleet.v1.ImportWarning import_warnings = 5;
+   */
+  importWarnings: ImportWarning[];
 };
 
 /**
@@ -566,9 +638,9 @@ export const OperatorService: GenService<{
     output: typeof ExportIpvsadmResponseSchema;
   },
   /**
-   * What one write would change in the kernel of each host of its site (compiled desired state
-   * before and after, diffed), with warnings; with `apply`, performs the write if the site's
-   * topology revision is still `expected_revision` (else ABORTED, nothing written).
+   * What one write or import would change in the kernel of each host of its site (compiled desired
+   * state before and after, diffed), with warnings; with `apply`, performs it if the site's topology
+   * revision is still `expected_revision` (else ABORTED, nothing written).
    *
    * @generated from rpc lvsfleet.v1.OperatorService.PlanChange
    */

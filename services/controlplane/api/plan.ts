@@ -1,50 +1,60 @@
 /**
- * PlanChange: what one write would do to the kernel of each host of its site, and apply-if-unchanged.
+ * PlanChange: what one write (or import) would do to the kernel of each host of its site, and
+ * apply-if-unchanged.
  *
- * How (the store runs every write in a transaction of its own, so a handler cannot run inside a
- * caller's transaction):
+ * How:
  *  1. One REPEATABLE READ, READ ONLY transaction reads the site's revision (max audit revision of the
- *     site) and its whole topology (relay/topology.ts) — the "before" and the plan's `revision`.
- *  2. The "after" resource comes from the normal write handler run with validate_only (creates and
- *     updates): the same name parsing, field-mask merge, normalisation and validation as the real
- *     write, nothing written. Deletes are applied to the copy directly (with the same NOT_FOUND /
- *     HAS_CHILDREN checks the store makes). The after-topology is the before one with that resource
- *     replaced, added or removed; compileSite on both, diffed per host (plan/).
- *  3. With `apply`: `expected_revision` must equal the revision read in 1 (else ABORTED, nothing
- *     written), then the same request goes through the normal write handler (its own audit entry and
- *     operation name) and its revision is returned. The check is made again inside the write's own
- *     transaction, before COMMIT (a store after-write hook, scoped to this call by
- *     AsyncLocalStorage): a write to the site that committed after the read of 1 aborts it (ABORTED,
- *     rolled back).
- * Remaining window: a write to the site still in flight (not yet committed) when that check runs is
- * not seen; closing it needs a per-site lock that every write takes, which the store does not have.
+ *     site) and its whole topology (relay/topology.ts): the "before" and the plan's `revision`.
+ *  2. The "after" comes from the write itself: the normal write handler runs (same parsing,
+ *     field-mask merge, validation, cascades of a forced delete, errors) with a plan scope set
+ *     (AsyncLocalStorage). The scope's after-write hook, inside that transaction, takes the site's
+ *     lock exclusively (store/site-lock.ts), checks the site's revision is still the one of 1 (if
+ *     not, 1 and 2 run again, a few times), reads the site's topology as the write left it and
+ *     throws it: the transaction ALWAYS rolls back (nothing is written; only a revision number of
+ *     the sequence is used up). compileSite on both, diffed per host (plan/), with the real servers'
+ *     reported health (status/health-store.ts) for the "last healthy real server" warning.
+ *  3. With `apply`: `expected_revision` must equal the revision of 1 (else ABORTED), then the same
+ *     request goes through the normal write handler (its own audit entry and operation name) with
+ *     an apply scope: its hook takes the site's lock exclusively and then checks, in a new statement,
+ *     that no other revision of the site committed since the plan (else ABORTED, rolled back). Every
+ *     write takes that lock shared before its COMMIT, so a write still in flight at the check is
+ *     waited for (and then seen), and none can commit between the check and the apply's COMMIT.
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import { create } from "@bufbuild/protobuf";
 import {
   HostPlanSchema,
+  ImportWarningSchema,
   PlanAction,
   PlanChangeResponseSchema,
   PlanItemSchema,
+  type ImportWarning,
   type PlanChangeRequest,
   type PlanChangeResponse,
 } from "../../../gen/lvsfleet/v1/operator_service_pb.js";
-import type { RealServer, VirtualService } from "../../../gen/lvsfleet/v1/topology_pb.js";
 import type { SiteTopology } from "../compile/index.js";
-import { LvsfleetError } from "../domain/errors.js";
-import { parseRealServerName, parseSiteName, parseVirtualServiceName } from "../domain/names.js";
-import { planSite, type PlanActionName } from "../plan/index.js";
+import { LvsfleetError, throwIfInvalid } from "../domain/errors.js";
+import { parseFirewallMarkName, parseHostName, parseRealServerName, parseSiteName, parseVirtualServiceName, validateId } from "../domain/names.js";
+import { parseIpvsadmSave } from "../operator/ipvsadm-save.js";
+import { parseKeepalivedConf } from "../operator/keepalived.js";
+import { planSite, type PlanActionName, type RealServerHealth } from "../plan/index.js";
 import { loadSiteTopology } from "../relay/topology.js";
-import type { TopologyStore } from "../store/index.js";
+import type { TopologyStore, WriteTx } from "../store/index.js";
+import { lockSiteExclusive } from "../store/site-lock.js";
 import type { RequestContext } from "./context.js";
 import { required } from "./fields.js";
+import { createFirewallMark, deleteFirewallMark, updateFirewallMark } from "./firewall-marks.js";
+import { createHost, deleteHost, updateHost } from "./hosts.js";
+import { importIpvsadm, importKeepalived } from "./operator.js";
 import { createRealServer, deleteRealServer, updateRealServer } from "./real-servers.js";
-import { updateSite } from "./sites.js";
+import { createSite, deleteSite, updateSite } from "./sites.js";
 import { createVirtualService, deleteVirtualService, updateVirtualService } from "./virtual-services.js";
 
 const ACTION: Record<PlanActionName, PlanAction> = { ADD: PlanAction.ADD, CHANGE: PlanAction.CHANGE, REMOVE: PlanAction.REMOVE };
 
 type Change = PlanChangeRequest["change"];
+
+const NO_CHANGE = () => LvsfleetError.invalid([{ field: "change", reason: "REQUIRED", description: "one write or import request is required" }]);
 
 /** The site a change writes to (parsed like the write handler parses it). */
 function siteOf(change: Change): string {
@@ -61,22 +71,42 @@ function siteOf(change: Change): string {
       return parseRealServerName(required(change.value.realServer, "update_real_server.real_server").name, "update_real_server.real_server.name").site;
     case "deleteRealServer":
       return parseRealServerName(change.value.name, "delete_real_server.name").site;
+    case "createSite":
+      throwIfInvalid(validateId(change.value.siteId, "create_site.site_id"));
+      return change.value.siteId;
     case "updateSite":
       return parseSiteName(required(change.value.site, "update_site.site").name, "update_site.site.name").site;
+    case "deleteSite":
+      return parseSiteName(change.value.name, "delete_site.name").site;
+    case "createHost":
+      return parseSiteName(change.value.parent, "create_host.parent").site;
+    case "updateHost":
+      return parseHostName(required(change.value.host, "update_host.host").name, "update_host.host.name").site;
+    case "deleteHost":
+      return parseHostName(change.value.name, "delete_host.name").site;
+    case "createFirewallMark":
+      return parseSiteName(change.value.parent, "create_firewall_mark.parent").site;
+    case "updateFirewallMark":
+      return parseFirewallMarkName(required(change.value.firewallMark, "update_firewall_mark.firewall_mark").name, "update_firewall_mark.firewall_mark.name").site;
+    case "deleteFirewallMark":
+      return parseFirewallMarkName(change.value.name, "delete_firewall_mark.name").site;
+    case "importIpvsadm":
+      return parseSiteName(change.value.parent, "import_ipvsadm.parent").site;
+    case "importKeepalived":
+      return parseSiteName(change.value.parent, "import_keepalived.parent").site;
     default:
-      throw LvsfleetError.invalid([{ field: "change", reason: "REQUIRED", description: "one write request is required" }]);
+      throw NO_CHANGE();
   }
 }
 
-/** The site's revision (highest audit revision of the site) and its topology, in one snapshot. */
-async function readSite(store: TopologyStore, site: string): Promise<{ revision: bigint; topo: SiteTopology }> {
+/** The site's revision (highest audit revision of the site) and its topology (undefined: no such site), in one snapshot. */
+async function readSite(store: TopologyStore, site: string): Promise<{ revision: bigint; topo: SiteTopology | undefined }> {
   const c = await store.db.pool.connect();
   try {
     await c.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
     const r = await c.query<{ r: string }>("SELECT coalesce(max(revision), 0)::text AS r FROM audit_log WHERE site_id = $1", [site]);
     const topo = await loadSiteTopology(c, site);
     await c.query("COMMIT");
-    if (!topo) throw LvsfleetError.notFound(`sites/${site}`);
     return { revision: BigInt(r.rows[0]!.r), topo };
   } catch (err) {
     await c.query("ROLLBACK").catch(() => undefined);
@@ -86,52 +116,7 @@ async function readSite(store: TopologyStore, site: string): Promise<{ revision:
   }
 }
 
-function replaceVs(topo: SiteTopology, vs: VirtualService): SiteTopology {
-  return { ...topo, virtualServices: [...topo.virtualServices.filter((v) => v.name !== vs.name), vs] };
-}
-function replaceRs(topo: SiteTopology, rs: RealServer): SiteTopology {
-  return { ...topo, realServers: [...topo.realServers.filter((r) => r.name !== rs.name), rs] };
-}
-
-/** The topology after the change, without writing anything. */
-async function afterTopology(store: TopologyStore, before: SiteTopology, change: Change, ctx: RequestContext): Promise<SiteTopology> {
-  switch (change.case) {
-    case "createVirtualService":
-      return replaceVs(before, (await createVirtualService(store, { ...change.value, validateOnly: true }, ctx)).virtualService!);
-    case "updateVirtualService":
-      return replaceVs(before, (await updateVirtualService(store, { ...change.value, validateOnly: true }, ctx)).virtualService!);
-    case "createRealServer":
-      return replaceRs(before, (await createRealServer(store, { ...change.value, validateOnly: true }, ctx)).realServer!);
-    case "updateRealServer":
-      return replaceRs(before, (await updateRealServer(store, { ...change.value, validateOnly: true }, ctx)).realServer!);
-    case "updateSite":
-      return { ...before, site: (await updateSite(store, { ...change.value, validateOnly: true }, ctx)).site! };
-    case "deleteVirtualService": {
-      const name = change.value.name;
-      if (!before.virtualServices.some((v) => v.name === name)) throw LvsfleetError.notFound(name);
-      const children = before.realServers.filter((r) => r.name.startsWith(`${name}/realServers/`));
-      if (children.length && !change.value.force) {
-        throw LvsfleetError.failedPrecondition(`${name} still has ${children.length} real server(s); delete them first or set force`, [
-          { type: "HAS_CHILDREN", subject: name, description: `${children.length} real server(s)` },
-        ]);
-      }
-      return {
-        ...before,
-        virtualServices: before.virtualServices.filter((v) => v.name !== name),
-        realServers: before.realServers.filter((r) => !r.name.startsWith(`${name}/realServers/`)),
-      };
-    }
-    case "deleteRealServer": {
-      const name = change.value.name;
-      if (!before.realServers.some((r) => r.name === name)) throw LvsfleetError.notFound(name);
-      return { ...before, realServers: before.realServers.filter((r) => r.name !== name) };
-    }
-    default:
-      throw LvsfleetError.invalid([{ field: "change", reason: "REQUIRED", description: "one write request is required" }]);
-  }
-}
-
-/** Performs the change through the normal write handler; returns the write's revision. */
+/** Performs the change through the normal write handler (never validate-only / dry-run); returns the write's revision. */
 async function write(store: TopologyStore, change: Change, ctx: RequestContext): Promise<bigint> {
   switch (change.case) {
     case "createVirtualService":
@@ -146,43 +131,131 @@ async function write(store: TopologyStore, change: Change, ctx: RequestContext):
       return (await updateRealServer(store, { ...change.value, validateOnly: false }, ctx)).revision;
     case "deleteRealServer":
       return (await deleteRealServer(store, change.value, ctx)).revision;
+    case "createSite":
+      return (await createSite(store, { ...change.value, validateOnly: false }, ctx)).revision;
     case "updateSite":
       return (await updateSite(store, { ...change.value, validateOnly: false }, ctx)).revision;
+    case "deleteSite":
+      return (await deleteSite(store, change.value, ctx)).revision;
+    case "createHost":
+      return (await createHost(store, { ...change.value, validateOnly: false }, ctx)).revision;
+    case "updateHost":
+      return (await updateHost(store, { ...change.value, validateOnly: false }, ctx)).revision;
+    case "deleteHost":
+      return (await deleteHost(store, change.value, ctx)).revision;
+    case "createFirewallMark":
+      return (await createFirewallMark(store, { ...change.value, validateOnly: false }, ctx)).revision;
+    case "updateFirewallMark":
+      return (await updateFirewallMark(store, { ...change.value, validateOnly: false }, ctx)).revision;
+    case "deleteFirewallMark":
+      return (await deleteFirewallMark(store, change.value, ctx)).revision;
+    case "importIpvsadm":
+      return (await importIpvsadm(store, { ...change.value, dryRun: false }, ctx)).revision;
+    case "importKeepalived":
+      return (await importKeepalived(store, { ...change.value, dryRun: false }, ctx)).revision;
     default:
-      throw LvsfleetError.invalid([{ field: "change", reason: "REQUIRED", description: "one write request is required" }]);
+      throw NO_CHANGE();
   }
 }
 
-/** The apply in progress in this async context: its site and expected revision. */
-const applyGuard = new AsyncLocalStorage<{ site: string; expected: bigint }>();
+/** An import's unsupported directives (the handler validated the text already). */
+function importWarnings(change: Change): ImportWarning[] {
+  const parsed =
+    change.case === "importIpvsadm"
+      ? parseIpvsadmSave(change.value.text, {})
+      : change.case === "importKeepalived"
+        ? parseKeepalivedConf(change.value.text, {})
+        : undefined;
+  return (parsed?.warnings ?? []).map((w) => create(ImportWarningSchema, { line: w.line, directive: w.directive, message: w.message }));
+}
+
+/** A plan or an apply in progress in this async context. */
+interface Scope {
+  mode: "plan" | "apply";
+  site: string;
+  /** The revision the plan was computed against. */
+  expected: bigint;
+}
+const scope = new AsyncLocalStorage<Scope>();
+
+/** Thrown by the plan hook to roll the write back, carrying the topology the write left. */
+class PlanRollback extends Error {
+  constructor(readonly after: SiteTopology | undefined) {
+    super("plan: rolled back");
+  }
+}
+/** Thrown by the plan hook when the site moved since the "before" was read. */
+class SiteMoved extends Error {
+  constructor(readonly now: bigint) {
+    super("plan: site moved");
+  }
+}
+
+/** The site's highest revision other than this transaction's own. */
+async function otherRevision(tx: WriteTx, site: string, own: bigint): Promise<bigint> {
+  const r = await tx.query<{ r: string }>("SELECT coalesce(max(revision), 0)::text AS r FROM audit_log WHERE site_id = $1 AND revision <> $2", [site, own.toString()]);
+  return BigInt(r.rows[0]!.r);
+}
+
 const guarded = new WeakSet<TopologyStore>();
 
 /**
- * Registers (once per store) the after-write hook that re-checks an apply's expected revision inside
- * the write transaction: no other revision of the site may have committed since the plan.
+ * Installs (once per store) the hook of plans and applies. It runs FIRST in the write transaction
+ * (before the shared site lock and the outbox): the exclusive lock is then taken before the shared
+ * one, so two applies to one site queue instead of deadlocking on an upgrade.
  */
 export function guardApplies(store: TopologyStore): void {
   if (guarded.has(store)) return;
   guarded.add(store);
-  store.onWrite(async (tx, record) => {
-    const g = applyGuard.getStore();
-    if (!g || !record.changes.some((c) => c.siteId === g.site)) return;
-    const r = await tx.query<{ r: string }>("SELECT coalesce(max(revision), 0)::text AS r FROM audit_log WHERE site_id = $1 AND revision <> $2", [g.site, record.revision.toString()]);
-    const now = BigInt(r.rows[0]!.r);
-    if (now !== g.expected) {
-      throw LvsfleetError.aborted(`sites/${g.site} moved while applying: planned against revision ${g.expected}, now at ${now}; plan again`, `sites/${g.site}`);
+  store.db.afterWrite.unshift(async (tx, record) => {
+    const s = scope.getStore();
+    if (!s) return;
+    if (s.mode === "apply" && !record.changes.some((c) => c.siteId === s.site)) return;
+    await lockSiteExclusive(tx, s.site);
+    // A new statement after the lock: READ COMMITTED sees every write that held the lock before us.
+    const now = await otherRevision(tx, s.site, record.revision);
+    if (s.mode === "plan") {
+      // A plan never commits: whatever happens here, throw.
+      if (now !== s.expected) throw new SiteMoved(now);
+      throw new PlanRollback(await loadSiteTopology(tx.client, s.site));
+    }
+    if (now !== s.expected) {
+      throw LvsfleetError.aborted(`sites/${s.site} moved while applying: planned against revision ${s.expected}, now at ${now}; plan again`, `sites/${s.site}`);
     }
   });
 }
 
-export async function planChange(store: TopologyStore, req: PlanChangeRequest, ctx: RequestContext): Promise<PlanChangeResponse> {
+/** Reported health of the site's real servers; the plan's input for the "last healthy" warning. */
+export type HealthSource = (store: TopologyStore, site: string) => Promise<ReadonlyMap<string, readonly RealServerHealth[]> | undefined>;
+
+const PLAN_ATTEMPTS = 4;
+
+/** The topology before and after the change (nothing written), and the revision it was planned against. */
+async function dryRun(store: TopologyStore, site: string, change: Change, ctx: RequestContext): Promise<{ revision: bigint; before?: SiteTopology; after?: SiteTopology }> {
+  for (let attempt = 1; ; attempt++) {
+    const { revision, topo: before } = await readSite(store, site);
+    try {
+      await scope.run({ mode: "plan", site, expected: revision }, () => write(store, change, ctx));
+      // Returned without reaching the hook: the write recorded no change.
+      return { revision, before, after: before };
+    } catch (err) {
+      if (err instanceof PlanRollback) return { revision, before, after: err.after };
+      if (!(err instanceof SiteMoved)) throw err;
+      if (attempt >= PLAN_ATTEMPTS) {
+        throw LvsfleetError.aborted(`sites/${site} kept changing while planning (now at revision ${err.now}); plan again`, `sites/${site}`);
+      }
+    }
+  }
+}
+
+export async function planChange(store: TopologyStore, req: PlanChangeRequest, ctx: RequestContext, health?: HealthSource): Promise<PlanChangeResponse> {
   const site = siteOf(req.change);
   if (req.apply && req.expectedRevision <= 0n) {
     throw LvsfleetError.invalid([{ field: "expected_revision", reason: "REQUIRED", description: "apply needs the revision of the plan it applies" }]);
   }
-  const { revision, topo: before } = await readSite(store, site);
-  const after = await afterTopology(store, before, req.change, ctx);
-  const plan = planSite(before, after);
+  guardApplies(store);
+  const { revision, before, after } = await dryRun(store, site, req.change, ctx);
+  const plan = planSite(before, after, { health: health ? await health(store, site) : undefined });
   const hosts = [...plan.hosts].map(([host, items]) =>
     create(HostPlanSchema, {
       host,
@@ -194,8 +267,7 @@ export async function planChange(store: TopologyStore, req: PlanChangeRequest, c
     if (req.expectedRevision !== revision) {
       throw LvsfleetError.aborted(`sites/${site} moved: planned against revision ${req.expectedRevision}, now at ${revision}; plan again`, `sites/${site}`);
     }
-    guardApplies(store);
-    appliedRevision = await applyGuard.run({ site, expected: revision }, () => write(store, req.change, ctx));
+    appliedRevision = await scope.run({ mode: "apply", site, expected: revision }, () => write(store, req.change, ctx));
   }
-  return create(PlanChangeResponseSchema, { revision, hosts, warnings: plan.warnings, appliedRevision });
+  return create(PlanChangeResponseSchema, { revision, hosts, warnings: plan.warnings, appliedRevision, importWarnings: importWarnings(req.change) });
 }

@@ -149,11 +149,22 @@ export function diffDesired(before: HostDesiredState | undefined, after: HostDes
  * Warnings about a change: what the kernel diff alone does not make obvious. `diffs` are the
  * per-host diffs of diffDesired.
  */
-export function warnings(before: SiteTopology | undefined, after: SiteTopology | undefined, diffs: ReadonlyMap<string, PlanDiff[]>): string[] {
+export function warnings(
+  before: SiteTopology | undefined,
+  after: SiteTopology | undefined,
+  diffs: ReadonlyMap<string, PlanDiff[]>,
+  health?: ReadonlyMap<string, readonly RealServerHealth[]>,
+): string[] {
   const out = new Set<string>();
-  const live = (t: SiteTopology | undefined, vs: string) => (t?.realServers ?? []).filter((rs) => rs.name.startsWith(`${vs}/realServers/`) && (rs.weight ?? 1) > 0).length;
+  const live = (t: SiteTopology | undefined, vs: string) => (t?.realServers ?? []).filter((rs) => rs.name.startsWith(`${vs}/realServers/`) && (rs.weight ?? 1) > 0).map((rs) => rs.name);
   for (const vs of after?.virtualServices ?? []) {
-    if (live(before, vs.name) > 0 && live(after, vs.name) === 0) out.add(`removes the last real server of ${vs.name} (no real server with weight > 0 left)`);
+    const was = live(before, vs.name);
+    const now = live(after, vs.name);
+    if (was.length > 0 && now.length === 0) out.add(`removes the last real server of ${vs.name} (no real server with weight > 0 left)`);
+    else if (health) {
+      const w = healthWarning(vs.name, was, now, health);
+      if (w) out.add(w);
+    }
   }
   for (const vs of before?.virtualServices ?? []) {
     if (!(after?.virtualServices ?? []).some((v) => v.name === vs.name)) out.add(`removes virtual service ${vs.name}`);
@@ -178,4 +189,44 @@ export function warnings(before: SiteTopology | undefined, after: SiteTopology |
     }
   }
   return [...out];
+}
+
+/** Health of one real server as one Director checks it (status/health-store.ts, listRealServerHealth). */
+export interface RealServerHealth {
+  director: string;
+  /** "unknown": the Director is OFFLINE or has not reported it; "not_checked": no check runs for it. */
+  state: "healthy" | "unhealthy" | "unknown" | "not_checked";
+}
+
+type Overall = RealServerHealth["state"];
+
+/** One word for a real server over its Directors: healthy if any Director sees it healthy; never healthy when nothing is known. */
+function overall(entries: readonly RealServerHealth[] | undefined): Overall {
+  const states = new Set((entries ?? []).map((e) => e.state));
+  if (states.has("healthy")) return "healthy";
+  if (states.size === 0 || states.has("unknown")) return "unknown";
+  if (states.has("not_checked")) return "not_checked";
+  return "unhealthy";
+}
+
+const SAY: Record<Overall, string> = { healthy: "healthy", unhealthy: "unhealthy", unknown: "health unknown", not_checked: "not checked" };
+
+/**
+ * When a change takes real servers out of a service (deleted or weight 0) and some stay: does it
+ * take out the last one the Directors report healthy? Real servers with unknown health are never
+ * counted healthy; when the answer depends on them, the warning says so.
+ */
+function healthWarning(vs: string, was: readonly string[], now: readonly string[], health: ReadonlyMap<string, readonly RealServerHealth[]>): string | undefined {
+  const remaining = new Set(now);
+  const gone = was.filter((n) => !remaining.has(n));
+  if (gone.length === 0 || now.length === 0) return undefined;
+  const state = (n: string) => overall(health.get(n));
+  if (now.some((n) => state(n) === "healthy")) return undefined;
+  const short = (n: string) => n.slice(n.lastIndexOf("/") + 1);
+  const left = now.map((n) => `${short(n)} ${SAY[state(n)]}`).join(", ");
+  if (gone.some((n) => state(n) === "healthy")) return `removes the last healthy real server of ${vs} (left: ${left})`;
+  if (now.some((n) => state(n) === "unknown" || state(n) === "not_checked")) {
+    return `health of the real servers left in ${vs} is not known (${left}): this may remove the last healthy one`;
+  }
+  return undefined;
 }

@@ -1,2 +1,2 @@
-export { diffDesired, serviceKey, warnings, type PlanActionName, type PlanDiff, type PlanKind } from "./diff.js";
-export { planSite, type SitePlan } from "./plan.js";
+export { diffDesired, serviceKey, warnings, type PlanActionName, type PlanDiff, type PlanKind, type RealServerHealth } from "./diff.js";
+export { planSite, type PlanOptions, type SitePlan } from "./plan.js";
