@@ -6,6 +6,7 @@ import { runFleet } from "./fleet.js";
 import { runImportExport } from "./import-export.js";
 import { runPlan } from "./plan.js";
 import { run } from "./run.js";
+import { runHealth } from "./health.js";
 import { runStats } from "./stats.js";
 
 // `lvsfleet audit | head`: a reader that goes away is not an error worth a stack trace.
@@ -20,6 +21,7 @@ const code =
   (await runPlan(process.argv.slice(2), process.env, io)) ??
   (await runFleet(process.argv.slice(2), process.env, { ...io, isTTY: process.stdout.isTTY === true })) ??
   (await runStats(process.argv.slice(2), process.env, io)) ??
+  (await runHealth(process.argv.slice(2), process.env, io)) ??
   (await run(process.argv.slice(2), process.env, io));
 // Let stdout drain (it may be a pipe) before the process ends.
 process.exitCode = code;

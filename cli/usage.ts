@@ -38,6 +38,7 @@ Commands:
   hosts [--site S] [--state STATE]      hosts' distribution status: applied revision, last seen, errors
   rollout wait [--revision N] [--site S] [--timeout 60s]   wait until the hosts have applied a revision
   stats <site> [--vs VS]                the Directors' IPVS counters, like ipvsadm -Ln --stats
+  health <site> [--vs VS]               real server health per Director (weight set, since, last result)
   plan  <write command> [--apply]      what a vs/rs/site write would change on each host; --apply it if nothing moved
 
 Ids: short ids expand to resource names: ams1 → sites/ams1, ams1/lb1 → sites/ams1/hosts/lb1,

@@ -82,7 +82,7 @@ export class ReportPublisher {
     await new Promise((r) => setImmediate(r));
     this.healthQueued = false;
     try {
-      this.publish({ health: toHealth(await this.o.backend.health()) });
+      this.publish({ health: toHealth(await this.o.backend.health()), healthReported: true });
     } catch (err) {
       this.o.log.warn({ err: String(err) }, "reading health failed");
     }
@@ -94,7 +94,7 @@ export class ReportPublisher {
   }
 
   /** A report now (after an apply, or when the phase changes). */
-  publish(extra: Partial<Pick<AgentReport, "counters" | "health">> = {}): AgentReport | undefined {
+  publish(extra: Partial<Pick<AgentReport, "counters" | "health" | "healthReported">> = {}): AgentReport | undefined {
     if (this.closed || this.o.nc.isClosed()) return undefined;
     const v = this.o.view();
     const report = create(AgentReportSchema, {
@@ -124,10 +124,11 @@ export class ReportPublisher {
   async heartbeat(): Promise<void> {
     const b = this.o.backend;
     if (b.takeDrift) this.addDrift(b.takeDrift());
-    const extra: Partial<Pick<AgentReport, "counters" | "health">> = {};
+    const extra: Partial<Pick<AgentReport, "counters" | "health" | "healthReported">> = {};
     try {
       if (b.health) {
         extra.health = toHealth(await b.health());
+        extra.healthReported = true;
       }
     } catch (err) {
       this.o.log.warn({ err: String(err) }, "reading health failed; heartbeat without it");

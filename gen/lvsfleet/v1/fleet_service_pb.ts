@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file lvsfleet/v1/fleet_service.proto.
  */
 export const file_lvsfleet_v1_fleet_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9sdnNmbGVldC92MS9mbGVldF9zZXJ2aWNlLnByb3RvEgtsdnNmbGVldC52MSL0AgoKSG9zdFN0YXR1cxIMCgRzaXRlGAEgASgJEgwKBGhvc3QYAiABKAkSJQoFc3RhdGUYAyABKA4yFi5sdnNmbGVldC52MS5Ib3N0U3RhdGUSGAoQZGVzaXJlZF9yZXZpc2lvbhgEIAEoAxIUCgxkZXNpcmVkX2hhc2gYBSABKAkSGAoQYXBwbGllZF9yZXZpc2lvbhgGIAEoAxIUCgxhcHBsaWVkX2hhc2gYByABKAkSFQoNc2Vlbl9yZXZpc2lvbhgIIAEoAxImCgVwaGFzZRgJIAEoDjIXLmx2c2ZsZWV0LnYxLkFnZW50UGhhc2USKAoGZXJyb3JzGAogAygLMhgubHZzZmxlZXQudjEuT2JqZWN0RXJyb3ISLQoJbGFzdF9zZWVuGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghhZ2VudF9pZBgMIAEoCRIZChFoZWFydGJlYXRfc2Vjb25kcxgNIAEoDSIyChRHZXRIb3N0U3RhdHVzUmVxdWVzdBIMCgRzaXRlGAEgASgJEgwKBGhvc3QYAiABKAkiQAoVR2V0SG9zdFN0YXR1c1Jlc3BvbnNlEicKBnN0YXR1cxgBIAEoCzIXLmx2c2ZsZWV0LnYxLkhvc3RTdGF0dXMidgoXTGlzdEhvc3RTdGF0dXNlc1JlcXVlc3QSDAoEc2l0ZRgBIAEoCRImCgZzdGF0ZXMYAiADKA4yFi5sdnNmbGVldC52MS5Ib3N0U3RhdGUSEQoJcGFnZV9zaXplGAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkiXgoYTGlzdEhvc3RTdGF0dXNlc1Jlc3BvbnNlEikKCHN0YXR1c2VzGAEgAygLMhcubHZzZmxlZXQudjEuSG9zdFN0YXR1cxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiUAoYV2F0Y2hIb3N0U3RhdHVzZXNSZXF1ZXN0EgwKBHNpdGUYASABKAkSJgoGc3RhdGVzGAIgAygOMhYubHZzZmxlZXQudjEuSG9zdFN0YXRlIlUKGVdhdGNoSG9zdFN0YXR1c2VzUmVzcG9uc2USJwoGc3RhdHVzGAEgASgLMhcubHZzZmxlZXQudjEuSG9zdFN0YXR1cxIPCgdpbml0aWFsGAIgASgIInIKFVdhaXRGb3JSb2xsb3V0UmVxdWVzdBIQCghyZXZpc2lvbhgBIAEoAxIMCgRzaXRlGAIgASgJEg0KBWhvc3RzGAMgAygJEioKB3RpbWVvdXQYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ifQoWV2FpdEZvclJvbGxvdXRSZXNwb25zZRIQCghjb21wbGV0ZRgBIAEoCBITCgt0b3RhbF9ob3N0cxgCIAEoBRISCgpkb25lX2hvc3RzGAMgASgFEigKB3BlbmRpbmcYBCADKAsyFy5sdnNmbGVldC52MS5Ib3N0U3RhdHVzIoUBCg1EaXJlY3RvclN0YXRzEgwKBHNpdGUYASABKAkSDAoEaG9zdBgCIAEoCRIoCgR0aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCghzZXJ2aWNlcxgEIAMoCzIcLmx2c2ZsZWV0LnYxLlNlcnZpY2VDb3VudGVycyI4Cg9HZXRTdGF0c1JlcXVlc3QSDAoEc2l0ZRgBIAEoCRIXCg92aXJ0dWFsX3NlcnZpY2UYAiABKAkiQQoQR2V0U3RhdHNSZXNwb25zZRItCglkaXJlY3RvcnMYASADKAsyGi5sdnNmbGVldC52MS5EaXJlY3RvclN0YXRzIjoKEVdhdGNoU3RhdHNSZXF1ZXN0EgwKBHNpdGUYASABKAkSFwoPdmlydHVhbF9zZXJ2aWNlGAIgASgJIlMKEldhdGNoU3RhdHNSZXNwb25zZRIsCghkaXJlY3RvchgBIAEoCzIaLmx2c2ZsZWV0LnYxLkRpcmVjdG9yU3RhdHMSDwoHaW5pdGlhbBgCIAEoCCqeAQoJSG9zdFN0YXRlEhoKFkhPU1RfU1RBVEVfVU5TUEVDSUZJRUQQABIYChRIT1NUX1NUQVRFX0NPTlZFUkdFRBABEhcKE0hPU1RfU1RBVEVfQVBQTFlJTkcQAhIUChBIT1NUX1NUQVRFX0VSUk9SEAMSFAoQSE9TVF9TVEFURV9TVEFMRRAEEhYKEkhPU1RfU1RBVEVfT0ZGTElORRAFMqIECgxGbGVldFNlcnZpY2USVgoNR2V0SG9zdFN0YXR1cxIhLmx2c2ZsZWV0LnYxLkdldEhvc3RTdGF0dXNSZXF1ZXN0GiIubHZzZmxlZXQudjEuR2V0SG9zdFN0YXR1c1Jlc3BvbnNlEl8KEExpc3RIb3N0U3RhdHVzZXMSJC5sdnNmbGVldC52MS5MaXN0SG9zdFN0YXR1c2VzUmVxdWVzdBolLmx2c2ZsZWV0LnYxLkxpc3RIb3N0U3RhdHVzZXNSZXNwb25zZRJkChFXYXRjaEhvc3RTdGF0dXNlcxIlLmx2c2ZsZWV0LnYxLldhdGNoSG9zdFN0YXR1c2VzUmVxdWVzdBomLmx2c2ZsZWV0LnYxLldhdGNoSG9zdFN0YXR1c2VzUmVzcG9uc2UwARJZCg5XYWl0Rm9yUm9sbG91dBIiLmx2c2ZsZWV0LnYxLldhaXRGb3JSb2xsb3V0UmVxdWVzdBojLmx2c2ZsZWV0LnYxLldhaXRGb3JSb2xsb3V0UmVzcG9uc2USRwoIR2V0U3RhdHMSHC5sdnNmbGVldC52MS5HZXRTdGF0c1JlcXVlc3QaHS5sdnNmbGVldC52MS5HZXRTdGF0c1Jlc3BvbnNlEk8KCldhdGNoU3RhdHMSHi5sdnNmbGVldC52MS5XYXRjaFN0YXRzUmVxdWVzdBofLmx2c2ZsZWV0LnYxLldhdGNoU3RhdHNSZXNwb25zZTABYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_lvsfleet_v1_agent_report]);
+  fileDesc("Ch9sdnNmbGVldC92MS9mbGVldF9zZXJ2aWNlLnByb3RvEgtsdnNmbGVldC52MSL0AgoKSG9zdFN0YXR1cxIMCgRzaXRlGAEgASgJEgwKBGhvc3QYAiABKAkSJQoFc3RhdGUYAyABKA4yFi5sdnNmbGVldC52MS5Ib3N0U3RhdGUSGAoQZGVzaXJlZF9yZXZpc2lvbhgEIAEoAxIUCgxkZXNpcmVkX2hhc2gYBSABKAkSGAoQYXBwbGllZF9yZXZpc2lvbhgGIAEoAxIUCgxhcHBsaWVkX2hhc2gYByABKAkSFQoNc2Vlbl9yZXZpc2lvbhgIIAEoAxImCgVwaGFzZRgJIAEoDjIXLmx2c2ZsZWV0LnYxLkFnZW50UGhhc2USKAoGZXJyb3JzGAogAygLMhgubHZzZmxlZXQudjEuT2JqZWN0RXJyb3ISLQoJbGFzdF9zZWVuGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghhZ2VudF9pZBgMIAEoCRIZChFoZWFydGJlYXRfc2Vjb25kcxgNIAEoDSIyChRHZXRIb3N0U3RhdHVzUmVxdWVzdBIMCgRzaXRlGAEgASgJEgwKBGhvc3QYAiABKAkiQAoVR2V0SG9zdFN0YXR1c1Jlc3BvbnNlEicKBnN0YXR1cxgBIAEoCzIXLmx2c2ZsZWV0LnYxLkhvc3RTdGF0dXMidgoXTGlzdEhvc3RTdGF0dXNlc1JlcXVlc3QSDAoEc2l0ZRgBIAEoCRImCgZzdGF0ZXMYAiADKA4yFi5sdnNmbGVldC52MS5Ib3N0U3RhdGUSEQoJcGFnZV9zaXplGAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkiXgoYTGlzdEhvc3RTdGF0dXNlc1Jlc3BvbnNlEikKCHN0YXR1c2VzGAEgAygLMhcubHZzZmxlZXQudjEuSG9zdFN0YXR1cxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiUAoYV2F0Y2hIb3N0U3RhdHVzZXNSZXF1ZXN0EgwKBHNpdGUYASABKAkSJgoGc3RhdGVzGAIgAygOMhYubHZzZmxlZXQudjEuSG9zdFN0YXRlIlUKGVdhdGNoSG9zdFN0YXR1c2VzUmVzcG9uc2USJwoGc3RhdHVzGAEgASgLMhcubHZzZmxlZXQudjEuSG9zdFN0YXR1cxIPCgdpbml0aWFsGAIgASgIInIKFVdhaXRGb3JSb2xsb3V0UmVxdWVzdBIQCghyZXZpc2lvbhgBIAEoAxIMCgRzaXRlGAIgASgJEg0KBWhvc3RzGAMgAygJEioKB3RpbWVvdXQYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ifQoWV2FpdEZvclJvbGxvdXRSZXNwb25zZRIQCghjb21wbGV0ZRgBIAEoCBITCgt0b3RhbF9ob3N0cxgCIAEoBRISCgpkb25lX2hvc3RzGAMgASgFEigKB3BlbmRpbmcYBCADKAsyFy5sdnNmbGVldC52MS5Ib3N0U3RhdHVzIoUBCg1EaXJlY3RvclN0YXRzEgwKBHNpdGUYASABKAkSDAoEaG9zdBgCIAEoCRIoCgR0aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCghzZXJ2aWNlcxgEIAMoCzIcLmx2c2ZsZWV0LnYxLlNlcnZpY2VDb3VudGVycyI4Cg9HZXRTdGF0c1JlcXVlc3QSDAoEc2l0ZRgBIAEoCRIXCg92aXJ0dWFsX3NlcnZpY2UYAiABKAkiQQoQR2V0U3RhdHNSZXNwb25zZRItCglkaXJlY3RvcnMYASADKAsyGi5sdnNmbGVldC52MS5EaXJlY3RvclN0YXRzIjoKEVdhdGNoU3RhdHNSZXF1ZXN0EgwKBHNpdGUYASABKAkSFwoPdmlydHVhbF9zZXJ2aWNlGAIgASgJIlMKEldhdGNoU3RhdHNSZXNwb25zZRIsCghkaXJlY3RvchgBIAEoCzIaLmx2c2ZsZWV0LnYxLkRpcmVjdG9yU3RhdHMSDwoHaW5pdGlhbBgCIAEoCCKhAwoWUmVhbFNlcnZlckhlYWx0aFN0YXR1cxITCgtyZWFsX3NlcnZlchgBIAEoCRIXCg92aXJ0dWFsX3NlcnZpY2UYAiABKAkSDAoEc2l0ZRgDIAEoCRIMCgRob3N0GAQgASgJEg8KB2FkZHJlc3MYBSABKAkSDAoEcG9ydBgGIAEoDRInCgVzdGF0ZRgHIAEoDjIYLmx2c2ZsZWV0LnYxLkhlYWx0aFN0YXRlEg4KBndlaWdodBgIIAEoDRIpCgVzaW5jZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLbGFzdF9yZXN1bHQYCiABKAkSLwoLcmVwb3J0X3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKCmhvc3Rfc3RhdGUYDCABKA4yFi5sdnNmbGVldC52MS5Ib3N0U3RhdGUSMgoQbGFzdF9rbm93bl9zdGF0ZRgNIAEoDjIYLmx2c2ZsZWV0LnYxLkhlYWx0aFN0YXRlEhQKDGlwdnNfc2VydmljZRgOIAEoCSJEChtMaXN0UmVhbFNlcnZlckhlYWx0aFJlcXVlc3QSDAoEc2l0ZRgBIAEoCRIXCg92aXJ0dWFsX3NlcnZpY2UYAiABKAkiWQocTGlzdFJlYWxTZXJ2ZXJIZWFsdGhSZXNwb25zZRI5CgxyZWFsX3NlcnZlcnMYASADKAsyIy5sdnNmbGVldC52MS5SZWFsU2VydmVySGVhbHRoU3RhdHVzIkUKHFdhdGNoUmVhbFNlcnZlckhlYWx0aFJlcXVlc3QSDAoEc2l0ZRgBIAEoCRIXCg92aXJ0dWFsX3NlcnZpY2UYAiABKAkidgodV2F0Y2hSZWFsU2VydmVySGVhbHRoUmVzcG9uc2USMwoGaGVhbHRoGAEgASgLMiMubHZzZmxlZXQudjEuUmVhbFNlcnZlckhlYWx0aFN0YXR1cxIPCgdpbml0aWFsGAIgASgIEg8KB3JlbW92ZWQYAyABKAgitgEKEEhlYWx0aFRyYW5zaXRpb24SEwoLcmVhbF9zZXJ2ZXIYASABKAkSFwoPdmlydHVhbF9zZXJ2aWNlGAIgASgJEgwKBGhvc3QYAyABKAkSJwoFc3RhdGUYBCABKA4yGC5sdnNmbGVldC52MS5IZWFsdGhTdGF0ZRIoCgR0aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtsYXN0X3Jlc3VsdBgGIAEoCSJtChxMaXN0SGVhbHRoVHJhbnNpdGlvbnNSZXF1ZXN0EgwKBHNpdGUYASABKAkSFwoPdmlydHVhbF9zZXJ2aWNlGAIgASgJEhMKC3JlYWxfc2VydmVyGAMgASgJEhEKCXBhZ2Vfc2l6ZRgEIAEoBSJTCh1MaXN0SGVhbHRoVHJhbnNpdGlvbnNSZXNwb25zZRIyCgt0cmFuc2l0aW9ucxgBIAMoCzIdLmx2c2ZsZWV0LnYxLkhlYWx0aFRyYW5zaXRpb24qngEKCUhvc3RTdGF0ZRIaChZIT1NUX1NUQVRFX1VOU1BFQ0lGSUVEEAASGAoUSE9TVF9TVEFURV9DT05WRVJHRUQQARIXChNIT1NUX1NUQVRFX0FQUExZSU5HEAISFAoQSE9TVF9TVEFURV9FUlJPUhADEhQKEEhPU1RfU1RBVEVfU1RBTEUQBBIWChJIT1NUX1NUQVRFX09GRkxJTkUQBSqZAQoLSGVhbHRoU3RhdGUSHAoYSEVBTFRIX1NUQVRFX1VOU1BFQ0lGSUVEEAASGAoUSEVBTFRIX1NUQVRFX0hFQUxUSFkQARIaChZIRUFMVEhfU1RBVEVfVU5IRUFMVEhZEAISGAoUSEVBTFRIX1NUQVRFX1VOS05PV04QAxIcChhIRUFMVEhfU1RBVEVfTk9UX0NIRUNLRUQQBDLxBgoMRmxlZXRTZXJ2aWNlElYKDUdldEhvc3RTdGF0dXMSIS5sdnNmbGVldC52MS5HZXRIb3N0U3RhdHVzUmVxdWVzdBoiLmx2c2ZsZWV0LnYxLkdldEhvc3RTdGF0dXNSZXNwb25zZRJfChBMaXN0SG9zdFN0YXR1c2VzEiQubHZzZmxlZXQudjEuTGlzdEhvc3RTdGF0dXNlc1JlcXVlc3QaJS5sdnNmbGVldC52MS5MaXN0SG9zdFN0YXR1c2VzUmVzcG9uc2USZAoRV2F0Y2hIb3N0U3RhdHVzZXMSJS5sdnNmbGVldC52MS5XYXRjaEhvc3RTdGF0dXNlc1JlcXVlc3QaJi5sdnNmbGVldC52MS5XYXRjaEhvc3RTdGF0dXNlc1Jlc3BvbnNlMAESWQoOV2FpdEZvclJvbGxvdXQSIi5sdnNmbGVldC52MS5XYWl0Rm9yUm9sbG91dFJlcXVlc3QaIy5sdnNmbGVldC52MS5XYWl0Rm9yUm9sbG91dFJlc3BvbnNlEkcKCEdldFN0YXRzEhwubHZzZmxlZXQudjEuR2V0U3RhdHNSZXF1ZXN0Gh0ubHZzZmxlZXQudjEuR2V0U3RhdHNSZXNwb25zZRJPCgpXYXRjaFN0YXRzEh4ubHZzZmxlZXQudjEuV2F0Y2hTdGF0c1JlcXVlc3QaHy5sdnNmbGVldC52MS5XYXRjaFN0YXRzUmVzcG9uc2UwARJrChRMaXN0UmVhbFNlcnZlckhlYWx0aBIoLmx2c2ZsZWV0LnYxLkxpc3RSZWFsU2VydmVySGVhbHRoUmVxdWVzdBopLmx2c2ZsZWV0LnYxLkxpc3RSZWFsU2VydmVySGVhbHRoUmVzcG9uc2UScAoVV2F0Y2hSZWFsU2VydmVySGVhbHRoEikubHZzZmxlZXQudjEuV2F0Y2hSZWFsU2VydmVySGVhbHRoUmVxdWVzdBoqLmx2c2ZsZWV0LnYxLldhdGNoUmVhbFNlcnZlckhlYWx0aFJlc3BvbnNlMAESbgoVTGlzdEhlYWx0aFRyYW5zaXRpb25zEikubHZzZmxlZXQudjEuTGlzdEhlYWx0aFRyYW5zaXRpb25zUmVxdWVzdBoqLmx2c2ZsZWV0LnYxLkxpc3RIZWFsdGhUcmFuc2l0aW9uc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_lvsfleet_v1_agent_report]);
 
 /**
  * One host's distribution status.
@@ -480,6 +480,325 @@ export const WatchStatsResponseSchema: GenMessage<WatchStatsResponse> = /*@__PUR
   messageDesc(file_lvsfleet_v1_fleet_service, 13);
 
 /**
+ * One real server as checked by one Director.
+ *
+ * @generated from message lvsfleet.v1.RealServerHealthStatus
+ */
+export type RealServerHealthStatus = Message<"lvsfleet.v1.RealServerHealthStatus"> & {
+  /**
+   * `sites/{site}/virtualServices/{vs}/realServers/{rs}`.
+   *
+   * @generated from field: string real_server = 1;
+   */
+  realServer: string;
+
+  /**
+   * `sites/{site}/virtualServices/{vs}`.
+   *
+   * @generated from field: string virtual_service = 2;
+   */
+  virtualService: string;
+
+  /**
+   * @generated from field: string site = 3;
+   */
+  site: string;
+
+  /**
+   * The Director.
+   *
+   * @generated from field: string host = 4;
+   */
+  host: string;
+
+  /**
+   * @generated from field: string address = 5;
+   */
+  address: string;
+
+  /**
+   * @generated from field: uint32 port = 6;
+   */
+  port: number;
+
+  /**
+   * @generated from field: lvsfleet.v1.HealthState state = 7;
+   */
+  state: HealthState;
+
+  /**
+   * The weight the Director has set (0 when quiesced); from its last report.
+   *
+   * @generated from field: uint32 weight = 8;
+   */
+  weight: number;
+
+  /**
+   * Start of the current state as last reported (the last transition).
+   *
+   * @generated from field: google.protobuf.Timestamp since = 9;
+   */
+  since?: Timestamp | undefined;
+
+  /**
+   * Last check result, e.g. "connected", "connect ECONNREFUSED", "HTTP 503".
+   *
+   * @generated from field: string last_result = 10;
+   */
+  lastResult: string;
+
+  /**
+   * When the Director reported it (unset: never).
+   *
+   * @generated from field: google.protobuf.Timestamp report_time = 11;
+   */
+  reportTime?: Timestamp | undefined;
+
+  /**
+   * The Director's host state (OFFLINE explains UNKNOWN).
+   *
+   * @generated from field: lvsfleet.v1.HostState host_state = 12;
+   */
+  hostState: HostState;
+
+  /**
+   * When state is UNKNOWN because the Director is OFFLINE: what it reported last.
+   *
+   * @generated from field: lvsfleet.v1.HealthState last_known_state = 13;
+   */
+  lastKnownState: HealthState;
+
+  /**
+   * The IPVS service key: "tcp 192.0.2.1:80", "udp [2001:db8::1]:53" or "fwmark ipv4 7" (empty
+   * when the virtual service is no longer in the topology).
+   *
+   * @generated from field: string ipvs_service = 14;
+   */
+  ipvsService: string;
+};
+
+/**
+ * Describes the message lvsfleet.v1.RealServerHealthStatus.
+ * Use `create(RealServerHealthStatusSchema)` to create a new message.
+ */
+export const RealServerHealthStatusSchema: GenMessage<RealServerHealthStatus> = /*@__PURE__*/
+  messageDesc(file_lvsfleet_v1_fleet_service, 14);
+
+/**
+ * Request of ListRealServerHealth.
+ *
+ * @generated from message lvsfleet.v1.ListRealServerHealthRequest
+ */
+export type ListRealServerHealthRequest = Message<"lvsfleet.v1.ListRealServerHealthRequest"> & {
+  /**
+   * @generated from field: string site = 1;
+   */
+  site: string;
+
+  /**
+   * Only this virtual service (its id or full name); empty = all.
+   *
+   * @generated from field: string virtual_service = 2;
+   */
+  virtualService: string;
+};
+
+/**
+ * Describes the message lvsfleet.v1.ListRealServerHealthRequest.
+ * Use `create(ListRealServerHealthRequestSchema)` to create a new message.
+ */
+export const ListRealServerHealthRequestSchema: GenMessage<ListRealServerHealthRequest> = /*@__PURE__*/
+  messageDesc(file_lvsfleet_v1_fleet_service, 15);
+
+/**
+ * Response of ListRealServerHealth.
+ *
+ * @generated from message lvsfleet.v1.ListRealServerHealthResponse
+ */
+export type ListRealServerHealthResponse = Message<"lvsfleet.v1.ListRealServerHealthResponse"> & {
+  /**
+   * Ordered by virtual service, real server, Director.
+   *
+   * @generated from field: repeated lvsfleet.v1.RealServerHealthStatus real_servers = 1;
+   */
+  realServers: RealServerHealthStatus[];
+};
+
+/**
+ * Describes the message lvsfleet.v1.ListRealServerHealthResponse.
+ * Use `create(ListRealServerHealthResponseSchema)` to create a new message.
+ */
+export const ListRealServerHealthResponseSchema: GenMessage<ListRealServerHealthResponse> = /*@__PURE__*/
+  messageDesc(file_lvsfleet_v1_fleet_service, 16);
+
+/**
+ * Request of WatchRealServerHealth.
+ *
+ * @generated from message lvsfleet.v1.WatchRealServerHealthRequest
+ */
+export type WatchRealServerHealthRequest = Message<"lvsfleet.v1.WatchRealServerHealthRequest"> & {
+  /**
+   * @generated from field: string site = 1;
+   */
+  site: string;
+
+  /**
+   * Only this virtual service; empty = all.
+   *
+   * @generated from field: string virtual_service = 2;
+   */
+  virtualService: string;
+};
+
+/**
+ * Describes the message lvsfleet.v1.WatchRealServerHealthRequest.
+ * Use `create(WatchRealServerHealthRequestSchema)` to create a new message.
+ */
+export const WatchRealServerHealthRequestSchema: GenMessage<WatchRealServerHealthRequest> = /*@__PURE__*/
+  messageDesc(file_lvsfleet_v1_fleet_service, 17);
+
+/**
+ * Response (one message of the stream) of WatchRealServerHealth.
+ *
+ * @generated from message lvsfleet.v1.WatchRealServerHealthResponse
+ */
+export type WatchRealServerHealthResponse = Message<"lvsfleet.v1.WatchRealServerHealthResponse"> & {
+  /**
+   * @generated from field: lvsfleet.v1.RealServerHealthStatus health = 1;
+   */
+  health?: RealServerHealthStatus | undefined;
+
+  /**
+   * True for the entries sent when the watch starts.
+   *
+   * @generated from field: bool initial = 2;
+   */
+  initial: boolean;
+
+  /**
+   * True when the entry is gone (real server deleted or no longer carried by the Director).
+   *
+   * @generated from field: bool removed = 3;
+   */
+  removed: boolean;
+};
+
+/**
+ * Describes the message lvsfleet.v1.WatchRealServerHealthResponse.
+ * Use `create(WatchRealServerHealthResponseSchema)` to create a new message.
+ */
+export const WatchRealServerHealthResponseSchema: GenMessage<WatchRealServerHealthResponse> = /*@__PURE__*/
+  messageDesc(file_lvsfleet_v1_fleet_service, 18);
+
+/**
+ * One recorded transition.
+ *
+ * @generated from message lvsfleet.v1.HealthTransition
+ */
+export type HealthTransition = Message<"lvsfleet.v1.HealthTransition"> & {
+  /**
+   * @generated from field: string real_server = 1;
+   */
+  realServer: string;
+
+  /**
+   * @generated from field: string virtual_service = 2;
+   */
+  virtualService: string;
+
+  /**
+   * @generated from field: string host = 3;
+   */
+  host: string;
+
+  /**
+   * HEALTHY or UNHEALTHY; UNSPECIFIED when the check went away.
+   *
+   * @generated from field: lvsfleet.v1.HealthState state = 4;
+   */
+  state: HealthState;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp time = 5;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * @generated from field: string last_result = 6;
+   */
+  lastResult: string;
+};
+
+/**
+ * Describes the message lvsfleet.v1.HealthTransition.
+ * Use `create(HealthTransitionSchema)` to create a new message.
+ */
+export const HealthTransitionSchema: GenMessage<HealthTransition> = /*@__PURE__*/
+  messageDesc(file_lvsfleet_v1_fleet_service, 19);
+
+/**
+ * Request of ListHealthTransitions.
+ *
+ * @generated from message lvsfleet.v1.ListHealthTransitionsRequest
+ */
+export type ListHealthTransitionsRequest = Message<"lvsfleet.v1.ListHealthTransitionsRequest"> & {
+  /**
+   * @generated from field: string site = 1;
+   */
+  site: string;
+
+  /**
+   * Only this virtual service; empty = all.
+   *
+   * @generated from field: string virtual_service = 2;
+   */
+  virtualService: string;
+
+  /**
+   * Only this real server (id within the virtual service, or full name); needs virtual_service
+   * when given as an id.
+   *
+   * @generated from field: string real_server = 3;
+   */
+  realServer: string;
+
+  /**
+   * 0 = default (100); at most 1000.
+   *
+   * @generated from field: int32 page_size = 4;
+   */
+  pageSize: number;
+};
+
+/**
+ * Describes the message lvsfleet.v1.ListHealthTransitionsRequest.
+ * Use `create(ListHealthTransitionsRequestSchema)` to create a new message.
+ */
+export const ListHealthTransitionsRequestSchema: GenMessage<ListHealthTransitionsRequest> = /*@__PURE__*/
+  messageDesc(file_lvsfleet_v1_fleet_service, 20);
+
+/**
+ * Response of ListHealthTransitions.
+ *
+ * @generated from message lvsfleet.v1.ListHealthTransitionsResponse
+ */
+export type ListHealthTransitionsResponse = Message<"lvsfleet.v1.ListHealthTransitionsResponse"> & {
+  /**
+   * Newest first.
+   *
+   * @generated from field: repeated lvsfleet.v1.HealthTransition transitions = 1;
+   */
+  transitions: HealthTransition[];
+};
+
+/**
+ * Describes the message lvsfleet.v1.ListHealthTransitionsResponse.
+ * Use `create(ListHealthTransitionsResponseSchema)` to create a new message.
+ */
+export const ListHealthTransitionsResponseSchema: GenMessage<ListHealthTransitionsResponse> = /*@__PURE__*/
+  messageDesc(file_lvsfleet_v1_fleet_service, 21);
+
+/**
  * Where a host stands, derived when read (it depends on the clock and on what was published).
  *
  * @generated from enum lvsfleet.v1.HostState
@@ -531,6 +850,53 @@ export enum HostState {
  */
 export const HostStateSchema: GenEnum<HostState> = /*@__PURE__*/
   enumDesc(file_lvsfleet_v1_fleet_service, 0);
+
+/**
+ * Health of a real server as one Director sees it.
+ *
+ * @generated from enum lvsfleet.v1.HealthState
+ */
+export enum HealthState {
+  /**
+   * @generated from enum value: HEALTH_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The Director's check passes (rise successes since the last failure run).
+   *
+   * @generated from enum value: HEALTH_STATE_HEALTHY = 1;
+   */
+  HEALTHY = 1,
+
+  /**
+   * `fall` checks failed: the Director quiesced (weight 0) or removed it.
+   *
+   * @generated from enum value: HEALTH_STATE_UNHEALTHY = 2;
+   */
+  UNHEALTHY = 2,
+
+  /**
+   * Not known now: the Director is OFFLINE, or has not reported health for it yet. Never "healthy".
+   *
+   * @generated from enum value: HEALTH_STATE_UNKNOWN = 3;
+   */
+  UNKNOWN = 3,
+
+  /**
+   * The Director reports health and has no check for it (no health_check configured, or a port-0
+   * real server with a tcp/http/dns check): IPVS sends it traffic by its configured weight.
+   *
+   * @generated from enum value: HEALTH_STATE_NOT_CHECKED = 4;
+   */
+  NOT_CHECKED = 4,
+}
+
+/**
+ * Describes the enum lvsfleet.v1.HealthState.
+ */
+export const HealthStateSchema: GenEnum<HealthState> = /*@__PURE__*/
+  enumDesc(file_lvsfleet_v1_fleet_service, 1);
 
 /**
  * Distribution status of the fleet: per host, the desired state the control plane published (JetStream
@@ -601,6 +967,38 @@ export const FleetService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchStatsRequestSchema;
     output: typeof WatchStatsResponseSchema;
+  },
+  /**
+   * Health of the site's real servers as each Director carrying them checks them: one entry per
+   * (real server, Director), from the topology and the Directors' latest reports.
+   *
+   * @generated from rpc lvsfleet.v1.FleetService.ListRealServerHealth
+   */
+  listRealServerHealth: {
+    methodKind: "unary";
+    input: typeof ListRealServerHealthRequestSchema;
+    output: typeof ListRealServerHealthResponseSchema;
+  },
+  /**
+   * The matching health entries now (initial = true), then each entry whose state, weight or result
+   * changes (a Director going OFFLINE turns its entries UNKNOWN).
+   *
+   * @generated from rpc lvsfleet.v1.FleetService.WatchRealServerHealth
+   */
+  watchRealServerHealth: {
+    methodKind: "server_streaming";
+    input: typeof WatchRealServerHealthRequestSchema;
+    output: typeof WatchRealServerHealthResponseSchema;
+  },
+  /**
+   * Health transitions the control plane recorded (kept 7 days), newest first.
+   *
+   * @generated from rpc lvsfleet.v1.FleetService.ListHealthTransitions
+   */
+  listHealthTransitions: {
+    methodKind: "unary";
+    input: typeof ListHealthTransitionsRequestSchema;
+    output: typeof ListHealthTransitionsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_lvsfleet_v1_fleet_service, 0);

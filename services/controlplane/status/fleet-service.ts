@@ -2,10 +2,11 @@
 // for the streaming/waiting calls). Transport is bound elsewhere (lib/grpc).
 import type { EventEmitter } from "node:events";
 import type { FleetService } from "../../../gen/lvsfleet/v1/fleet_service_pb.js";
-import { HostState, type DirectorStats, type HostStatus } from "../../../gen/lvsfleet/v1/fleet_service_pb.js";
+import { HostState, type DirectorStats, type HostStatus, type RealServerHealthStatus } from "../../../gen/lvsfleet/v1/fleet_service_pb.js";
 import type { CallContext, ServiceImpl } from "../../../lib/grpc/server.js";
 import { LvsfleetError, type FieldViolation } from "../domain/errors.js";
 import type { StatusStore } from "./store.js";
+import { virtualServiceName } from "./health-store.js";
 
 const TOKEN = /^[A-Za-z0-9_-]{1,63}$/;
 const DEFAULT_PAGE = 100;
@@ -90,6 +91,14 @@ function checkStatsRequest(req: { site: string; virtualService: string }): void 
   if (v.length) throw LvsfleetError.invalid(v);
 }
 
+function healthKey(h: RealServerHealthStatus): string {
+  return `${h.host}\n${h.realServer}`;
+}
+
+function healthFingerprint(h: RealServerHealthStatus): string {
+  return [h.state, h.weight, h.lastResult, h.since?.seconds ?? 0n, h.since?.nanos ?? 0, h.hostState, h.address, h.port].join("|");
+}
+
 const statsTime = (d: DirectorStats) => `${d.time?.seconds ?? 0n}.${d.time?.nanos ?? 0}`;
 
 export function fleetService(deps: FleetServiceDeps): ServiceImpl<typeof FleetService> {
@@ -169,6 +178,55 @@ export function fleetService(deps: FleetServiceDeps): ServiceImpl<typeof FleetSe
         initial = false;
         await nextTick(pollMs, events, ctx.signal);
       }
+    },
+
+    async listRealServerHealth(req) {
+      checkStatsRequest(req);
+      return { realServers: await store.health(req.site, req.virtualService) };
+    },
+
+    async *watchRealServerHealth(req, ctx: CallContext) {
+      checkStatsRequest(req);
+      const sent = new Map<string, RealServerHealthStatus>();
+      const prints = new Map<string, string>();
+      let initial = true;
+      while (!ctx.signal.aborted) {
+        const all = await store.health(req.site, req.virtualService);
+        const now = new Set<string>();
+        for (const h of all) {
+          const k = healthKey(h);
+          now.add(k);
+          const fp = healthFingerprint(h);
+          if (prints.get(k) === fp) continue;
+          prints.set(k, fp);
+          sent.set(k, h);
+          yield { health: h, initial, removed: false };
+        }
+        for (const [k, h] of sent) {
+          if (now.has(k)) continue;
+          sent.delete(k);
+          prints.delete(k);
+          yield { health: h, initial: false, removed: true };
+        }
+        initial = false;
+        // OFFLINE depends on the clock: the poll (not only change events) notices it.
+        await nextTick(pollMs, events, ctx.signal);
+      }
+    },
+
+    async listHealthTransitions(req) {
+      checkStatsRequest(req);
+      const v: FieldViolation[] = [];
+      if (req.pageSize < 0) v.push({ field: "page_size", description: "page_size must not be negative", reason: "NEGATIVE" });
+      let realServer = req.realServer;
+      if (realServer && !realServer.startsWith("sites/")) {
+        if (!TOKEN.test(realServer)) v.push({ field: "real_server", description: `real_server ${JSON.stringify(realServer)}: an id or a full name`, reason: "INVALID_ID" });
+        else if (!req.virtualService) v.push({ field: "real_server", description: "a real server id needs virtual_service (or give the full name)", reason: "REQUIRED" });
+        else realServer = `${virtualServiceName(req.site, req.virtualService)}/realServers/${realServer}`;
+      }
+      if (v.length) throw LvsfleetError.invalid(v);
+      const limit = Math.min(req.pageSize || DEFAULT_PAGE, MAX_PAGE);
+      return { transitions: await store.healthTransitions(req.site, { virtualService: req.virtualService, realServer, limit }) };
     },
 
     async waitForRollout(req, ctx: CallContext) {

@@ -63,6 +63,11 @@ export async function startStatusIngest(o: StatusIngestOptions): Promise<StatusI
     if (!prev || prev.agentId !== r.agentId || (r.time?.seconds ?? 0n) >= (prev.time?.seconds ?? 0n)) {
       // A report without counters does not drop the counters of one not yet written.
       if (prev && r.counters.length === 0 && prev.counters.length > 0 && prev.agentId === r.agentId) r.counters = prev.counters;
+      // Nor does a report without health drop the health set of one not yet written.
+      if (prev && !r.healthReported && prev.healthReported && prev.agentId === r.agentId) {
+        r.health = prev.health;
+        r.healthReported = true;
+      }
       latest.set(key, r);
     }
   }

@@ -9,9 +9,12 @@ import {
   type DirectorStats,
   type HostState,
   type HostStatus,
+  type HealthTransition,
+  type RealServerHealthStatus,
 } from "../../../gen/lvsfleet/v1/fleet_service_pb.js";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { deriveState, upToDate } from "./state.js";
+import { ingestHealth, listHealthTransitions, listRealServerHealthStatus } from "./health-store.js";
 
 interface Row {
   site: string;
@@ -117,6 +120,17 @@ export class StatusStore {
       [cols.site, cols.host, cols.agent, cols.applied, cols.appliedHash, cols.seen, cols.phase, cols.errors, cols.hb, cols.time],
     );
     await this.ingestCounters(reports, now);
+    await ingestHealth(this.pool, reports, now);
+  }
+
+  /** Health of the site's real servers per Director (health-store.ts), with each Director's state. */
+  async health(site: string, virtualService = "", now = new Date()): Promise<RealServerHealthStatus[]> {
+    const hosts = new Map((await this.list({ site }, ["", ""], Number.MAX_SAFE_INTEGER, now)).map((h) => [h.host, h.state]));
+    return listRealServerHealthStatus(this.pool, site, virtualService, now, hosts);
+  }
+
+  async healthTransitions(site: string, f: { virtualService?: string; realServer?: string; limit: number }): Promise<HealthTransition[]> {
+    return listHealthTransitions(this.pool, site, f);
   }
 
   /** Latest counters per host (host_counters), from the reports that carry counters. */
