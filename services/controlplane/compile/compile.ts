@@ -515,7 +515,8 @@ class Compiler {
       // IPVS reads as "the port the client connected to".
       port: rs.port !== 0 ? rs.port : vs.port,
       forwardMethod: fwd,
-      weight: rs.weight ?? 1,
+      // Draining (lvsfleet drain): weight 0 on every Director, the configured weight stays in the store.
+      weight: rs.draining ? 0 : (rs.weight ?? 1),
       upperThreshold: rs.upperThreshold,
       lowerThreshold: rs.lowerThreshold,
       // Tunnel options mean nothing for NAT/DR: leave them out so they cannot change the hash.
