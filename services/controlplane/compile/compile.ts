@@ -136,6 +136,15 @@ export function compileSiteWithNotes(topo: SiteTopology, revision: bigint): Comp
 }
 
 /**
+ * compileSite restricted to the given host ids (ids not in the site are skipped): the same states,
+ * byte for byte, as compileSite gives those hosts — services that touch none of them are not even
+ * looked at. With hostsReading (incremental.ts) this recompiles only what a change can affect.
+ */
+export function compileHosts(topo: SiteTopology, hostIds: Iterable<string>, revision: bigint): Map<string, HostDesiredState> {
+  return new Compiler(topo, new Set(hostIds)).run(revision).states;
+}
+
+/**
  * Hex SHA-256 of the deterministic binary encoding of `s` with revision and hash cleared. protobuf-es
  * writes fields in field-number order and HostDesiredState has no map fields, so equal messages
  * encode to equal bytes. Unknown fields are left out: they are not kernel state.
@@ -289,7 +298,14 @@ class Compiler {
   private readonly realServersByVs = new Map<string, RealServer[]>();
   private readonly notes: CompileNote[] = [];
 
-  constructor(private readonly topo: SiteTopology) {
+  /**
+   * `only`: compile just these host ids (compileHosts). Other hosts still exist for what they lend to
+   * the compiled ones (a Director's addresses in a real server's NAT return path), but get no state.
+   */
+  constructor(
+    private readonly topo: SiteTopology,
+    private readonly only?: ReadonlySet<string>,
+  ) {
     this.site = siteId(topo.site.name);
     for (const h of topo.hosts) {
       const id = hostId(h.name);
@@ -328,7 +344,7 @@ class Compiler {
     for (const vs of this.topo.virtualServices) this.virtualService(vs);
 
     const states = new Map<string, HostDesiredState>();
-    const accs = [...this.hosts.values()].sort((a, b) => compareStrings(a.id, b.id));
+    const accs = [...this.hosts.values()].filter((a) => this.wanted(a)).sort((a, b) => compareStrings(a.id, b.id));
     for (const acc of accs) {
       const state = this.hostState(acc);
       state.hash = hashDesiredState(state);
@@ -383,10 +399,29 @@ class Compiler {
     return [...out].sort(compareAddressStrings);
   }
 
+  private wanted(acc: HostAcc): boolean {
+    return this.only === undefined || this.only.has(acc.id);
+  }
+
+  /** With a host filter: does this service contribute to any wanted host (as Director or real server)? */
+  private relevant(vs: VirtualService, realServers: RealServer[]): boolean {
+    if (this.only === undefined) return true;
+    for (const d of vs.directors) {
+      const acc = this.hosts.get(d);
+      if (acc && this.only.has(acc.id)) return true;
+    }
+    for (const rs of realServers) {
+      const acc = this.hosts.get(rs.host);
+      if (acc && this.only.has(acc.id)) return true;
+    }
+    return false;
+  }
+
   private virtualService(vs: VirtualService): void {
+    const realServers = this.realServersByVs.get(vs.name) ?? [];
+    if (!this.relevant(vs, realServers)) return;
     const family = this.vsFamily(vs);
     const vips = this.serviceAddresses(vs, family);
-    const realServers = this.realServersByVs.get(vs.name) ?? [];
 
     const directors: HostAcc[] = [];
     for (const name of new Set(vs.directors)) {
@@ -402,7 +437,7 @@ class Compiler {
       directors.push(acc);
     }
 
-    for (const d of directors) this.director(d, vs, family, vips, realServers);
+    for (const d of directors) if (this.wanted(d)) this.director(d, vs, family, vips, realServers);
     for (const rs of realServers) this.realServer(rs, vs, family, vips, directors);
   }
 
@@ -539,6 +574,7 @@ class Compiler {
       this.note("", rs.name, `host ${rs.host} is not a host of the site; no real-server state`);
       return;
     }
+    if (!this.wanted(acc)) return;
     const rsAddr = parseAddress(rs.address);
     if (!rsAddr) return; // noted in destination()
     const fwd = rs.forwardMethod !== ForwardMethod.UNSPECIFIED ? rs.forwardMethod : ForwardMethod.DR;

@@ -1,6 +1,7 @@
 export {
   affectedHosts,
   changedHosts,
+  compileHosts,
   compileSite,
   compileSiteWithNotes,
   confKey,
@@ -14,3 +15,4 @@ export {
   type SiteTopology,
 } from "./compile.js";
 export { desiredStateKey } from "./names.js";
+export { affectedByChange, hostsReading, MutableTopology, resourceKind, type ResourceKind, type ResourceRef } from "./incremental.js";
