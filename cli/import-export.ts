@@ -52,19 +52,30 @@ ${GLOBAL_FLAGS}`;
 
 const CALL_TIMEOUT_MS = 120_000;
 
+/** A parsed import/export command line (the file read), ready to send. */
+export interface OperatorCommand {
+  verb: "import" | "export";
+  format: "ipvsadm" | "keepalived";
+  addr: string;
+  json: boolean;
+  opts: CallOptions;
+  /** For import: the request (dryRun from --dry-run). For export: parent and director only. */
+  request: { parent: string; director: string; text: string; fileName: string; dryRun: boolean };
+}
+
 /**
- * Runs the command if argv is an import/export command line; undefined otherwise (the caller then
- * runs the other commands). Resolves to the exit code: 0 ok, 1 RPC or I/O error, 2 usage.
+ * Parses an import/export command line and reads its FILE. Returns the command, an exit code (usage
+ * or I/O error already printed, or --help printed), or undefined when argv is not import/export.
  */
-export async function runImportExport(
+export async function parseOperatorCommand(
   argv: readonly string[],
   env: Record<string, string | undefined>,
   io: Io,
-  connect: (addr: string) => OperatorClient = (addr) => createClient(OperatorService, addr),
-): Promise<number | undefined> {
+  extraUsage = "",
+): Promise<OperatorCommand | number | undefined> {
   const verb = commandWord(argv);
   if (verb !== "import" && verb !== "export") return undefined;
-  const usage = verb === "import" ? IMPORT_USAGE : EXPORT_USAGE;
+  const usage = (verb === "import" ? IMPORT_USAGE : EXPORT_USAGE) + extraUsage;
   let values: Record<string, string | boolean | undefined>;
   let positionals: string[];
   try {
@@ -117,16 +128,38 @@ export async function runImportExport(
   }
   const addr = (values.addr as string | undefined) ?? env.LVSFLEET_ADDR ?? DEFAULT_ADDR;
   const opts: CallOptions = { timeoutMs: CALL_TIMEOUT_MS, metadata: typeof values.reason === "string" ? { "x-lvsfleet-reason": values.reason } : {} };
-  const client = connect(addr);
+  return {
+    verb,
+    format: format as "ipvsadm" | "keepalived",
+    addr,
+    json: values.json === true,
+    opts,
+    request: { parent, director, text, fileName: verb === "import" ? (file === "-" ? "(stdin)" : file!) : "", dryRun: values["dry-run"] === true },
+  };
+}
+
+/**
+ * Runs the command if argv is an import/export command line; undefined otherwise (the caller then
+ * runs the other commands). Resolves to the exit code: 0 ok, 1 RPC or I/O error, 2 usage.
+ */
+export async function runImportExport(
+  argv: readonly string[],
+  env: Record<string, string | undefined>,
+  io: Io,
+  connect: (addr: string) => OperatorClient = (addr) => createClient(OperatorService, addr),
+): Promise<number | undefined> {
+  const cmd = await parseOperatorCommand(argv, env, io);
+  if (cmd === undefined || typeof cmd === "number") return cmd;
+  const { verb, format, opts, request: req } = cmd;
+  const client = connect(cmd.addr);
   try {
     if (verb === "export") {
-      const res = await client.exportIpvsadm({ parent, director }, opts);
-      io.stdout(values.json ? toJsonString(OperatorService.method.exportIpvsadm.output, res, { prettySpaces: 2 }) + "\n" : res.text);
+      const res = await client.exportIpvsadm({ parent: req.parent, director: req.director }, opts);
+      io.stdout(cmd.json ? toJsonString(OperatorService.method.exportIpvsadm.output, res, { prettySpaces: 2 }) + "\n" : res.text);
       return 0;
     }
-    const req = { parent, director, text, fileName: file === "-" ? "(stdin)" : file!, dryRun: values["dry-run"] === true };
     const res = format === "ipvsadm" ? await client.importIpvsadm(req, opts) : await client.importKeepalived(req, opts);
-    if (values.json) {
+    if (cmd.json) {
       const schema = format === "ipvsadm" ? OperatorService.method.importIpvsadm.output : OperatorService.method.importKeepalived.output;
       io.stdout(toJsonString(schema, res as never, { prettySpaces: 2 }) + "\n");
     } else io.stdout(formatImport(res));

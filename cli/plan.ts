@@ -5,17 +5,27 @@
  *
  *   lvsfleet plan rs update ams1/web/rs1 --weight 0
  *   lvsfleet plan rs update ams1/web/rs1 --weight 0 --apply [--expected-revision N]
+ *   lvsfleet plan import ipvsadm --site ams1 --director lb1 lb1.rules [--apply]
  *
- * The write command is parsed by the ordinary parser (cli/args.ts), so it takes exactly the same
- * arguments. --apply without --expected-revision plans, prints the plan, then applies it with the
+ * The write command is parsed by the ordinary parser (cli/args.ts), an import by the import parser
+ * (cli/import-export.ts), so they take exactly the same arguments. --apply without --expected-revision plans, prints the plan, then applies it with the
  * plan's revision as the expected one.
  */
 import { toJsonString } from "@bufbuild/protobuf";
-import { OperatorService, PlanAction, type PlanChangeRequest, type PlanChangeResponse } from "../gen/lvsfleet/v1/operator_service_pb.js";
+import { create } from "@bufbuild/protobuf";
+import {
+  ImportIpvsadmRequestSchema,
+  ImportKeepalivedRequestSchema,
+  OperatorService,
+  PlanAction,
+  type PlanChangeRequest,
+  type PlanChangeResponse,
+} from "../gen/lvsfleet/v1/operator_service_pb.js";
 import { createClient, type CallOptions, type Client } from "../lib/grpc/client.js";
 import { RpcError } from "../lib/grpc/status.js";
 import { parseCommandLine, type Call } from "./args.js";
 import { formatError } from "./format.js";
+import { parseOperatorCommand } from "./import-export.js";
 import { UsageError } from "./usage.js";
 
 export type PlanClient = Client<typeof OperatorService>;
@@ -27,11 +37,13 @@ export interface Io {
 
 export const PLAN_USAGE = `Usage:
   lvsfleet plan <write command> [--apply [--expected-revision N]]
+  lvsfleet plan import ipvsadm|keepalived --site SITE [--director HOST] FILE [--apply [--expected-revision N]]
 
-Shows what the write would change in the kernel of each host of its site (IPVS services and
-destinations, addresses, fwmark rules, sysctls), with warnings, and writes nothing. The write
-command is any of: vs create|update|delete, rs create|update|delete, site update, with its usual
-arguments, e.g.
+Shows what the write (or the import of FILE) would change in the kernel of each host of its site
+(IPVS services and destinations, addresses, fwmark rules, sysctls), with warnings, and writes
+nothing. The write command is any of: site create|update|delete, host create|update|delete,
+mark create|update|delete, vs create|update|delete, rs create|update|delete, with its usual
+arguments (deletes refused without --force are refused here too), e.g.
   lvsfleet plan rs update ams1/web/rs1 --weight 0
 
   --apply                 then perform exactly that write, unless the site's topology moved since
@@ -40,6 +52,14 @@ arguments, e.g.
                           just computed)`;
 
 const PLANNABLE = new Set<string>([
+  "createSite",
+  "deleteSite",
+  "createHost",
+  "updateHost",
+  "deleteHost",
+  "createFirewallMark",
+  "updateFirewallMark",
+  "deleteFirewallMark",
   "createVirtualService",
   "updateVirtualService",
   "deleteVirtualService",
@@ -48,6 +68,13 @@ const PLANNABLE = new Set<string>([
   "deleteRealServer",
   "updateSite",
 ]);
+
+const PLAN_IMPORT_NOTE = `
+
+With plan: shows what the import would change on each host and writes nothing; --apply then
+imports it (one transaction), unless the site moved since the plan.`;
+
+const reasonMetadata = (g: { reason?: string }): Record<string, string> => (g.reason ? { "x-lvsfleet-reason": g.reason } : {});
 
 /** The first word that is not a global flag, and its index. */
 function commandWord(argv: readonly string[]): number {
@@ -72,6 +99,7 @@ export function formatPlan(res: PlanChangeResponse): string {
     }
   }
   for (const w of res.warnings) out += `warning: ${w}\n`;
+  for (const w of res.importWarnings) out += `warning: line ${w.line}: ${w.directive}: ${w.message}\n`;
   return out;
 }
 
@@ -93,7 +121,7 @@ export async function runPlan(
     if (a === "--apply") apply = true;
     else if (a === "--expected-revision" || a.startsWith("--expected-revision=")) {
       const v = a.includes("=") ? a.slice(a.indexOf("=") + 1) : rest[++i];
-      if (!v || !/^[1-9][0-9]{0,18}$/.test(v)) {
+      if (!v || !/^(0|[1-9][0-9]{0,18})$/.test(v)) {
         io.stderr(`error: --expected-revision needs a revision number\n\n${PLAN_USAGE}\n`);
         return 2;
       }
@@ -108,29 +136,44 @@ export async function runPlan(
     io.stderr(`error: --expected-revision only applies with --apply\n\n${PLAN_USAGE}\n`);
     return 2;
   }
-  let call: Call;
-  let global: { addr: string; json: boolean; reason?: string };
-  try {
-    const cl = parseCommandLine(args, env);
-    if (cl.command.kind === "help") {
-      io.stdout(`${PLAN_USAGE}\n\n${cl.command.text}\n`);
-      return 0;
-    }
-    if (cl.command.kind !== "rpc" || !PLANNABLE.has(cl.command.call.method)) {
-      io.stderr(`error: plan takes a write command: vs create|update|delete, rs create|update|delete, site update\n\n${PLAN_USAGE}\n`);
+  let change: PlanChangeRequest["change"];
+  let global: { addr: string; json: boolean };
+  let opts: CallOptions;
+  if (args[commandWord(args)] === "import") {
+    const cmd = await parseOperatorCommand(args, env, io, PLAN_IMPORT_NOTE);
+    if (typeof cmd === "number") return cmd;
+    if (cmd === undefined) return 2;
+    if (cmd.request.dryRun) {
+      io.stderr(`error: plan never writes; --dry-run does not apply\n\n${PLAN_USAGE}\n`);
       return 2;
     }
-    call = cl.command.call;
-    global = cl.global;
-  } catch (err) {
-    if (err instanceof UsageError) {
-      io.stderr(`error: ${err.message}\n\n${PLAN_USAGE}\n`);
-      return 2;
+    change = cmd.format === "ipvsadm" ? { case: "importIpvsadm", value: create(ImportIpvsadmRequestSchema, cmd.request) } : { case: "importKeepalived", value: create(ImportKeepalivedRequestSchema, cmd.request) };
+    global = { addr: cmd.addr, json: cmd.json };
+    opts = cmd.opts;
+  } else {
+    let call: Call;
+    try {
+      const cl = parseCommandLine(args, env);
+      if (cl.command.kind === "help") {
+        io.stdout(`${PLAN_USAGE}\n\n${cl.command.text}\n`);
+        return 0;
+      }
+      if (cl.command.kind !== "rpc" || !PLANNABLE.has(cl.command.call.method)) {
+        io.stderr(`error: plan takes a write command (site|host|mark|vs|rs create|update|delete) or an import\n\n${PLAN_USAGE}\n`);
+        return 2;
+      }
+      call = cl.command.call;
+      global = cl.global;
+      opts = { metadata: reasonMetadata(cl.global) };
+    } catch (err) {
+      if (err instanceof UsageError) {
+        io.stderr(`error: ${err.message}\n\n${PLAN_USAGE}\n`);
+        return 2;
+      }
+      throw err;
     }
-    throw err;
+    change = { case: call.method, value: call.request } as PlanChangeRequest["change"];
   }
-  const change = { case: call.method, value: call.request } as PlanChangeRequest["change"];
-  const opts: CallOptions = { metadata: global.reason ? { "x-lvsfleet-reason": global.reason } : {} };
   const client = connect(global.addr);
   const print = (res: PlanChangeResponse) =>
     io.stdout(global.json ? toJsonString(OperatorService.method.planChange.output, res, { prettySpaces: 2 }) + "\n" : formatPlan(res));

@@ -39,7 +39,7 @@ Commands:
   rollout wait [--revision N] [--site S] [--timeout 60s]   wait until the hosts have applied a revision
   stats <site> [--vs VS]                the Directors' IPVS counters, like ipvsadm -Ln --stats
   health <site> [--vs VS]               real server health per Director (weight set, since, last result)
-  plan  <write command> [--apply]      what a vs/rs/site write would change on each host; --apply it if nothing moved
+  plan <write|import …> [--apply]      what a write or import would change on each host; --apply it if nothing moved
 
 Ids: short ids expand to resource names: ams1 → sites/ams1, ams1/lb1 → sites/ams1/hosts/lb1,
 ams1/web → sites/ams1/virtualServices/web, ams1/web/rs1 → …/virtualServices/web/realServers/rs1,

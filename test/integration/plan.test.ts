@@ -8,10 +8,13 @@
  * the write transactions (after-write hooks), waits observed in pg_locks. Also `lvsfleet plan`.
  */
 import { execFile } from "node:child_process";
-import { create } from "@bufbuild/protobuf";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type pg from "pg";
-import { OperatorService, PlanAction } from "../../gen/lvsfleet/v1/operator_service_pb.js";
+import { OperatorService, PlanAction, type PlanChangeRequestSchema } from "../../gen/lvsfleet/v1/operator_service_pb.js";
 import { TopologyService } from "../../gen/lvsfleet/v1/topology_service_pb.js";
 import { RealServerSchema } from "../../gen/lvsfleet/v1/topology_pb.js";
 import { ForwardMethod, HostRole, Protocol } from "../../gen/lvsfleet/v1/types_pb.js";
@@ -306,6 +309,139 @@ describe("PlanChange", () => {
   });
 });
 
+describe("PlanChange for hosts, firewall marks, sites and imports", () => {
+  const TABLES = ["sites", "hosts", "firewall_marks", "virtual_services", "real_servers", "audit_log"];
+  async function all(): Promise<Record<string, number>> {
+    const out: Record<string, number> = {};
+    for (const table of TABLES) out[table] = Number((await t.pool.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${table}`)).rows[0]!.n);
+    return out;
+  }
+  const items = (res: { hosts: { host: string; items: { kind: string; action: PlanAction; object: string }[] }[] }, host: string) =>
+    (res.hosts.find((h) => h.host === host)?.items ?? []).map((i) => `${PlanAction[i.action]} ${i.kind} ${i.object}`);
+  /** Plans, checks nothing was written, applies with the plan's revision; returns both. */
+  async function planThenApply(change: MessageInitShape<typeof PlanChangeRequestSchema>["change"]) {
+    const before = await all();
+    const plan = await ops.planChange({ change });
+    expect(await all()).toEqual(before);
+    const applied = await ops.planChange({ change, apply: true, expectedRevision: plan.revision });
+    expect(applied.hosts).toEqual(plan.hosts);
+    expect(applied.appliedRevision).toBeGreaterThan(plan.revision);
+    return { plan, applied };
+  }
+
+  it("host update moving the VIP's interface, host delete refused while in use and planned with force", async () => {
+    const s = await site("h1");
+    const { plan } = await planThenApply({
+      case: "updateHost",
+      value: { host: { name: `${s}/hosts/lb1`, interfaces: [{ name: "eth1", addresses: ["192.0.2.2/24"] }] }, updateMask: { paths: ["interfaces"] } },
+    });
+    expect(items(plan, "lb1")).toEqual(expect.arrayContaining(["REMOVE address 192.0.2.100/32 dev eth0", "ADD address 192.0.2.100/32 dev eth1"]));
+    expect((await topo.getHost({ name: `${s}/hosts/lb1` })).host!.interfaces.map((i) => i.name)).toEqual(["eth1"]);
+
+    // Deleting a Director still in use fails as the write would (FAILED_PRECONDITION), nothing written.
+    const before = await all();
+    expect((await failure(ops.planChange({ change: { case: "deleteHost", value: { name: `${s}/hosts/lb1` } } }))).code).toBe(9);
+    // With force: the Director's service and VIP go; the real servers' hosts keep theirs (the service stays, directorless).
+    const forced = await ops.planChange({ change: { case: "deleteHost", value: { name: `${s}/hosts/lb1`, force: true } } });
+    expect(items(forced, "lb1")).toEqual(expect.arrayContaining(["REMOVE ipvs-service TCP 192.0.2.100:80", "REMOVE address 192.0.2.100/32 dev eth1"]));
+    expect(await all()).toEqual(before);
+    // A new real-server host: nothing in any kernel until something uses it.
+    const { plan: created } = await planThenApply({
+      case: "createHost",
+      value: { parent: s, hostId: "web3", host: { roles: [HostRole.REAL_SERVER], addresses: ["198.51.100.13"], interfaces: [{ name: "eth0", addresses: ["198.51.100.13/24"] }] } },
+    });
+    expect(created.hosts.filter((h) => h.host !== "web3")).toEqual([]);
+    expect((await topo.getHost({ name: `${s}/hosts/web3` })).host!.addresses).toEqual(["198.51.100.13"]);
+  });
+
+  it("firewall mark: a match change plans the nftables rule change; delete refused while used, planned with force", async () => {
+    const s = await site("m1", 0);
+    await topo.createFirewallMark({ parent: s, firewallMarkId: "web", firewallMark: { mark: 7, matches: [{ destinations: ["192.0.2.120"], protocol: Protocol.TCP, ports: [{ start: 80, end: 80 }] }] } });
+    await topo.createVirtualService({ parent: s, virtualServiceId: "fw", virtualService: { fwmark: 7, scheduler: "rr", directors: [`${s}/hosts/lb1`] } });
+    const { plan } = await planThenApply({
+      case: "updateFirewallMark",
+      value: {
+        firewallMark: { name: `${s}/firewallMarks/web`, matches: [{ destinations: ["192.0.2.120"], protocol: Protocol.TCP, ports: [{ start: 80, end: 80 }, { start: 443, end: 443 }] }] },
+        updateMask: { paths: ["matches"] },
+      },
+    });
+    const rule = plan.hosts.find((h) => h.host === "lb1")!.items.find((i) => i.kind === "fwmark-rule")!;
+    expect(rule).toEqual(expect.objectContaining({ action: PlanAction.CHANGE, object: "mark 7" }));
+    expect(rule.after).toContain("80,443");
+    expect(rule.before).not.toContain("443");
+    expect((await failure(ops.planChange({ change: { case: "deleteFirewallMark", value: { name: `${s}/firewallMarks/web` } } }))).code).toBe(9);
+    const { plan: del } = await planThenApply({ case: "deleteFirewallMark", value: { name: `${s}/firewallMarks/web`, force: true } });
+    expect(items(del, "lb1")).toEqual(expect.arrayContaining(["REMOVE ipvs-service FWM 7", "REMOVE fwmark-rule mark 7"]));
+    expect(del.warnings).toContain(`removes virtual service ${s}/virtualServices/fw`);
+    expect((await failure(topo.getVirtualService({ name: `${s}/virtualServices/fw` }))).code).toBe(5);
+    // A new mark nobody uses yet changes no kernel.
+    const { plan: created } = await planThenApply({ case: "createFirewallMark", value: { parent: s, firewallMarkId: "ftp", firewallMark: { mark: 8, matches: [{ destinations: ["192.0.2.121"], protocol: Protocol.TCP, ports: [{ start: 21, end: 21 }] }] } } });
+    expect(created.hosts).toEqual([]);
+  });
+
+  it("site: create plans nothing and creates; delete with children is refused as the write is, with force removes everything", async () => {
+    const { plan } = await planThenApply({ case: "createSite", value: { siteId: "s-new", site: {} } });
+    expect(plan.hosts).toEqual([]);
+    expect((await topo.getSite({ name: "sites/s-new" })).site!.name).toBe("sites/s-new");
+    expect((await failure(ops.planChange({ change: { case: "createSite", value: { siteId: "s-new", site: {} } } }))).code).toBe(6); // ALREADY_EXISTS
+    expect((await failure(ops.planChange({ change: { case: "createSite", value: { siteId: "Bad Id", site: {} } } }))).code).toBe(3);
+
+    const s = await site("s-del");
+    const before = await all();
+    const refused = await failure(ops.planChange({ change: { case: "deleteSite", value: { name: s } } }));
+    expect(refused.code).toBe(9); // FAILED_PRECONDITION, HAS_CHILDREN
+    expect(refused.message).toMatch(/still has 1 virtual service\(s\), 3 host\(s\)/);
+    expect(await all()).toEqual(before);
+    const { plan: del } = await planThenApply({ case: "deleteSite", value: { name: s, force: true } });
+    expect(del.hosts.map((h) => h.host)).toEqual(["lb1", "web1", "web2"]);
+    for (const h of del.hosts) expect(h.items.every((i) => i.action === PlanAction.REMOVE)).toBe(true);
+    expect(items(del, "lb1")).toContain("REMOVE ipvs-service TCP 192.0.2.100:80");
+    expect((await failure(topo.getSite({ name: s }))).code).toBe(5);
+  });
+
+  it("imports: the plan lists per host what the file would create, names unsupported directives by line, and the apply is the import", async () => {
+    const s = await site("i1", 0);
+    const text = "-A -t 192.0.2.110:80 -s wrr\n-a -t 192.0.2.110:80 -r 198.51.100.11:80 -g -w 3\n-A -u 192.0.2.110:53 -s rr\n-a -u 192.0.2.110:53 -r 198.51.100.12:53 -m -w 1\n";
+    const { plan, applied } = await planThenApply({ case: "importIpvsadm", value: { parent: s, director: "lb1", text, fileName: "lb1.rules", dryRun: true } });
+    expect(items(plan, "lb1")).toEqual(
+      expect.arrayContaining([
+        "ADD ipvs-service TCP 192.0.2.110:80",
+        "ADD ipvs-destination TCP 192.0.2.110:80 -> 198.51.100.11:80",
+        "ADD ipvs-service UDP 192.0.2.110:53",
+        "ADD ipvs-destination UDP 192.0.2.110:53 -> 198.51.100.12:53",
+        "ADD address 192.0.2.110/32 dev eth0",
+      ]),
+    );
+    expect(plan.importWarnings).toEqual([]);
+    const audit = await t.pool.query<{ operation: string; reason: string }>("SELECT DISTINCT operation, reason FROM audit_log WHERE revision = $1", [applied.appliedRevision.toString()]);
+    expect(audit.rows).toEqual([{ operation: "ImportIpvsadm", reason: 'ipvsadm import of "lb1.rules"' }]);
+    // The same file again: every service exists → the plan fails like the import would, naming lines.
+    const again = await failure(ops.planChange({ change: { case: "importIpvsadm", value: { parent: s, director: "lb1", text, fileName: "lb1.rules" } } }));
+    expect(again.code).toBe(3);
+    expect(again.message).toContain("line 1");
+
+    const conf = `virtual_server 192.0.2.130 443 {
+  lb_algo rr
+  lb_kind DR
+  protocol TCP
+  alpha
+  real_server 198.51.100.11 443 {
+    weight 2
+    notify_up /usr/local/bin/up.sh
+    TCP_CHECK {
+      connect_timeout 3
+    }
+  }
+}
+`;
+    const k = await ops.planChange({ change: { case: "importKeepalived", value: { parent: s, director: "lb1", text: conf, fileName: "keepalived.conf" } } });
+    expect(items(k, "lb1")).toEqual(expect.arrayContaining(["ADD ipvs-service TCP 192.0.2.130:443", "ADD ipvs-destination TCP 192.0.2.130:443 -> 198.51.100.11:443"]));
+    expect(k.importWarnings.map((w) => [w.line, w.directive])).toEqual(expect.arrayContaining([[5, "alpha"], [8, "notify_up"]]));
+    // web and the two ipvsadm imports: the keepalived plan wrote nothing.
+    expect((await topo.listVirtualServices({ parent: s, pageSize: 100 })).virtualServices).toHaveLength(3);
+  });
+});
+
 describe("lvsfleet plan", () => {
   const cli = async (...argv: string[]) => {
     let out = "";
@@ -341,6 +477,39 @@ describe("lvsfleet plan", () => {
     expect(del.out).toContain("warning: removes the last real server of sites/c2/virtualServices/web");
     expect(await runPlan(["rs", "list", "c2/web"], {}, { stdout: () => undefined, stderr: () => undefined })).toBeUndefined();
     expect((await cli("plan", "rs", "list", "c2/web")).code).toBe(2);
+  });
+
+  it("plans and applies an import, a host delete (refused without --force) and a mark create", async () => {
+    await site("c4", 0);
+    const dir = mkdtempSync(join(tmpdir(), "lvsfleet-plan-"));
+    try {
+      const file = join(dir, "lb1.rules");
+      writeFileSync(file, "-A -t 192.0.2.140:80 -s rr\n-a -t 192.0.2.140:80 -r 198.51.100.11:80 -g -w 1\n");
+      const before = await snapshot();
+      const p = await cli("plan", "import", "ipvsadm", "--site", "c4", "--director", "lb1", file);
+      expect(p.err).toBe("");
+      expect(p.code).toBe(0);
+      expect(p.out).toContain("lb1:\n");
+      expect(p.out).toContain("+ ipvs-service     TCP 192.0.2.140:80");
+      expect(p.out).toMatch(/planned against revision \d+; nothing written/);
+      expect(await snapshot()).toEqual(before);
+      const a = await cli("plan", "import", "ipvsadm", "--site", "c4", "--director", "lb1", file, "--apply");
+      expect(a.code).toBe(0);
+      expect(a.out).toMatch(/applied at revision \d+/);
+      expect((await topo.listVirtualServices({ parent: "sites/c4", pageSize: 100 })).virtualServices.map((v) => v.address).sort()).toEqual(["192.0.2.100", "192.0.2.140"]);
+      expect((await cli("plan", "import", "ipvsadm", "--site", "c4", "--director", "lb1", file, "--dry-run")).code).toBe(2);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const refused = await cli("plan", "host", "delete", "c4/lb1");
+    expect(refused.code).toBe(1);
+    expect(refused.err).toMatch(/FAILED_PRECONDITION|force/);
+    const forced = await cli("plan", "host", "delete", "c4/lb1", "--force");
+    expect(forced.code).toBe(0);
+    expect(forced.out).toContain("- ipvs-service     TCP 192.0.2.140:80");
+    const mark = await cli("plan", "mark", "create", "c4/ftp", "--mark", "9", "--match", "tcp:192.0.2.150:21");
+    expect(mark.err).toBe("");
+    expect(mark.out).toContain("no kernel changes on any host");
   });
 
   it("bin/lvsfleet routes plan to the OperatorService (cli/main.ts wiring)", async () => {

@@ -250,7 +250,7 @@ async function dryRun(store: TopologyStore, site: string, change: Change, ctx: R
 
 export async function planChange(store: TopologyStore, req: PlanChangeRequest, ctx: RequestContext, health?: HealthSource): Promise<PlanChangeResponse> {
   const site = siteOf(req.change);
-  if (req.apply && req.expectedRevision <= 0n) {
+  if (req.apply && (req.expectedRevision === undefined || req.expectedRevision < 0n)) {
     throw LvsfleetError.invalid([{ field: "expected_revision", reason: "REQUIRED", description: "apply needs the revision of the plan it applies" }]);
   }
   guardApplies(store);
