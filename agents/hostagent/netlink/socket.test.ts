@@ -68,6 +68,16 @@ describe("NetlinkSocket on the host kernel", () => {
     expect(all.map((x) => x.length)).toEqual([all[0]!.length, all[0]!.length, all[0]!.length]);
   });
 
+  it("dumpMany: several dumps back to back on one socket, one result each", async () => {
+    const s = track(NetlinkSocket.open(NETLINK_GENERIC));
+    const req = { type: GENL_ID_CTRL, payload: genlPayload(CTRL_CMD_GETFAMILY, CTRL_VERSION), op: "dump" };
+    const single = await s.dump(req);
+    const res = await s.dumpMany([req, req, req]);
+    expect(res.map((r) => [r.error, r.replies.length])).toEqual([[undefined, single.length], [undefined, single.length], [undefined, single.length]]);
+    expect(res[2]!.replies.map((m) => decodeFamily(m).name)).toContain("nlctrl");
+    expect(s.counters.dumps).toBe(4);
+  });
+
   it("batch: one sendmsg for several requests, per-request results in order", async () => {
     const s = track(NetlinkSocket.open(NETLINK_GENERIC));
     const get = (name: string) => ({ type: GENL_ID_CTRL, payload: encodeGetFamily(name), op: `get ${name}` });
@@ -234,6 +244,63 @@ describe("NetlinkSocket protocol checks (scripted kernel)", () => {
     raw.onSend = ([m]) => raw.deliver([part(m!), done(m!)]);
     raw.deliver([done(sentDumps[0]!)]);
     await expect(second).resolves.toHaveLength(1);
+  });
+
+  it("dumpMany: the next dump is sent only after the previous NLMSG_DONE; per-dump errors and DUMP_INTR", async () => {
+    const { raw, sock } = scripted();
+    let n = 0;
+    raw.onSend = ([m]) => {
+      expect(m!.flags & NLM_F_DUMP).toBe(NLM_F_DUMP);
+      expect(raw.sent).toHaveLength(n + 1); // nothing else was sent while this dump ran
+      const k = n++;
+      if (k === 1) raw.deliver([part(m!), part(m!, NLM_F_MULTI | NLM_F_DUMP_INTR), done(m!)]);
+      else if (k === 2) raw.deliver([ack(m!, 22)]); // EINVAL as NLMSG_ERROR
+      else if (k === 3) raw.deliver([part(m!), done(m!, -16)]); // EBUSY in NLMSG_DONE
+      else {
+        raw.deliver([part(m!, NLM_F_MULTI, `p${k}`)]);
+        setImmediate(() => raw.deliver([part(m!, NLM_F_MULTI, `q${k}`), done(m!)]));
+      }
+    };
+    const reqs = ["d0", "d1", "d2", "d3", "d4"].map((op) => ({ type: 0x30, payload: Buffer.alloc(4), op }));
+    const res = await sock.dumpMany(reqs);
+    expect(res[0]!.replies.map((m) => m.payload.toString())).toEqual(["p0", "q0"]);
+    expect(res[1]!.error).toBeInstanceOf(NetlinkDumpInterruptedError);
+    expect(res[1]!.error).toMatchObject({ op: "d1", retryable: true });
+    expect(res[2]!.error).toMatchObject({ op: "d2", code: "EINVAL", retryable: false });
+    expect(res[3]!.error).toMatchObject({ op: "d3", code: "EBUSY", retryable: true });
+    expect(res[4]!.replies.map((m) => m.payload.toString())).toEqual(["p4", "q4"]);
+    const seqs = raw.sent.map(([m]) => m!.seq);
+    expect(new Set(seqs).size).toBe(5);
+    expect(sock.counters).toMatchObject({ dumps: 5, messages: 5, stray: 0 });
+    await expect(sock.dumpMany([])).resolves.toEqual([]);
+  });
+
+  it("dumpMany: a dump that stalls → NetlinkTimeoutError; the socket's dump slot stays taken until its NLMSG_DONE", async () => {
+    const { raw, sock } = scripted();
+    const sent: NetlinkMessage[] = [];
+    raw.onSend = ([m]) => {
+      sent.push(m!);
+      if (sent.length === 1) raw.deliver([part(m!), done(m!)]); // the second one never answers
+    };
+    const t0 = Date.now();
+    const err = await sock.dumpMany([0, 1, 2].map((i) => ({ type: 0x30, payload: Buffer.alloc(0), op: `m${i}` })), { timeoutMs: 60 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NetlinkTimeoutError);
+    expect(err).toMatchObject({ op: "m1", code: "ETIMEDOUT" });
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(55);
+    const next = sock.dump({ type: 0x30, payload: Buffer.alloc(0), op: "after" });
+    await new Promise((r) => setTimeout(r, 20));
+    expect(sent).toHaveLength(2); // m2 was never sent, "after" waits for m1's NLMSG_DONE
+    raw.onSend = ([m]) => raw.deliver([part(m!), done(m!)]);
+    raw.deliver([done(sent[1]!)]);
+    await expect(next).resolves.toHaveLength(1);
+  });
+
+  it("dumpMany: a receive-queue overrun fails the call as retryable and frees the socket", async () => {
+    const { raw, sock } = scripted();
+    raw.onSend = () => raw.emit("error", { errno: 105, code: "ENOBUFS", syscall: "recvmsg" });
+    await expect(sock.dumpMany([{ type: 0x30, payload: Buffer.alloc(0), op: "o" }])).rejects.toMatchObject({ code: "ENOBUFS", retryable: true, op: "o" });
+    raw.onSend = ([m]) => raw.deliver([part(m!), done(m!)]);
+    await expect(sock.dump({ type: 0x30, payload: Buffer.alloc(0), op: "again" })).resolves.toHaveLength(1);
   });
 
   it("a receive-queue overrun (ENOBUFS) fails everything in flight as retryable", async () => {

@@ -13,6 +13,8 @@
  *                                                          // when a part carries NLM_F_DUMP_INTR
  *   await sock.batch([req, req, ...]);                     // many messages per sendmsg (bulk programming);
  *                                                          // one result { error?, replies } per request
+ *   await sock.dumpMany([req, req, ...]);                  // many dumps back to back on this socket, one
+ *                                                          // promise; one result { error?, replies } each
  *   sock.counters.messages                                 // netlink messages sent (requests), for budgets
  *   sock.close();
  *
@@ -89,6 +91,12 @@ export interface BatchResult {
   replies: NetlinkMessage[];
 }
 
+/** One dump's outcome in dumpMany(): its parts, or why it failed (NetlinkDumpInterruptedError, kernel error). */
+export interface DumpResult {
+  error?: NetlinkError;
+  replies: NetlinkMessage[];
+}
+
 export interface NetlinkSocketOptions {
   /** Default per-request timeout (ms). */
   timeoutMs?: number;
@@ -124,7 +132,30 @@ export interface RawTransport {
 type Pending =
   | { kind: "request"; op: string; replies: NetlinkMessage[]; done: boolean; resolve(m: NetlinkMessage[]): void; reject(e: Error): void; timer?: NodeJS.Timeout }
   | { kind: "dump"; op: string; replies: NetlinkMessage[]; done: boolean; interrupted: boolean; resolve(m: NetlinkMessage[]): void; reject(e: Error): void; timer?: NodeJS.Timeout; release(): void }
-  | { kind: "batch"; op: string; chunk: Chunk; index: number };
+  | { kind: "batch"; op: string; chunk: Chunk; index: number }
+  | ManyRun;
+
+/** State of one dumpMany() call: a single pending entry, re-keyed to each dump's sequence number. */
+interface ManyRun {
+  kind: "many";
+  op: string;
+  reqs: NetlinkRequest[];
+  results: DumpResult[];
+  index: number;
+  seq: number;
+  replies: NetlinkMessage[];
+  interrupted: boolean;
+  startedAt: number;
+  timeoutMs: number;
+  /** The caller has its answer (all done, or failed); a dump may still run in the kernel. */
+  settled: boolean;
+  /** Dump slot released (no dump of ours runs in the kernel any more). */
+  released: boolean;
+  resolve(r: DumpResult[]): void;
+  reject(e: Error): void;
+  release(): void;
+  timer?: NodeJS.Timeout;
+}
 
 interface Chunk {
   results: BatchResult[];
@@ -279,6 +310,54 @@ export class NetlinkSocket {
   }
 
   /**
+   * Many dumps back to back on this socket, for one promise. Each next request is sent from the
+   * receive callback that saw the previous dump's NLMSG_DONE — no promise, timer or event-loop turn
+   * per dump (a full IPVS read is one destination dump per service). Results are per request and in
+   * order, like batch(): `{ replies }`, or `{ error }` for a dump that failed (kernel error, a
+   * negative NLMSG_DONE status, NetlinkDumpInterruptedError for NLM_F_DUMP_INTR — retry those).
+   * The promise rejects only on transport failures (sendmsg error, receive overrun, close) and on
+   * NetlinkTimeoutError: every dump must finish within `timeoutMs` of its own start (checked by one
+   * timer per call, re-armed only when it fires). Serialised with dump() like any other dump.
+   */
+  dumpMany(reqs: NetlinkRequest[], opts: RequestOptions = {}): Promise<DumpResult[]> {
+    if (reqs.length === 0) return Promise.resolve([]);
+    this.checkOpen(reqs[0]!.op);
+    const timeoutMs = opts.timeoutMs ?? this.timeoutMs;
+    return new Promise<DumpResult[]>((resolve, reject) => {
+      this.dumpQueue = this.dumpQueue.then(
+        () =>
+          new Promise<void>((release) => {
+            if (this.closed) {
+              reject(new NetlinkError(reqs[0]!.op, errnoNumber("EBADF"), { message: `${reqs[0]!.op}: netlink socket closed` }));
+              release();
+              return;
+            }
+            const run: ManyRun = {
+              kind: "many",
+              op: reqs[0]!.op,
+              reqs,
+              results: new Array<DumpResult>(reqs.length),
+              index: 0,
+              seq: 0,
+              replies: [],
+              interrupted: false,
+              startedAt: 0,
+              timeoutMs,
+              settled: false,
+              released: false,
+              resolve,
+              reject,
+              release,
+            };
+            run.timer = setTimeout(() => this.checkManyDeadline(run), timeoutMs);
+            this.sendNextDump(run);
+            this.updateRef();
+          }),
+      );
+    });
+  }
+
+  /**
    * Send many requests with as few sendmsg calls as the kernel allows. The kernel runs the messages
    * of one send in order (netlink_rcv_skb) and answers each with its own NLMSG_ERROR on failure, so
    * only the last message of each chunk asks for an ACK: that ACK proves every earlier message of
@@ -353,6 +432,76 @@ export class NetlinkSocket {
       this.updateRef();
       this.sendRaw(data, members.length, (e) => this.finishChunk(chunk, e), members[0]!.req.op);
     });
+  }
+
+  /** Start dump `run.index`, or finish the run when all are done (or the caller gave up). */
+  private sendNextDump(run: ManyRun): void {
+    if (run.seq !== 0) this.pending.delete(run.seq);
+    if (run.settled || run.index >= run.reqs.length || this.closed) {
+      this.endMany(run);
+      return;
+    }
+    const req = run.reqs[run.index]!;
+    const seq = this.nextSeq();
+    run.seq = seq;
+    run.op = req.op;
+    run.replies = [];
+    run.interrupted = false;
+    run.startedAt = performance.now();
+    this.pending.set(seq, run);
+    this.counters.dumps++;
+    const msg = encodeMessage({ type: req.type, flags: (req.flags ?? 0) | NLM_F_REQUEST | NLM_F_DUMP, seq, pid: this.pid, payload: req.payload });
+    this.sendRaw(msg, 1, (e) => {
+      // sendmsg failed: the kernel never started this dump, so the slot is free.
+      if (run.seq !== seq || run.released) return;
+      this.pending.delete(seq);
+      this.failMany(run, e);
+      this.endMany(run);
+    }, req.op);
+  }
+
+  /** NLMSG_DONE or NLMSG_ERROR of the current dump: record its result and go on. */
+  private finishManyDump(run: ManyRun, err?: NetlinkError): void {
+    if (!run.settled) {
+      if (err) run.results[run.index] = { error: err, replies: [] };
+      else if (run.interrupted) run.results[run.index] = { error: new NetlinkDumpInterruptedError(run.op), replies: [] };
+      else run.results[run.index] = { replies: run.replies };
+      run.index++;
+    }
+    this.sendNextDump(run);
+  }
+
+  private checkManyDeadline(run: ManyRun): void {
+    if (run.settled) return;
+    const elapsed = performance.now() - run.startedAt;
+    if (elapsed >= run.timeoutMs) {
+      // Give up, but keep the dump slot until the running dump's NLMSG_DONE arrives (see dump()).
+      this.failMany(run, new NetlinkTimeoutError(run.op, run.timeoutMs));
+      return;
+    }
+    run.timer = setTimeout(() => this.checkManyDeadline(run), run.timeoutMs - elapsed);
+  }
+
+  private failMany(run: ManyRun, err: Error): void {
+    if (run.settled) return;
+    run.settled = true;
+    clearTimeout(run.timer);
+    run.reject(err);
+  }
+
+  private endMany(run: ManyRun): void {
+    if (run.seq !== 0) this.pending.delete(run.seq);
+    if (!run.settled) {
+      run.settled = true;
+      clearTimeout(run.timer);
+      if (this.closed) run.reject(new NetlinkError(run.op, errnoNumber("EBADF"), { message: `${run.op}: netlink socket closed` }));
+      else run.resolve(run.results);
+    }
+    if (!run.released) {
+      run.released = true;
+      run.release();
+    }
+    this.updateRef();
   }
 
   private finishChunk(chunk: Chunk, err?: Error): void {
@@ -432,6 +581,8 @@ export class NetlinkSocket {
         else p.resolve(p.replies);
       } else if (p.kind === "dump") {
         this.finishDump(m.seq, p, err);
+      } else if (p.kind === "many") {
+        this.finishManyDump(p, err);
       } else {
         if (err) p.chunk.results[p.index]!.error = err;
         if (m.seq === p.chunk.finalSeq) this.finishChunk(p.chunk);
@@ -439,6 +590,16 @@ export class NetlinkSocket {
       return;
     }
 
+    if (p.kind === "many") {
+      if (m.flags & NLM_F_DUMP_INTR) p.interrupted = true;
+      if (m.type === NLMSG_DONE) {
+        const status = m.payload.length >= 4 ? m.payload.readInt32LE(0) : 0;
+        this.finishManyDump(p, status < 0 ? new NetlinkError(p.op, -status) : undefined);
+        return;
+      }
+      p.replies.push(m);
+      return;
+    }
     if (p.kind === "dump") {
       if (m.flags & NLM_F_DUMP_INTR) p.interrupted = true;
       if (m.type === NLMSG_DONE) {
@@ -470,6 +631,9 @@ export class NetlinkSocket {
         this.pending.delete(seq);
       } else if (p.kind === "dump") {
         this.finishDump(seq, p, new NetlinkError(p.op, err.errno, { retryable: err.retryable }));
+      } else if (p.kind === "many") {
+        this.failMany(p, new NetlinkError(p.op, err.errno, { retryable: err.retryable }));
+        this.endMany(p);
       } else {
         chunks.add(p.chunk);
       }

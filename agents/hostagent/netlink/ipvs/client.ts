@@ -223,7 +223,9 @@ export class IpvsClient {
   /**
    * Everything IPVS holds: one dump of all services, then the destinations of each service. IPVS
    * can only dump the destinations of one service at a time (IPVS_CMD_GET_DEST needs a service
-   * and has no doit), so those dumps run side by side on `dumpParallelism` sockets.
+   * and has no doit), so those dumps are spread over `dumpParallelism` sockets, each running its
+   * share back to back (NetlinkSocket.dumpMany: no promise or timer per dump). A dump interrupted
+   * by a concurrent change (NLM_F_DUMP_INTR) is run again, up to `dumpAttempts` times in all.
    */
   async snapshot(opts: DecodeOptions = {}): Promise<IpvsServiceState[]> {
     const services = await this.listServices(opts);
@@ -231,12 +233,28 @@ export class IpvsClient {
     while (this.extra.length < parallel - 1) this.extra.push(NetlinkSocket.open(NETLINK_GENERIC, this.opts));
     const socks = [this.sock, ...this.extra.slice(0, parallel - 1)];
     const out: IpvsServiceState[] = services.map((service) => ({ service, destinations: [] }));
-    let next = 0;
+    const op = "IPVS_CMD_GET_DEST(dump)";
     await Promise.all(
-      socks.map(async (s) => {
-        while (next < out.length) {
-          const entry = out[next++]!;
-          entry.destinations = await this.destsOn(s, entry.service, opts);
+      socks.map(async (s, k) => {
+        // Socket k takes a contiguous share of the services.
+        const from = Math.floor((k * out.length) / socks.length);
+        const to = Math.floor(((k + 1) * out.length) / socks.length);
+        const reqs = [];
+        for (let i = from; i < to; i++) reqs.push({ type: this.familyId, payload: encodeDumpDests(out[i]!.service), op });
+        const results = await s.dumpMany(reqs);
+        for (let i = from; i < to; i++) {
+          const entry = out[i]!;
+          const r = results[i - from]!;
+          if (r.error) {
+            if (!(r.error instanceof NetlinkDumpInterruptedError) || (this.opts.dumpAttempts ?? 3) <= 1) throw r.error;
+            // dump() makes the remaining attempts.
+            entry.destinations = await this.destsOn(s, entry.service, opts, 1);
+            continue;
+          }
+          const family = entry.service.family;
+          const dests: IpvsDestination[] = new Array(r.replies.length);
+          for (let j = 0; j < dests.length; j++) dests[j] = decodeDestination(r.replies[j]!.payload, family, opts);
+          entry.destinations = dests;
         }
       }),
     );
@@ -245,14 +263,14 @@ export class IpvsClient {
 
   // ------------------------------------------------------------------------------------------
 
-  private async destsOn(sock: NetlinkSocket, key: IpvsServiceKey, opts: DecodeOptions): Promise<IpvsDestination[]> {
-    const msgs = await this.dump(sock, encodeDumpDests(key), "IPVS_CMD_GET_DEST(dump)");
+  private async destsOn(sock: NetlinkSocket, key: IpvsServiceKey, opts: DecodeOptions, attemptsMade = 0): Promise<IpvsDestination[]> {
+    const msgs = await this.dump(sock, encodeDumpDests(key), "IPVS_CMD_GET_DEST(dump)", attemptsMade);
     return msgs.map((m) => decodeDestination(m.payload, key.family, opts));
   }
 
-  private async dump(sock: NetlinkSocket, payload: Buffer, op: string) {
+  private async dump(sock: NetlinkSocket, payload: Buffer, op: string, attemptsMade = 0) {
     const attempts = Math.max(1, this.opts.dumpAttempts ?? 3);
-    for (let i = 1; ; i++) {
+    for (let i = attemptsMade + 1; ; i++) {
       try {
         return await sock.dump({ type: this.familyId, payload, op });
       } catch (e) {

@@ -302,6 +302,10 @@ const STATS_FIELDS: [keyof IpvsStats, number, boolean][] = [
   ["outBps", C.IPVS_STATS_ATTR_OUTBPS, false],
 ];
 
+const STATS_ATTRS: readonly number[] = STATS_FIELDS.map(([, attr]) => attr);
+const STATS_WIDTHS: readonly number[] = STATS_FIELDS.map(([, , is64]) => (is64 ? 8 : 4));
+const STATS_ALL_WIDE: readonly number[] = STATS_FIELDS.map(() => 8);
+
 function putStats(w: AttrWriter, type: number, s: IpvsStats, all64: boolean): void {
   w.nested(type, (n) => {
     for (const [k, attr, is64] of STATS_FIELDS) {
@@ -477,7 +481,7 @@ function rAddr(b: Buffer, t: Table, type: number, family: IpvsFamily): string {
 /** Decode any IPVS genl payload (genlmsghdr + attributes). Throws only NetlinkDecodeError. */
 export function decodeIpvsMessage(payload: Uint8Array): IpvsMessage {
   return guard(() => {
-    const b = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+    const b = asBuffer(payload);
     if (b.length < 4) throw new NetlinkDecodeError(`genl payload too short (${b.length} bytes)`);
     const msg: IpvsMessage = { cmd: b[0]!, version: b[1]! };
     const t = T_TOP;
@@ -551,9 +555,15 @@ function decodeServiceAttrs(b: Buffer, start: number, end: number, withStats = t
   const stLen = t[2 * C.IPVS_SVC_ATTR_STATS + 1]!;
   const st64 = t[2 * C.IPVS_SVC_ATTR_STATS64]!;
   const st64Len = t[2 * C.IPVS_SVC_ATTR_STATS64 + 1]!;
-  if (st >= 0) s.stats = statsOrCheck(b, st, st + stLen, false, withStats);
-  if (st64 >= 0) s.stats64 = statsOrCheck(b, st64, st64 + st64Len, true, withStats);
-  if (!withStats) delete s.stats, delete s.stats64;
+  // Without stats the counters are only bounds-checked, and the keys are never added (adding and
+  // deleting them would turn every decoded object into a slow dictionary-mode object).
+  if (withStats) {
+    if (st >= 0) s.stats = decodeStats(b, st, st + stLen, false);
+    if (st64 >= 0) s.stats64 = decodeStats(b, st64, st64 + st64Len, true);
+  } else {
+    if (st >= 0) checkStats(b, st, st + stLen, false);
+    if (st64 >= 0) checkStats(b, st64, st64 + st64Len, true);
+  }
   return s;
 }
 
@@ -580,18 +590,28 @@ function decodeDestAttrs(b: Buffer, start: number, end: number, serviceFamily: I
   const stLen = t[2 * C.IPVS_DEST_ATTR_STATS + 1]!;
   const st64 = t[2 * C.IPVS_DEST_ATTR_STATS64]!;
   const st64Len = t[2 * C.IPVS_DEST_ATTR_STATS64 + 1]!;
-  if (st >= 0) d.stats = statsOrCheck(b, st, st + stLen, false, withStats);
-  if (st64 >= 0) d.stats64 = statsOrCheck(b, st64, st64 + st64Len, true, withStats);
-  if (!withStats) delete d.stats, delete d.stats64;
+  // Without stats the counters are only bounds-checked, and the keys are never added (adding and
+  // deleting them would turn every decoded object into a slow dictionary-mode object).
+  if (withStats) {
+    if (st >= 0) d.stats = decodeStats(b, st, st + stLen, false);
+    if (st64 >= 0) d.stats64 = decodeStats(b, st64, st64 + st64Len, true);
+  } else {
+    if (st >= 0) checkStats(b, st, st + stLen, false);
+    if (st64 >= 0) checkStats(b, st64, st64 + st64Len, true);
+  }
   return d;
 }
 
-/** Decoded counters, or (withStats false) only the bounds checks, returning undefined. */
-function statsOrCheck(b: Buffer, start: number, end: number, all64: boolean, withStats: boolean): IpvsStats | undefined {
-  if (withStats) return decodeStats(b, start, end, all64);
-  scan(b, start, end, T_STATS);
-  for (const [, attr, is64] of STATS_FIELDS) if (has(T_STATS, attr)) at(T_STATS, attr, all64 || is64 ? 8 : 4, "counter");
-  return undefined;
+/** Bounds checks of a counters nest without decoding it (every counter present has its full width). */
+function checkStats(b: Buffer, start: number, end: number, all64: boolean): void {
+  const t = T_STATS;
+  scan(b, start, end, t);
+  const attrs = STATS_ATTRS;
+  const wide = all64 ? STATS_ALL_WIDE : STATS_WIDTHS;
+  for (let i = 0; i < attrs.length; i++) {
+    const len = t[2 * attrs[i]! + 1]!;
+    if (t[2 * attrs[i]!]! >= 0 && len < wide[i]!) at(t, attrs[i]!, wide[i]!, "counter");
+  }
 }
 
 function decodeStats(b: Buffer, start: number, end: number, all64: boolean): IpvsStats {
@@ -621,6 +641,8 @@ function decodeDaemonAttrs(b: Buffer, start: number, end: number): Partial<IpvsD
   return d;
 }
 
+const asBuffer = (p: Uint8Array): Buffer => (Buffer.isBuffer(p) ? p : Buffer.from(p.buffer, p.byteOffset, p.byteLength));
+
 function guard<T>(f: () => T): T {
   try {
     return f();
@@ -636,7 +658,7 @@ function guard<T>(f: () => T): T {
 
 export function decodeService(payload: Uint8Array, opts: DecodeOptions = {}): IpvsService {
   return guard(() => {
-    const b = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+    const b = asBuffer(payload);
     if (b.length < 4) throw new NetlinkDecodeError("genl payload too short");
     scan(b, 4, b.length, T_TOP);
     const off = T_TOP[2 * C.IPVS_CMD_ATTR_SERVICE]!;
@@ -656,7 +678,7 @@ export function decodeService(payload: Uint8Array, opts: DecodeOptions = {}): Ip
 
 export function decodeDestination(payload: Uint8Array, serviceFamily?: IpvsFamily, opts: DecodeOptions = {}): IpvsDestination {
   return guard(() => {
-    const b = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+    const b = asBuffer(payload);
     if (b.length < 4) throw new NetlinkDecodeError("genl payload too short");
     scan(b, 4, b.length, T_TOP);
     const off = T_TOP[2 * C.IPVS_CMD_ATTR_DEST]!;
