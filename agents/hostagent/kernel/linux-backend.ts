@@ -24,7 +24,8 @@ import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { HostDesiredStateSchema, type HostDesiredState } from "../../../gen/lvsfleet/v1/desired_state_pb.js";
 import { IpvsClient, type IpvsOperation } from "../netlink/ipvs/client.js";
 import { NetlinkSocket, NETLINK_ROUTE } from "../netlink/socket.js";
-import { RtnlAddressManager, RtnlLinkManager } from "../netlink/rtnetlink/index.js";
+import { RtnlAddressManager, RtnlLinkManager, RtnlRouteManager } from "../netlink/rtnetlink/index.js";
+import { checkNatReturnPaths, type RouteReader } from "./nat-return-path.js";
 import {
   desiredFromProto,
   emptyOwned,
@@ -74,6 +75,8 @@ export interface LinuxBackendOptions {
   addresses?: AddressManager;
   fwmarks?: FwmarkManager;
   sysctls?: SysctlManager;
+  /** Routes, for the NAT return-path check (default: rtnetlink). */
+  routes?: RouteReader;
   log?: Log;
   now?: () => Date;
 }
@@ -116,6 +119,7 @@ export class LinuxBackend implements KernelBackend {
   private readonly addresses: AddressManager;
   private readonly fwmarks: FwmarkManager;
   private readonly sysctls: SysctlManager;
+  private readonly routes: RouteReader | undefined;
   private readonly log: Log;
   private readonly now: () => Date;
   private chain: Promise<unknown> = Promise.resolve();
@@ -133,6 +137,7 @@ export class LinuxBackend implements KernelBackend {
     this.addresses = opts.addresses ?? new RtnlAddressManager(this.rtnl!);
     this.fwmarks = opts.fwmarks ?? new NftFwmarkManager();
     this.sysctls = opts.sysctls ?? new ProcSysctlManager();
+    this.routes = opts.routes ?? (this.rtnl ? new RtnlRouteManager(this.rtnl) : undefined);
     this.log = opts.log ?? silent;
     this.now = opts.now ?? (() => new Date());
   }
@@ -150,6 +155,13 @@ export class LinuxBackend implements KernelBackend {
       return { errors: [{ object: "desired-state", operation: "parse", message: (e as Error).message }] };
     }
     const r = await this.serial(() => this.cycle(host));
+    // NAT real server: its replies must route back through a Director (nat-return-path.ts).
+    const natPaths = desired.realServer?.natReturnPaths ?? [];
+    if (natPaths.length > 0) {
+      const bad = await this.serial(() => checkNatReturnPaths(natPaths, this.routes));
+      if (bad.length > 0) this.log.warn({ errors: bad }, "NAT return path does not go through a Director");
+      r.errors.push(...bad);
+    }
     // The newest desired state is what resyncs hold the kernel to (they also retry what failed).
     this.last = host;
     this.lastProto = desired;
