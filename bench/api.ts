@@ -2,20 +2,25 @@
  * bench:api — durable API writes and reads against the real control plane, side by side with pgbench
  * on the same Postgres in the same run.
  *
- *   npm run bench:api [-- --seconds 10 --clients 16 --reals 10000]
+ *   npm run bench:api [-- --seconds 10 --clients 16 --reals 10000 --client-procs 2]
  *
  * 1. A fresh database on the shared Postgres (127.0.0.1:5432) and the control plane as a child process
- *    (`tsx services/controlplane/main.ts`, as `npm start` runs it, relay included, publishing to a KV
- *    bucket of the run's own on NATS_URL, deleted at the end) on a free port.
+ *    (`node --import tsx services/controlplane/main.ts`, as `npm start` runs it, relay included,
+ *    publishing to a KV bucket of the run's own on NATS_URL, deleted at the end) on a free port.
  * 2. Writes: `--clients` concurrent gRPC clients call CreateRealServer (each one transaction, fsync'd
- *    commit, audit row, revision) for `--seconds`; writes/s and p50/p99 latency.
+ *    commit, audit row, outbox row, revision) for `--seconds`; writes/s and p50/p99 latency.
  * 3. Reference: pgbench with the same client count for the same time, a single-row UPDATE script on a
  *    pgbench-initialised table in another fresh database of the same Postgres.
  * 4. Reads: a virtual service holding `--reals` real servers; GetVirtualService and ListRealServers
  *    (page_size 100, a random page via its token) from the same clients; reads/s.
+ *
+ * The load comes from `--client-procs` processes (this script forked, `--clients` split among them,
+ * one gRPC channel per client) so that one client event loop is not what saturates: the figure is the
+ * server's. `--server-args="--cpu-prof --cpu-prof-dir=/tmp/prof"` passes node flags to the control
+ * plane (profiling).
  * Last line: api_writes_per_s=… pgbench_tps=… ratio=… reads_per_s=… (plus the latencies).
  */
-import { spawn, execFile } from "node:child_process";
+import { spawn, execFile, fork, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
@@ -35,11 +40,15 @@ const { values: args } = parseArgs({
     seconds: { type: "string", default: "10" },
     clients: { type: "string", default: "16" },
     reals: { type: "string", default: "10000" },
+    "client-procs": { type: "string", default: "2" },
+    "server-args": { type: "string", default: "" },
+    role: { type: "string", default: "main" },
   },
 });
 const seconds = Number(args.seconds);
 const clients = Number(args.clients);
 const reals = Number(args.reals);
+const clientProcs = Math.max(1, Math.min(clients, Number(args["client-procs"])));
 const root = join(import.meta.dirname, "..");
 
 function percentile(sorted: number[], p: number): number {
@@ -56,7 +65,21 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-/** Runs `fn` on `n` workers until the deadline; returns per-call latencies (ms). */
+// Real server addresses walk 198.18.0.0/15 (131,072 addresses).
+const addr = (n: number) => `198.${18 + ((n >> 16) & 1)}.${(n >> 8) & 255}.${n & 255}`;
+
+/** One job for a client process; every process gets its share of the clients. */
+type Job =
+  | { kind: "writes"; ms: number }
+  | { kind: "fill"; from: number; to: number }
+  | { kind: "reads"; ms: number; tokens: string[] };
+interface JobResult {
+  lat: number[];
+  elapsedMs: number;
+  listed: number;
+}
+
+/** Runs `fn` on `n` workers until the deadline (or until fn returns false); per-call latencies (ms). */
 async function load(n: number, ms: number, fn: (worker: number, i: number) => Promise<unknown>): Promise<{ lat: number[]; elapsedMs: number }> {
   const lat: number[] = [];
   const start = performance.now();
@@ -65,15 +88,116 @@ async function load(n: number, ms: number, fn: (worker: number, i: number) => Pr
     Array.from({ length: n }, async (_, w) => {
       for (let i = 0; performance.now() < end; i++) {
         const t0 = performance.now();
-        await fn(w, i);
+        if ((await fn(w, i)) === false) break;
         lat.push(performance.now() - t0);
       }
     }),
   );
-  return { lat: lat.sort((a, b) => a - b), elapsedMs: performance.now() - start };
+  return { lat, elapsedMs: performance.now() - start };
 }
 
-async function pgbench(adminUrl: string): Promise<number> {
+/** Client process: `n` channels to the server at `port`, running jobs sent by the main process. */
+async function clientRole(): Promise<void> {
+  const port = Number(process.env.BENCH_PORT);
+  const proc = Number(process.env.BENCH_PROC);
+  const procs = Number(process.env.BENCH_PROCS);
+  const n = Number(process.env.BENCH_CLIENTS);
+  const pool: Client<typeof TopologyService>[] = Array.from({ length: n }, () => createClient(TopologyService, `127.0.0.1:${port}`));
+  await Promise.all(pool.map((c) => c.waitForReady(60_000)));
+  let seq = 0;
+  const onJob = async (job: Job): Promise<JobResult> => {
+    if (job.kind === "writes") {
+      const r = await load(n, job.ms, async (w) => {
+        const k = seq++ * procs + proc; // unique across processes
+        await pool[w]!.createRealServer({
+          parent: "sites/bench/virtualServices/writes",
+          realServerId: `rs${k}`,
+          realServer: { address: addr(k), forwardMethod: ForwardMethod.NAT, port: 8080, weight: 1 },
+        });
+      });
+      return { ...r, listed: 0 };
+    }
+    if (job.kind === "fill") {
+      let next = job.from;
+      const r = await load(n, 3_600_000, async (w) => {
+        const k = next++;
+        if (k >= job.to) return false;
+        await pool[w]!.createRealServer({
+          parent: "sites/bench/virtualServices/reads",
+          realServerId: `rs${k}`,
+          realServer: { address: addr(k), forwardMethod: ForwardMethod.NAT, port: 8443, weight: 1 },
+        });
+      });
+      return { ...r, listed: 0 };
+    }
+    let listed = 0;
+    const r = await load(n, job.ms, async (w, i) => {
+      const cl = pool[w]!;
+      if (i % 2 === 0) {
+        await cl.getVirtualService({ name: "sites/bench/virtualServices/reads" });
+      } else {
+        const t = job.tokens[((proc * n + w) * 7919 + i) % job.tokens.length]!;
+        const page = await cl.listRealServers({ parent: "sites/bench/virtualServices/reads", pageSize: 100, pageToken: t });
+        listed += page.realServers.length;
+      }
+    });
+    return { ...r, listed };
+  };
+  process.on("message", (job: Job | "exit") => {
+    if (job === "exit") {
+      for (const c of pool) c.close();
+      process.disconnect();
+      return;
+    }
+    onJob(job).then(
+      (res) => process.send!({ ok: true, res }),
+      (err: unknown) => process.send!({ ok: false, err: String((err as Error)?.stack ?? err) }),
+    );
+  });
+  process.send!("ready");
+}
+
+interface ClientProc {
+  child: ChildProcess;
+  run(job: Job): Promise<JobResult>;
+}
+
+async function startClientProcs(port: number): Promise<ClientProc[]> {
+  const procs = Array.from({ length: clientProcs }, (_, i) => {
+    const n = Math.floor(clients / clientProcs) + (i < clients % clientProcs ? 1 : 0);
+    const child = fork(import.meta.filename, ["--role", "client"], {
+      env: { ...process.env, BENCH_PORT: String(port), BENCH_PROC: String(i), BENCH_PROCS: String(clientProcs), BENCH_CLIENTS: String(n) },
+      stdio: ["ignore", "inherit", "inherit", "ipc"],
+    });
+    const ready = new Promise<void>((resolve, reject) => {
+      child.once("message", (m) => (m === "ready" ? resolve() : reject(new Error(`client ${i}: ${JSON.stringify(m)}`))));
+      child.once("exit", (code) => reject(new Error(`client process ${i} exited (${code})`)));
+    });
+    const cp: ClientProc = {
+      child,
+      run: (job) =>
+        new Promise((resolve, reject) => {
+          child.once("message", (m: { ok: boolean; res?: JobResult; err?: string }) => (m.ok ? resolve(m.res!) : reject(new Error(m.err))));
+          child.send(job);
+        }),
+    };
+    return { cp, ready };
+  });
+  await Promise.all(procs.map((p) => p.ready));
+  return procs.map((p) => p.cp);
+}
+
+/** Runs one job on every client process at once; merged latencies (sorted) and the longest elapsed. */
+async function runAll(procs: ClientProc[], job: (i: number) => Job): Promise<JobResult> {
+  const rs = await Promise.all(procs.map((p, i) => p.run(job(i))));
+  return {
+    lat: rs.flatMap((r) => r.lat).sort((a, b) => a - b),
+    elapsedMs: Math.max(...rs.map((r) => r.elapsedMs)),
+    listed: rs.reduce((s, r) => s + r.listed, 0),
+  };
+}
+
+async function pgbench(): Promise<number> {
   const db = await createTestDatabase();
   const dir = await mkdtemp(join(tmpdir(), "lvsfleet-pgbench-"));
   try {
@@ -84,7 +208,6 @@ async function pgbench(adminUrl: string): Promise<number> {
     const { stdout } = await run("pgbench", ["-n", "-c", String(clients), "-j", "2", "-T", String(seconds), "-f", script, db.url], { maxBuffer: 1 << 20 });
     const m = /tps = ([\d.]+)/.exec(stdout);
     if (!m) throw new Error(`no tps in pgbench output:\n${stdout}`);
-    void adminUrl;
     return Number(m[1]);
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -97,11 +220,13 @@ async function main(): Promise<void> {
   const port = await freePort();
   // The relay runs as in production, publishing to a bucket of this run's own (deleted at the end).
   const bucket = `bench-api-${process.pid}`;
-  const child = spawn(process.execPath, ["--import", "tsx", join(root, "services/controlplane/main.ts")], {
+  const serverArgs = args["server-args"] ? args["server-args"].split(/\s+/).filter(Boolean) : [];
+  const child = spawn(process.execPath, [...serverArgs, "--import", "tsx", join(root, "services/controlplane/main.ts")], {
     cwd: root,
     env: { ...process.env, DATABASE_URL: db.url, LVSFLEET_DESIRED_BUCKET: bucket, LVSFLEET_GRPC_ADDR: `127.0.0.1:${port}`, LVSFLEET_LOG_LEVEL: "warn", LVSFLEET_DB_POOL_SIZE: String(clients + 4) },
     stdio: ["ignore", "inherit", "inherit"],
   });
+  let procs: ClientProc[] = [];
   const stopServer = async () => {
     if (child.exitCode === null) {
       child.kill("SIGTERM");
@@ -109,9 +234,8 @@ async function main(): Promise<void> {
     }
   };
   try {
-    const pool: Client<typeof TopologyService>[] = Array.from({ length: clients }, () => createClient(TopologyService, `127.0.0.1:${port}`));
-    await pool[0]!.waitForReady(60_000);
-    const c = pool[0]!;
+    const c = createClient(TopologyService, `127.0.0.1:${port}`);
+    await c.waitForReady(60_000);
     await c.createSite({ siteId: "bench", site: {} });
     const mkVs = async (id: string, port: number) =>
       c.createVirtualService({
@@ -121,37 +245,18 @@ async function main(): Promise<void> {
       });
     await mkVs("writes", 80);
     await mkVs("reads", 443);
+    procs = await startClientProcs(port);
 
     // --- writes -------------------------------------------------------------------------------------
-    // Real server addresses walk 198.18.0.0/15 (131,072 addresses): unique per (worker, i).
-    const addr = (n: number) => `198.${18 + ((n >> 16) & 1)}.${(n >> 8) & 255}.${n & 255}`;
-    let seq = 0;
-    const writes = await load(clients, seconds * 1000, async () => {
-      const n = seq++;
-      await pool[n % clients]!.createRealServer({
-        parent: "sites/bench/virtualServices/writes",
-        realServerId: `rs${n}`,
-        realServer: { address: addr(n), forwardMethod: ForwardMethod.NAT, port: 8080, weight: 1 },
-      });
-    });
+    const writes = await runAll(procs, () => ({ kind: "writes", ms: seconds * 1000 }));
     const writesPerS = (writes.lat.length / writes.elapsedMs) * 1000;
 
     // --- pgbench reference (server idle meanwhile) ---------------------------------------------------
-    const tps = await pgbench(db.url);
+    const tps = await pgbench();
 
     // --- reads: a service with `reals` real servers ---------------------------------------------------
-    let made = 0;
-    await Promise.all(
-      pool.map(async (cl) => {
-        for (let n = made++; n < reals; n = made++) {
-          await cl.createRealServer({
-            parent: "sites/bench/virtualServices/reads",
-            realServerId: `rs${n}`,
-            realServer: { address: addr(n), forwardMethod: ForwardMethod.NAT, port: 8443, weight: 1 },
-          });
-        }
-      }),
-    );
+    const per = Math.ceil(reals / procs.length);
+    await runAll(procs, (i) => ({ kind: "fill", from: i * per, to: Math.min(reals, (i + 1) * per) }));
     // Page tokens of the list, so readers hit random pages, not just the first.
     const tokens = [""];
     for (let tok = ""; ; ) {
@@ -159,28 +264,23 @@ async function main(): Promise<void> {
       if (!page.nextPageToken) break;
       tokens.push((tok = page.nextPageToken));
     }
-    let listed = 0;
-    const reads = await load(clients, seconds * 1000, async (w, i) => {
-      const cl = pool[w]!;
-      if (i % 2 === 0) {
-        await cl.getVirtualService({ name: "sites/bench/virtualServices/reads" });
-      } else {
-        const page = await cl.listRealServers({ parent: "sites/bench/virtualServices/reads", pageSize: 100, pageToken: tokens[(w * 7919 + i) % tokens.length]! });
-        listed += page.realServers.length;
-      }
-    });
+    const reads = await runAll(procs, () => ({ kind: "reads", ms: seconds * 1000, tokens }));
     const readsPerS = (reads.lat.length / reads.elapsedMs) * 1000;
-    if (listed === 0) throw new Error("ListRealServers returned nothing");
-    for (const cl of pool) cl.close();
+    if (reads.listed === 0) throw new Error("ListRealServers returned nothing");
+    c.close();
 
-    console.log(`writes: ${writes.lat.length} CreateRealServer in ${(writes.elapsedMs / 1000).toFixed(1)} s with ${clients} clients`);
+    console.log(`writes: ${writes.lat.length} CreateRealServer in ${(writes.elapsedMs / 1000).toFixed(1)} s with ${clients} clients in ${procs.length} processes`);
     console.log(`reads: ${reads.lat.length} Get/List over ${tokens.length} pages of ${reals} real servers`);
     console.log(
       `api_writes_per_s=${writesPerS.toFixed(0)} pgbench_tps=${tps.toFixed(0)} ratio=${(writesPerS / tps).toFixed(2)} reads_per_s=${readsPerS.toFixed(0)} ` +
         `write_p50_ms=${percentile(writes.lat, 50).toFixed(2)} write_p99_ms=${percentile(writes.lat, 99).toFixed(2)} ` +
-        `read_p50_ms=${percentile(reads.lat, 50).toFixed(2)} read_p99_ms=${percentile(reads.lat, 99).toFixed(2)} clients=${clients} reals=${reals}`,
+        `read_p50_ms=${percentile(reads.lat, 50).toFixed(2)} read_p99_ms=${percentile(reads.lat, 99).toFixed(2)} clients=${clients} client_procs=${procs.length} reals=${reals}`,
     );
   } finally {
+    for (const p of procs) {
+      if (p.child.connected) p.child.send("exit");
+    }
+    await Promise.all(procs.map((p) => (p.child.exitCode === null && p.child.signalCode === null ? once(p.child, "exit") : undefined)));
     await stopServer();
     await db.drop();
     const nc = await connect({ servers: process.env.NATS_URL ?? "nats://127.0.0.1:4222" }).catch(() => undefined);
@@ -191,4 +291,5 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+if (args.role === "client") await clientRole();
+else await main();

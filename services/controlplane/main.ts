@@ -15,7 +15,8 @@ import { topologyService } from "./api/topology-service.js";
 import { loadConfig } from "./config.js";
 import { startEmbeddedPostgres, type EmbeddedPostgres } from "./store/embedded-postgres.js";
 import { createPool, migrate, TopologyStore } from "./store/index.js";
-import { outboxHook, startRelay, type Relay } from "./relay/index.js";
+import { outboxHook } from "./relay/index.js";
+import { startRelayWorker, type RelayWorker } from "./relay-worker.js";
 import { fleetService, startStatusIngest, type StatusIngest } from "./status/index.js";
 
 const config = loadConfig();
@@ -24,7 +25,7 @@ const log = pino({ level: config.logLevel, base: { service: "lvsfleet-controlpla
 let embedded: EmbeddedPostgres | undefined;
 let pool: pg.Pool | undefined;
 let server: RunningServer | undefined;
-let relay: Relay | undefined;
+let relay: RelayWorker | undefined;
 let ingest: StatusIngest | undefined;
 let stopping: Promise<void> | undefined;
 
@@ -47,9 +48,10 @@ async function start(): Promise<void> {
   pool = createPool(databaseUrl, config.dbPoolSize, (err) => log.warn({ err }, "idle postgres connection failed"));
   const store = new TopologyStore(pool);
   // Transactional outbox: every topology write records which site changed; the relay (one per fleet,
-  // elected by advisory lock) compiles and publishes per-host desired state to NATS.
+  // elected by advisory lock) compiles and publishes per-host desired state to NATS. It runs in a
+  // worker thread (relay-worker.ts) so its compiles never stall the API's event loop.
   store.onWrite(outboxHook);
-  relay = await startRelay({ pool, natsUrl: config.natsUrl, bucket: config.desiredBucket, log: log.child({ component: "relay" }) });
+  relay = startRelayWorker({ databaseUrl, natsUrl: config.natsUrl, bucket: config.desiredBucket, logLevel: config.logLevel, log: log.child({ component: "relay" }) });
   ingest = await startStatusIngest({ pool, natsUrl: config.natsUrl, log: log.child({ component: "status" }) });
   server = await startGrpcServer({
     address: config.grpcAddr,
