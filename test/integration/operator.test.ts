@@ -2,23 +2,25 @@
  * OperatorService against the real Postgres, over a real gRPC server on port 0 (errors travel as
  * gRPC status + google.rpc.BadRequest and are decoded by the client): imports create every resource
  * in one transaction with the file named in the audit reason; invalid files, store-level violations
- * and dry runs write nothing; the export of an imported `ipvsadm -S -n` file is that file, byte for byte.
+ * and dry runs write nothing; the export of an imported `ipvsadm -S -n` file is that file, byte for byte,
+ * and reads one snapshot (writes committing between its reads are wholly out of it).
  */
 import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { create } from "@bufbuild/protobuf";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type pg from "pg";
-import { OperatorService } from "../../gen/lvsfleet/v1/operator_service_pb.js";
+import { ExportIpvsadmRequestSchema, OperatorService } from "../../gen/lvsfleet/v1/operator_service_pb.js";
 import { TopologyService } from "../../gen/lvsfleet/v1/topology_service_pb.js";
 import { HostRole, Protocol } from "../../gen/lvsfleet/v1/types_pb.js";
 import { createClient, type Client } from "../../lib/grpc/client.js";
 import { bind, startGrpcServer, type RunningServer } from "../../lib/grpc/serve.js";
 import { RpcError } from "../../lib/grpc/status.js";
 import { runImportExport } from "../../cli/import-export.js";
-import { operatorService } from "../../services/controlplane/api/operator.js";
+import { exportIpvsadm, operatorService } from "../../services/controlplane/api/operator.js";
 import { topologyService } from "../../services/controlplane/api/topology-service.js";
 import { createPool, TopologyStore } from "../../services/controlplane/store/index.js";
 import { createTestDatabase, type TestDatabase } from "../harness/postgres.js";
@@ -290,6 +292,57 @@ describe("ImportKeepalived", () => {
       `line ${KEEPALIVED.split("\n").length + 1}: include "/etc/keepalived/more.conf": includes are not followed — the import reads one text; paste the included file in its place`,
     ]);
     expect(await snapshot()).toEqual(before);
+  });
+});
+
+describe("ExportIpvsadm reads one snapshot", () => {
+  /** The pool, with `after(sql)` awaited after each query (of the pool or of a client it hands out). */
+  function interceptedPool(real: pg.Pool, after: (sql: string) => Promise<void>): pg.Pool {
+    const wrap = (target: { query: (...a: never[]) => Promise<unknown> }) => async (text: unknown, values?: unknown) => {
+      const r = await (target.query as (t: unknown, v?: unknown) => Promise<unknown>)(text, values);
+      await after(typeof text === "string" ? text : String((text as { text?: string }).text));
+      return r;
+    };
+    const passthrough = <T extends object>(t: T, k: string | symbol) => {
+      const v = Reflect.get(t, k) as unknown;
+      return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+    };
+    return new Proxy(real, {
+      get(t, k) {
+        if (k === "query") return wrap(t as never);
+        if (k === "connect") {
+          return async () => {
+            const c = await t.connect();
+            return new Proxy(c, { get: (ct, ck) => (ck === "query" ? wrap(ct as never) : passthrough(ct, ck)) });
+          };
+        }
+        return passthrough(t, k);
+      },
+    });
+  }
+
+  it("writes committing between its reads (scheduler change, then a new real server) are wholly out of it", async () => {
+    const parent = await site("snap");
+    await ops.importIpvsadm({ parent, director: "lb1", text: "-A -t 192.0.2.77:80 -s rr\n-a -t 192.0.2.77:80 -r 198.51.100.7:80 -g -w 1\n", fileName: "snap.rules" });
+    const expected = await ops.exportIpvsadm({ parent, director: "lb1" });
+    let fired = false;
+    const spyStore = new TopologyStore(
+      interceptedPool(pool, async (sql) => {
+        if (fired || !/FROM virtual_services/.test(sql)) return;
+        fired = true;
+        // Two writes commit after the export read the services and before it reads the real servers.
+        await topo.updateVirtualService({ virtualService: { name: `${parent}/virtualServices/tcp-192-0-2-77-80`, scheduler: "wlc" }, updateMask: { paths: ["scheduler"] } });
+        await topo.createRealServer({ parent: `${parent}/virtualServices/tcp-192-0-2-77-80`, realServerId: "late", realServer: { address: "198.51.100.8", port: 80, weight: 1 } });
+      }),
+    );
+    const e = await exportIpvsadm(spyStore, create(ExportIpvsadmRequestSchema, { parent, director: "lb1" }));
+    expect(fired).toBe(true);
+    expect(e.text).toBe(expected.text);
+    expect(e.revision).toBe(expected.revision);
+    expect(e.realServerCount).toBe(1);
+    // Both writes are in the next export.
+    const next = await ops.exportIpvsadm({ parent, director: "lb1" });
+    expect(next.text).toBe("-A -t 192.0.2.77:80 -s wlc\n-a -t 192.0.2.77:80 -r 198.51.100.7:80 -g -w 1\n-a -t 192.0.2.77:80 -r 198.51.100.8:80 -g -w 1\n");
   });
 });
 

@@ -26,7 +26,10 @@ import { TEXT_FIELD, type ImportResult } from "../operator/common.js";
 import { formatIpvsadmSave } from "../operator/ipvsadm-export.js";
 import { parseIpvsadmSave } from "../operator/ipvsadm-save.js";
 import { parseKeepalivedConf } from "../operator/keepalived.js";
+import type { SiteTopology } from "../compile/index.js";
+import { loadSiteTopology } from "../relay/topology.js";
 import { createBulk } from "../store/bulk.js";
+import { READ_REVISION_SQL } from "../store/db.js";
 import type { TopologyStore } from "../store/index.js";
 import { writeMeta, type RequestContext } from "./context.js";
 import { planChange } from "./plan.js";
@@ -110,34 +113,37 @@ export async function importKeepalived(store: TopologyStore, req: ImportKeepaliv
   return create(ImportKeepalivedResponseSchema, { ...r, dryRun: req.dryRun });
 }
 
-const PAGE = 1000;
-
+/**
+ * Reads everything in ONE snapshot (a REPEATABLE READ, READ ONLY transaction): the revision, the host,
+ * the services and their real servers. A write committing meanwhile is either wholly in the export
+ * or wholly out of it, never half (e.g. a service without the real servers an import gave it).
+ */
 export async function exportIpvsadm(store: TopologyStore, req: ExportIpvsadmRequest): Promise<ExportIpvsadmResponse> {
   const { site } = parseSiteName(req.parent, "parent");
   const director = directorName(site, req.director, true)!;
-  const host = checkHostName(director, "director") as { site: string; host: string };
-  await store.hosts.get(site, host.host); // NOT_FOUND for a host that does not exist
-  const services: VirtualService[] = [];
-  let revision = 0n;
-  let token = "";
-  do {
-    const p = await store.virtualServices.list(site, { pageSize: PAGE, pageToken: token });
-    if (revision === 0n) revision = p.revision;
-    services.push(...p.items.filter((vs) => vs.directors.includes(director)));
-    token = p.nextPageToken;
-  } while (token);
+  const c = await store.db.pool.connect();
+  let revision: bigint;
+  let topo: SiteTopology | undefined;
+  try {
+    await c.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    revision = BigInt((await c.query<{ r: string }>(READ_REVISION_SQL)).rows[0]!.r);
+    topo = await loadSiteTopology(c, site);
+    await c.query("COMMIT");
+  } catch (err) {
+    await c.query("ROLLBACK").catch(() => undefined);
+    throw err;
+  } finally {
+    c.release();
+  }
+  // NOT_FOUND for a host (or site) that does not exist.
+  if (!topo?.hosts.some((h) => h.name === director)) throw LvsfleetError.notFound(director);
+  const services = topo.virtualServices.filter((vs) => vs.directors.includes(director));
   const held = new Set(services.map((vs) => vs.name));
   const byService = new Map<string, RealServer[]>();
-  token = "";
-  do {
-    const p = await store.realServers.list(site, "-", { pageSize: PAGE, pageToken: token });
-    for (const rs of p.items) {
-      const parent = rs.name.slice(0, rs.name.indexOf("/realServers/"));
-      if (!held.has(parent)) continue;
-      byService.set(parent, [...(byService.get(parent) ?? []), rs]);
-    }
-    token = p.nextPageToken;
-  } while (token);
+  for (const rs of topo.realServers) {
+    const parent = rs.name.slice(0, rs.name.indexOf("/realServers/"));
+    if (held.has(parent)) byService.set(parent, [...(byService.get(parent) ?? []), rs]);
+  }
   const text = formatIpvsadmSave(services.map((vs) => ({ virtualService: vs, realServers: byService.get(vs.name) ?? [] })));
   let rsCount = 0;
   for (const l of byService.values()) rsCount += l.length;
