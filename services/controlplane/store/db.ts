@@ -43,7 +43,13 @@ export interface WriteRecord {
 export type AfterWriteHook = (tx: WriteTx, record: WriteRecord) => Promise<void>;
 
 export interface WriteTx {
+  /**
+   * The transaction's connection. BEGIN is sent with the first tx.query()/revision()/now(), so use
+   * tx.query for the first statement (after that, client.query is inside the transaction too).
+   */
   readonly client: pg.PoolClient;
+  /** Who writes and why (for audit rows written together with a resource row, see rows.ts). */
+  readonly meta: WriteMeta;
   query<R extends pg.QueryResultRow = any>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
   /**
    * This transaction's revision: the first call takes nextval('revision_seq'), later calls return the
@@ -58,8 +64,11 @@ export interface WriteTx {
   revisionSql(): string;
   /** Adopts the revision (and now()) a statement built with revisionSql() returned. */
   adoptRevision(revision: bigint, now: Date): void;
-  /** Records a written resource; flushed to audit_log (one statement) before COMMIT. */
-  record(change: Change): void;
+  /**
+   * Records a written resource; flushed to audit_log (one statement) before COMMIT — unless
+   * `audited`: the statement that wrote the row wrote its audit row too (rows.ts insertRow/updateRow).
+   */
+  record(change: Change, audited?: boolean): void;
   /** Server time of the transaction (now()), for create_time / update_time. */
   readonly now: () => Promise<Date>;
 }
@@ -76,6 +85,48 @@ export function createPool(connectionString: string, max = 20, onError: (err: Er
   // process would die. The pool replaces the client on next use.
   pool.on("error", onError);
   return pool;
+}
+
+/**
+ * Named (prepared) statements: Postgres parses and plans a statement text once per connection instead
+ * of on every call. Names are derived from the text (a bounded cache; past it, statements go unnamed).
+ */
+const statementNames = new Map<string, string>();
+let statementCount = 0;
+const MAX_NAMED_STATEMENTS = 2000;
+
+export function prepared(text: string, values?: readonly unknown[]): pg.QueryConfig {
+  let name = statementNames.get(text);
+  if (name === undefined && statementNames.size < MAX_NAMED_STATEMENTS) {
+    name = `lvs${(statementCount++).toString(36)}`;
+    statementNames.set(text, name);
+  }
+  return name === undefined ? { text, values: values as unknown[] } : { name, text, values: values as unknown[] };
+}
+
+/**
+ * The statement with its `$n` parameters written in as literals, for the simple-query protocol (which
+ * takes several statements in one round trip but no parameters); undefined when that is not safe: a
+ * text with quotes or dollar quoting (a `$n` could sit inside a string), or values other than
+ * strings, finite numbers, bigints, booleans and null.
+ */
+function inlined(client: pg.ClientBase, text: string, values: readonly unknown[] = []): string | undefined {
+  if (/['"]|\$\$/.test(text)) return undefined;
+  const lits: string[] = [];
+  for (const v of values) {
+    if (v === null || v === undefined) lits.push("NULL");
+    else if (typeof v === "string") lits.push(client.escapeLiteral(v));
+    else if (typeof v === "bigint" || (typeof v === "number" && Number.isFinite(v))) lits.push(client.escapeLiteral(String(v)));
+    else if (typeof v === "boolean") lits.push(v ? "true" : "false");
+    else return undefined;
+  }
+  let ok = true;
+  const out = text.replace(/\$(\d+)/g, (_, n: string) => {
+    const lit = lits[Number(n) - 1];
+    if (lit === undefined) ok = false;
+    return lit ?? "";
+  });
+  return ok ? out : undefined;
 }
 
 export function createDatabase(pool: pg.Pool): Database {
@@ -119,15 +170,34 @@ async function runOnce<T>(
   const client = await db.pool.connect();
   let revision: bigint | undefined;
   let now: Date | undefined;
+  let begun = false;
   const changes: Change[] = [];
+  const audited = new Set<Change>();
+  /**
+   * Every statement of the transaction goes through here. The first one carries BEGIN and now() in
+   * the same round trip (simple-query protocol, parameters written in as literals when that is safe,
+   * see inlined()); the rest are prepared statements.
+   */
+  const query = async <R extends pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>> => {
+    if (begun) return client.query<R>(prepared(text, values));
+    begun = true;
+    const inline = inlined(client, text, values);
+    if (inline !== undefined) {
+      const rs = (await client.query(`BEGIN; SELECT now() AS now; ${inline}`)) as unknown as pg.QueryResult[];
+      now = (rs[1]!.rows[0] as { now: Date }).now;
+      return rs[2] as pg.QueryResult<R>;
+    }
+    const rs = (await client.query("BEGIN; SELECT now() AS now")) as unknown as pg.QueryResult[];
+    now = (rs[1]!.rows[0] as { now: Date }).now;
+    return client.query<R>(prepared(text, values));
+  };
   const tx: WriteTx = {
     client,
-    query: (text, values) => client.query(text, values as unknown[]),
+    meta,
+    query,
     async revision() {
       if (revision === undefined) {
-        const r = await client.query<{ rev: string; now: Date }>(
-          "SELECT nextval('revision_seq')::text AS rev, now() AS now",
-        );
+        const r = await query<{ rev: string; now: Date }>("SELECT nextval('revision_seq')::text AS rev, now() AS now");
         revision = BigInt(r.rows[0]!.rev);
         now = r.rows[0]!.now;
       }
@@ -141,35 +211,38 @@ async function runOnce<T>(
       revision = rev;
       now = at;
     },
-    record(change) {
+    record(change, isAudited) {
       changes.push(change);
+      if (isAudited) audited.add(change);
     },
     async now() {
       if (now === undefined) {
-        const r = await client.query<{ now: Date }>("SELECT now() AS now");
-        now = r.rows[0]!.now;
+        // The first statement (BEGIN; SELECT now()) sets it.
+        await query("SELECT 1");
       }
-      return now;
+      return now!;
     },
   };
   let broken = false;
   try {
-    await client.query("BEGIN");
     const result = await fn(tx);
     if (changes.length === 0) {
-      await client.query("ROLLBACK");
+      if (begun) await client.query("ROLLBACK");
       return { result, revision: 0n };
     }
-    const rev = await insertAudit(tx, meta, changes);
+    const pending = changes.filter((c) => !audited.has(c));
+    const rev = pending.length > 0 || revision === undefined ? await insertAudit(tx, meta, pending) : revision;
     const record: WriteRecord = { revision: rev, meta, changes };
     for (const hook of db.afterWrite) await hook(tx, record);
     await client.query("COMMIT");
     return { result, revision: rev };
   } catch (err) {
-    try {
-      await client.query("ROLLBACK");
-    } catch {
-      broken = true;
+    if (begun) {
+      try {
+        await client.query("ROLLBACK");
+      } catch {
+        broken = true;
+      }
     }
     throw err;
   } finally {

@@ -4,10 +4,10 @@
  * update_time` plus its key columns (see migrations/).
  */
 import { clone, fromJson, toJson, type DescMessage, type JsonObject, type MessageShape } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import type pg from "pg";
 import { LvsfleetError } from "../domain/errors.js";
-import { READ_REVISION_SQL, type ResourceKind, type WriteTx } from "./db.js";
+import { prepared, READ_REVISION_SQL, type ResourceKind, type WriteTx } from "./db.js";
 
 /** The output-only fields every resource message has. */
 interface OutputOnly {
@@ -96,10 +96,12 @@ export async function getRow<D extends DescMessage>(
   keys: readonly string[],
 ): Promise<{ resource: MessageShape<D>; revision: bigint }> {
   const r = await pool.query<StoredRow & { read_revision: string }>(
-    `SELECT rev.r AS read_revision, t.*
-       FROM (${READ_REVISION_SQL}) rev
-       LEFT JOIN LATERAL (SELECT ${ROW_COLUMNS} FROM ${spec.table} WHERE ${whereKeys(spec.keys)}) t ON true`,
-    [...keys],
+    prepared(
+      `SELECT rev.r AS read_revision, t.*
+         FROM (${READ_REVISION_SQL}) rev
+         LEFT JOIN LATERAL (SELECT ${ROW_COLUMNS} FROM ${spec.table} WHERE ${whereKeys(spec.keys)}) t ON true`,
+      [...keys],
+    ),
   );
   const row = r.rows[0]!;
   if (row.resource === null || row.resource === undefined) throw LvsfleetError.notFound(spec.name(keys));
@@ -166,13 +168,15 @@ export async function listRows<D extends DescMessage>(
   values.push(size + 1);
   const where = conds.length ? `WHERE ${conds.join(" AND ")}` : "";
   const r = await pool.query<StoredRow & { read_revision: string; k: string[] | null }>(
-    `SELECT rev.r AS read_revision, t.*
-       FROM (${READ_REVISION_SQL}) rev
-       LEFT JOIN LATERAL (
-         SELECT ${ROW_COLUMNS}, ARRAY[${spec.keys.join(", ")}] AS k FROM ${spec.table} ${where}
-         ORDER BY ${spec.keys.join(", ")} LIMIT $${values.length}
-       ) t ON true`,
-    values,
+    prepared(
+      `SELECT rev.r AS read_revision, t.*
+         FROM (${READ_REVISION_SQL}) rev
+         LEFT JOIN LATERAL (
+           SELECT ${ROW_COLUMNS}, ARRAY[${spec.keys.join(", ")}] AS k FROM ${spec.table} ${where}
+           ORDER BY ${spec.keys.join(", ")} LIMIT $${values.length}
+         ) t ON true`,
+      values,
+    ),
   );
   const revision = BigInt(r.rows[0]!.read_revision);
   const rows = r.rows.filter((row) => row.resource !== null && row.resource !== undefined);
@@ -243,29 +247,62 @@ export async function insertRow<D extends DescMessage>(
    */
   onConflict?: () => Promise<never>,
 ): Promise<MessageShape<D>> {
-  // The stored JSON has no output-only fields, so the row can take the revision in the same statement.
+  // The stored JSON has no output-only fields, so the row can take the revision in the same statement,
+  // and its audit row goes in with it (a data-modifying CTE: one round trip for row + audit). The
+  // audit JSON is the full resource: everything but the revision and etag is known here (create and
+  // update time are the transaction's now(), which tx.now() read with BEGIN); those two are added in SQL.
+  const name = spec.name(keys);
+  const now = await tx.now();
   const cols = [...spec.keys, ...Object.keys(extra), "resource"];
   const values = [...keys, ...Object.values(extra), storedJson(spec.schema, msg)];
+  const n = values.length;
+  values.push(tx.meta.actor, tx.meta.operation, tx.meta.reason ?? "", name, keys[0]!, auditJson(spec.schema, msg, name, now, now));
   const r = await tx.query<{ revision: string; now: Date }>(
-    `INSERT INTO ${spec.table} (${cols.join(", ")}, revision, create_time, update_time)
-     VALUES (${cols.map((_, i) => `$${i + 1}`).join(", ")}, ${tx.revisionSql()}, now(), now())
-     ${onConflict ? "ON CONFLICT DO NOTHING" : ""}
-     RETURNING revision::text AS revision, now() AS now`,
+    `WITH ins AS (
+       INSERT INTO ${spec.table} (${cols.join(", ")}, revision, create_time, update_time)
+       VALUES (${cols.map((_, i) => `$${i + 1}`).join(", ")}, ${tx.revisionSql()}, now(), now())
+       ${onConflict ? "ON CONFLICT DO NOTHING" : ""}
+       RETURNING revision
+     ), aud AS (${AUDIT_INSERT(n, "NULL::jsonb")})
+     SELECT revision::text AS revision, now() AS now FROM ins`,
     values,
   );
   if (!r.rows[0]) {
-    if (!onConflict) throw new Error(`insert of ${spec.name(keys)} returned no row`);
+    if (!onConflict) throw new Error(`insert of ${name} returned no row`);
     return onConflict();
   }
   const revision = BigInt(r.rows[0].revision);
-  const now = r.rows[0].now;
-  tx.adoptRevision(revision, now);
-  const written = stamp(spec.schema, msg, spec.name(keys), revision, now, now);
-  tx.record({ kind: spec.kind, resourceName: (written as unknown as OutputOnly).name, siteId: keys[0]!, after: fullJson(spec.schema, written) });
+  tx.adoptRevision(revision, r.rows[0].now);
+  const written = stamp(spec.schema, msg, name, revision, now, now);
+  tx.record({ kind: spec.kind, resourceName: name, siteId: keys[0]!, after: fullJson(spec.schema, written) }, true);
   return written;
 }
 
-/** Rewrites an existing row (which the caller locked) at the transaction's revision. */
+/**
+ * The audit insert of insertRow/updateRow, reading the written row's revision from CTE `ins`;
+ * parameters $n+1.. are actor, operation, reason, resource name, site, after JSON (without revision and
+ * etag, which are added here). Same columns as db.ts insertAudit.
+ */
+function AUDIT_INSERT(n: number, before: string): string {
+  const p = (i: number) => `$${n + i}`;
+  return `INSERT INTO audit_log (revision, actor, operation, reason, resource_name, site_id, before, after)
+       SELECT ins.revision, ${p(1)}, ${p(2)}, ${p(3)}, ${p(4)}, ${p(5)}, ${before},
+              ${p(6)}::jsonb || jsonb_build_object('revision', ins.revision::text, 'etag', '"' || ins.revision::text || '"')
+         FROM ins`;
+}
+
+/** fullJson of the resource as written at (yet unknown) revision: no revision, no etag. */
+function auditJson<D extends DescMessage>(schema: D, msg: MessageShape<D>, name: string, createTime: Date | undefined, updateTime: Date): JsonObject {
+  const m = clone(schema, msg) as MessageShape<D> & OutputOnly;
+  m.name = name;
+  m.revision = 0n;
+  m.etag = "";
+  m.createTime = createTime ? timestampFromDate(createTime) : undefined;
+  m.updateTime = timestampFromDate(updateTime);
+  return toJson(schema, m) as JsonObject;
+}
+
+/** Rewrites an existing row (which the caller locked) at the transaction's revision, with its audit row. */
 export async function updateRow<D extends DescMessage>(
   tx: WriteTx,
   spec: TableSpec<D>,
@@ -274,26 +311,37 @@ export async function updateRow<D extends DescMessage>(
   before: MessageShape<D>,
   msg: MessageShape<D>,
 ): Promise<MessageShape<D>> {
+  const name = spec.name(keys);
+  const now = await tx.now();
+  // create_time does not change: the locked row's (as read) is the one the response carries.
+  const createTime = (before as unknown as OutputOnly).createTime as Timestamp | undefined;
   const sets = [...Object.keys(extra), "resource"];
   const values = [...Object.values(extra), storedJson(spec.schema, msg), ...keys];
+  const n = values.length;
+  values.push(tx.meta.actor, tx.meta.operation, tx.meta.reason ?? "", name, keys[0]!, auditJson(spec.schema, msg, name, createTime && timestampDate(createTime), now), fullJson(spec.schema, before));
   const r = await tx.query<{ revision: string; now: Date; create_time: Date }>(
-    `UPDATE ${spec.table} SET ${sets.map((c, i) => `${c} = $${i + 1}`).join(", ")}, revision = ${tx.revisionSql()}, update_time = now()
-      WHERE ${whereKeys(spec.keys, sets.length)}
-      RETURNING revision::text AS revision, now() AS now, create_time`,
+    `WITH ins AS (
+       UPDATE ${spec.table} SET ${sets.map((c, i) => `${c} = $${i + 1}`).join(", ")}, revision = ${tx.revisionSql()}, update_time = now()
+        WHERE ${whereKeys(spec.keys, sets.length)}
+        RETURNING revision, create_time
+     ), aud AS (${AUDIT_INSERT(n, `$${n + 7}::jsonb`)})
+     SELECT revision::text AS revision, now() AS now, create_time FROM ins`,
     values,
   );
-  if (!r.rows[0]) throw new Error(`${spec.name(keys)} vanished under its row lock`);
+  if (!r.rows[0]) throw new Error(`${name} vanished under its row lock`);
   const revision = BigInt(r.rows[0].revision);
-  const now = r.rows[0].now;
-  tx.adoptRevision(revision, now);
-  const written = stamp(spec.schema, msg, spec.name(keys), revision, r.rows[0].create_time, now);
-  tx.record({
-    kind: spec.kind,
-    resourceName: (written as unknown as OutputOnly).name,
-    siteId: keys[0]!,
-    before: fullJson(spec.schema, before),
-    after: fullJson(spec.schema, written),
-  });
+  tx.adoptRevision(revision, r.rows[0].now);
+  const written = stamp(spec.schema, msg, name, revision, r.rows[0].create_time, now);
+  tx.record(
+    {
+      kind: spec.kind,
+      resourceName: name,
+      siteId: keys[0]!,
+      before: fullJson(spec.schema, before),
+      after: fullJson(spec.schema, written),
+    },
+    true,
+  );
   return written;
 }
 
