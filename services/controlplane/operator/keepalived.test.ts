@@ -176,9 +176,93 @@ describe("keepalived.conf import: checkers differ between real servers", () => {
     const r = parseKeepalivedConf(text);
     expect(r.virtualServices[0]!.virtualService.healthCheck?.kind.case).toBe("tcp");
     expect(r.warnings.map((w) => [w.line, w.message])).toEqual([
-      [9, "HTTP_GET on line 10 differs from line 5's; lvsfleet runs one health check per virtual service (line 5's)"],
+      [9, "HTTP_GET on line 10 (http GET / expect 2xx, every 60s, timeout 5s) differs from line 5's; lvsfleet runs one health check per virtual service (line 5's: tcp connect, every 60s, timeout 2s)"],
       [9, "real_server without inhibit_on_failure while others have it; lvsfleet has one failure action per service: QUIESCE (weight 0)"],
     ]);
+  });
+});
+
+describe("keepalived.conf import: several checkers on one real server (keepalived.conf(5) allows any number)", () => {
+  // Formats from keepalived.conf(5): SSL_GET/HTTP_GET with url blocks, TCP_CHECK, MISC_CHECK, DNS_CHECK.
+  const text = `virtual_server 192.0.2.30 443 {
+  delay_loop 10
+  lb_algo wlc
+  lb_kind DR
+  protocol TCP
+  real_server 198.51.100.31 443 {
+    weight 2
+    SSL_GET {
+      url {
+        path /health
+        status_code 200
+      }
+      connect_timeout 3
+      retry 2
+    }
+    TCP_CHECK {
+      connect_port 8443
+      connect_timeout 1
+      delay_before_retry 2
+    }
+    MISC_CHECK {
+      misc_path "/usr/local/bin/check_tls 198.51.100.31"
+      misc_timeout 9
+    }
+  }
+  real_server 198.51.100.32 443 {
+    weight 2
+    SSL_GET {
+      url {
+        path /health
+        status_code 200
+      }
+      connect_timeout 3
+      retry 2
+    }
+  }
+}
+virtual_server 192.0.2.31 53 {
+  lb_algo rr
+  lb_kind NAT
+  protocol UDP
+  real_server 198.51.100.41 53 {
+    DNS_CHECK {
+      type a
+      name www.example.com
+      connect_timeout 2
+      retry 1
+    }
+    DNS_CHECK {
+    }
+  }
+}
+`;
+  const r = parseKeepalivedConf(text, { director: DIRECTOR });
+
+  it("the first checker is the service's check; every further one is listed on its line with what it checks", () => {
+    expect(toJson(VirtualServiceSchema, r.virtualServices[0]!.virtualService)).toMatchObject({
+      healthCheck: { http: { path: "/health", expectedStatus: 200, tls: true, tlsSkipVerify: true }, interval: "10s", timeout: "3s", fall: 3 },
+    });
+    expect(r.warnings.map((w) => [w.line, w.directive, w.message])).toEqual([
+      [16, "TCP_CHECK", "TCP_CHECK (tcp connect, port 8443, every 10s, timeout 1s) not imported: lvsfleet runs one health check per virtual service and this real server's is its first checker (SSL_GET on line 8); keepalived would take it out when any of its checkers fails"],
+      [19, "delay_before_retry", "delay_before_retry in TCP_CHECK is not supported by lvsfleet; not imported"],
+      [21, "MISC_CHECK", "MISC_CHECK (exec /usr/local/bin/check_tls 198.51.100.31, every 10s, timeout 9s) not imported: lvsfleet runs one health check per virtual service and this real server's is its first checker (SSL_GET on line 8); keepalived would take it out when any of its checkers fails"],
+      [49, "DNS_CHECK", "DNS_CHECK (dns SOA ., every 60s, timeout 5s) not imported: lvsfleet runs one health check per virtual service and this real server's is its first checker (DNS_CHECK on line 43); keepalived would take it out when any of its checkers fails"],
+    ]);
+  });
+
+  it("DNS_CHECK → dns check (type upper-cased, name; keepalived's defaults SOA and the root)", () => {
+    expect(toJson(VirtualServiceSchema, r.virtualServices[1]!.virtualService)).toMatchObject({
+      protocol: "PROTOCOL_UDP",
+      healthCheck: { dns: { queryName: "www.example.com", queryType: "A" }, interval: "60s", timeout: "2s", fall: 2 },
+    });
+    const v = validateVirtualService(r.virtualServices[1]!.virtualService, { firewallMarks: [], hosts: [create(HostSchema, { name: DIRECTOR, roles: [HostRole.DIRECTOR] })], realServers: [], site: "ams1" }, "vs");
+    expect(v).toEqual([]);
+  });
+
+  it("an error inside a further checker still fails the file, naming its line", () => {
+    const bad = text.replace("connect_timeout 1\n", "connect_timeout soon\n");
+    expect(violations(bad)).toEqual(['line 18: "connect_timeout": "soon" is not a number of seconds']);
   });
 });
 

@@ -20,7 +20,7 @@
  *     connect_timeout, retry, delay_loop  → defaults of the checkers below
  *     real_server IP PORT {
  *       weight N, uthreshold N, lthreshold N, inhibit_on_failure
- *       TCP_CHECK | HTTP_GET | SSL_GET | MISC_CHECK { … }
+ *       TCP_CHECK | HTTP_GET | SSL_GET | MISC_CHECK | DNS_CHECK { … }   (every one of them parsed)
  *     }
  *   }
  *   virtual_server_group NAME { IP PORT | IP-RANGE PORT | fwmark N … }
@@ -31,11 +31,15 @@
  *   out), connect_port → port; HTTP_GET/SSL_GET url { path → path, status_code → expected_status
  *   (a range 200-299 → 0 = any 2xx), virtualhost → host_header, regex → body_regex }; SSL_GET → tls
  *   with tls_skip_verify (keepalived does not verify certificates unless configured); MISC_CHECK
- *   misc_path "cmd args" → exec argv (split like a shell word list, no shell), misc_timeout → timeout.
+ *   misc_path "cmd args" → exec argv (split like a shell word list, no shell), misc_timeout → timeout;
+ *   DNS_CHECK type → query_type (default SOA), name → query_name (default ".").
  *
  * lvsfleet models one health check and one failure action per virtual service; keepalived has them
- * per real server. The first real server's checker is used; a real server whose checker differs is
- * listed as a warning. inhibit_on_failure on every real server → failure_action QUIESCE (weight 0),
+ * per real server, and a real server may have several checkers (keepalived takes it out when any
+ * fails). The first checker of the first real server that has one is used. Every other checker is
+ * still parsed (errors and unsupported directives inside it are reported by line) and listed as a
+ * warning on its line, with what it checks: a further checker on a real server ("not imported"), or
+ * a real server whose first checker differs from the one used. inhibit_on_failure on every real server → failure_action QUIESCE (weight 0),
  * on none → REMOVE (keepalived's default); mixed → QUIESCE with a warning.
  *
  * A virtual_server_group becomes one lvsfleet virtual service per member (lvsfleet has no groups),
@@ -54,6 +58,7 @@ import { DurationSchema } from "@bufbuild/protobuf/wkt";
 import { PersistenceSchema, RealServerSchema, SorryServerSchema, VirtualServiceSchema, type RealServer, type VirtualService } from "../../../gen/lvsfleet/v1/topology_pb.js";
 import {
   AddressFamily,
+  DnsCheckSchema,
   ExecCheckSchema,
   FailureAction,
   ForwardMethod,
@@ -172,8 +177,8 @@ export function parseStatements(text: string, errors: LineErrors): Statement[] {
 const SCHED_FLAG_WORDS = new Set(["sh-port", "sh-fallback", "mh-port", "mh-fallback"]);
 const FORWARD: Record<string, ForwardMethod> = { NAT: ForwardMethod.NAT, DR: ForwardMethod.DR, TUN: ForwardMethod.TUN };
 const PROTOCOLS: Record<string, Protocol> = { TCP: Protocol.TCP, UDP: Protocol.UDP, SCTP: Protocol.SCTP };
-const CHECKERS = new Set(["TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK"]);
-const OTHER_CHECKERS = new Set(["SMTP_CHECK", "DNS_CHECK", "BFD_CHECK", "UDP_CHECK", "PING_CHECK", "FILE_CHECK"]);
+const CHECKERS = new Set(["TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "DNS_CHECK"]);
+const OTHER_CHECKERS = new Set(["SMTP_CHECK", "BFD_CHECK", "UDP_CHECK", "PING_CHECK", "FILE_CHECK"]);
 
 class Ctx {
   readonly warnings: ImportWarning[] = [];
@@ -285,6 +290,8 @@ function checker(c: Ctx, st: Statement, d: CheckerDefaults): Checker {
   const hc = create(HealthCheckSchema, {});
   if (st.key === "TCP_CHECK") hc.kind = { case: "tcp", value: create(TcpCheckSchema, {}) };
   else if (st.key === "MISC_CHECK") hc.kind = { case: "exec", value: create(ExecCheckSchema, {}) };
+  // keepalived's DNS_CHECK defaults: type SOA, name "." (the root).
+  else if (st.key === "DNS_CHECK") hc.kind = { case: "dns", value: create(DnsCheckSchema, { queryName: ".", queryType: "SOA" }) };
   else hc.kind = { case: "http", value: create(HttpCheckSchema, { tls: st.key === "SSL_GET", tlsSkipVerify: st.key === "SSL_GET" }) };
   let urls = 0;
   for (const s of st.block ?? []) {
@@ -365,6 +372,17 @@ function checker(c: Ctx, st: Statement, d: CheckerDefaults): Checker {
         const argv = v && splitWords(v[0]!);
         if (v && !argv) c.err(s, "misc_path: unbalanced quotes", "INVALID_SYNTAX");
         if (argv) hc.kind.value.argv = argv;
+        break;
+      }
+      case "type":
+      case "name": {
+        if (hc.kind.case !== "dns") {
+          c.unsupported(s, st.key);
+          break;
+        }
+        const v = c.args(s, 1, s.key === "type" ? "a query type" : "a DNS name");
+        if (v && s.key === "type") hc.kind.value.queryType = v[0]!.toUpperCase();
+        else if (v) hc.kind.value.queryName = v[0]!;
         break;
       }
       case "misc_dynamic":
@@ -700,7 +718,10 @@ function virtualServer(c: Ctx, st: Statement, groups: Map<string, { st: Statemen
     if (!first) break;
     if (!r.checker) c.warn(r.st, `real_server has no checker while line ${first.checker!.line}'s has one; lvsfleet checks every real server of the service with it`);
     else if (r !== first && (r.checker.kind !== first.checker!.kind || comparable(r) !== comparable(first))) {
-      c.warn(r.st, `${r.checker.kind} on line ${r.checker.line} differs from line ${first.checker!.line}'s; lvsfleet runs one health check per virtual service (line ${first.checker!.line}'s)`);
+      c.warn(
+        r.st,
+        `${r.checker.kind} on line ${r.checker.line} (${describeCheck(r.checker.hc)}) differs from line ${first.checker!.line}'s; lvsfleet runs one health check per virtual service (line ${first.checker!.line}'s: ${describeCheck(first.checker!.hc)})`,
+      );
     }
   }
   const inhibit = d.realServers.filter((r) => r.inhibit).length;
@@ -759,6 +780,23 @@ function virtualServer(c: Ctx, st: Statement, groups: Map<string, { st: Statemen
   return out;
 }
 
+/** A health check in a few words, e.g. "http GET /healthz expect 200, port 8080, every 6s, timeout 3s, fall 4". */
+export function describeCheck(hc: HealthCheck): string {
+  const k = hc.kind;
+  const what =
+    k.case === "tcp"
+      ? "tcp connect"
+      : k.case === "http"
+        ? `${k.value.tls ? "https" : "http"} GET ${k.value.path || "/"} expect ${k.value.expectedStatus || "2xx"}${k.value.hostHeader ? ` host ${k.value.hostHeader}` : ""}${k.value.bodyRegex ? ` body ~ ${k.value.bodyRegex}` : ""}`
+        : k.case === "dns"
+          ? `dns ${k.value.queryType} ${k.value.queryName}`
+          : k.case === "exec"
+            ? `exec ${k.value.argv.join(" ")}`
+            : "no check";
+  const secs = (d: { seconds: bigint; nanos: number } | undefined) => (d ? `${Number(d.seconds) + d.nanos / 1e9}s` : "?");
+  return [what, hc.port ? `port ${hc.port}` : "", `every ${secs(hc.interval)}`, `timeout ${secs(hc.timeout)}`, hc.fall ? `fall ${hc.fall}` : ""].filter(Boolean).join(", ");
+}
+
 /** A checker as text, for "differs from the first one" (the real server's own port is not a difference). */
 function comparable(r: RsDraft): string {
   const c = r.checker!;
@@ -775,8 +813,15 @@ function realServerDraft(c: Ctx, st: Statement, defaults: CheckerDefaults): RsDr
   const d = { ...defaults };
   for (const s of st.block ?? []) {
     if (CHECKERS.has(s.key)) {
-      if (chk) c.warn(s, `a second checker (${s.key}) on one real server; lvsfleet runs one health check: the first (line ${chk.line})`);
-      else chk = checker(c, s, d);
+      // Every checker is parsed (its errors and unsupported directives are reported by line); the
+      // first one is the real server's check, each further one is listed with what it would check.
+      const parsed = checker(c, s, d);
+      if (chk) {
+        c.warn(
+          s,
+          `${s.key} (${describeCheck(parsed.hc)}) not imported: lvsfleet runs one health check per virtual service and this real server's is its first checker (${chk.kind} on line ${chk.line}); keepalived would take it out when any of its checkers fails`,
+        );
+      } else chk = parsed;
       continue;
     }
     switch (s.key) {
