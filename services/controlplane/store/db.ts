@@ -71,6 +71,14 @@ export interface WriteTx {
   record(change: Change, audited?: boolean): void;
   /** Server time of the transaction (now()), for create_time / update_time. */
   readonly now: () => Promise<Date>;
+  /**
+   * Queues a statement whose result nobody needs (an outbox insert, a NOTIFY) to run just before
+   * COMMIT, in the same round trip as the COMMIT (simple-query protocol; parameters are written in as
+   * literals: strings, numbers, bigints, booleans, null, arrays of those). It runs after every hook;
+   * if it fails, the write rolls back and the error is thrown as from any statement. Throws at once
+   * if the statement cannot be written with literals (then use query()).
+   */
+  defer(text: string, values?: unknown[]): void;
 }
 
 export interface Database {
@@ -112,13 +120,30 @@ export function prepared(text: string, values?: readonly unknown[]): pg.QueryCon
  */
 function inlined(client: pg.ClientBase, text: string, values: readonly unknown[] = []): string | undefined {
   if (/['"]|\$\$/.test(text)) return undefined;
+  const scalar = (v: unknown): string | undefined => {
+    if (typeof v === "string") return v;
+    if (typeof v === "bigint" || (typeof v === "number" && Number.isFinite(v))) return String(v);
+    if (typeof v === "boolean") return v ? "true" : "false";
+    return undefined;
+  };
   const lits: string[] = [];
   for (const v of values) {
-    if (v === null || v === undefined) lits.push("NULL");
-    else if (typeof v === "string") lits.push(client.escapeLiteral(v));
-    else if (typeof v === "bigint" || (typeof v === "number" && Number.isFinite(v))) lits.push(client.escapeLiteral(String(v)));
-    else if (typeof v === "boolean") lits.push(v ? "true" : "false");
-    else return undefined;
+    if (v === null || v === undefined) {
+      lits.push("NULL");
+    } else if (Array.isArray(v)) {
+      // An array literal '{"a","b"}' (elements double-quoted, \ and " escaped), then quoted as a whole.
+      const els: string[] = [];
+      for (const e of v) {
+        const x = e === null || e === undefined ? undefined : scalar(e);
+        if (x === undefined) return undefined;
+        els.push(`"${x.replace(/[\\"]/g, (c) => `\\${c}`)}"`);
+      }
+      lits.push(client.escapeLiteral(`{${els.join(",")}}`));
+    } else {
+      const x = scalar(v);
+      if (x === undefined) return undefined;
+      lits.push(client.escapeLiteral(x));
+    }
   }
   let ok = true;
   const out = text.replace(/\$(\d+)/g, (_, n: string) => {
@@ -173,6 +198,7 @@ async function runOnce<T>(
   let begun = false;
   const changes: Change[] = [];
   const audited = new Set<Change>();
+  const deferred: string[] = [];
   /**
    * Every statement of the transaction goes through here. The first one carries BEGIN and now() in
    * the same round trip (simple-query protocol, parameters written in as literals when that is safe,
@@ -222,6 +248,11 @@ async function runOnce<T>(
       }
       return now!;
     },
+    defer(text, values) {
+      const sql = inlined(client, text, values);
+      if (sql === undefined) throw new Error(`cannot defer (no literal form): ${text}`);
+      deferred.push(sql);
+    },
   };
   let broken = false;
   try {
@@ -234,7 +265,8 @@ async function runOnce<T>(
     const rev = pending.length > 0 || revision === undefined ? await insertAudit(tx, meta, pending) : revision;
     const record: WriteRecord = { revision: rev, meta, changes };
     for (const hook of db.afterWrite) await hook(tx, record);
-    await client.query("COMMIT");
+    // Deferred statements and COMMIT in one round trip; if one fails, COMMIT does not run.
+    await client.query(deferred.length > 0 ? `${deferred.join("; ")}; COMMIT` : "COMMIT");
     return { result, revision: rev };
   } catch (err) {
     if (begun) {
