@@ -6,6 +6,7 @@ import { runFleet } from "./fleet.js";
 import { runImportExport } from "./import-export.js";
 import { runPlan } from "./plan.js";
 import { run } from "./run.js";
+import { runDrain } from "./drain.js";
 import { runHealth } from "./health.js";
 import { runStats } from "./stats.js";
 
@@ -22,6 +23,7 @@ const code =
   (await runFleet(process.argv.slice(2), process.env, { ...io, isTTY: process.stdout.isTTY === true })) ??
   (await runStats(process.argv.slice(2), process.env, io)) ??
   (await runHealth(process.argv.slice(2), process.env, io)) ??
+  (await runDrain(process.argv.slice(2), process.env, { ...io, isTTY: process.stdout.isTTY === true })) ??
   (await run(process.argv.slice(2), process.env, io));
 // Let stdout drain (it may be a pipe) before the process ends.
 process.exitCode = code;

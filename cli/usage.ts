@@ -39,6 +39,8 @@ Commands:
   rollout wait [--revision N] [--site S] [--timeout 60s]   wait until the hosts have applied a revision
   stats <site> [--vs VS]                the Directors' IPVS counters, like ipvsadm -Ln --stats
   health <site> [--vs VS]               real server health per Director (weight set, since, last result)
+  drain <site>/<vs>/<rs> [--wait]       weight 0 on its Directors; --wait: until ActiveConn is 0, then delete
+  undrain <site>/<vs>/<rs>              the configured weight again
   plan <write|import …> [--apply]      what a write or import would change on each host; --apply it if nothing moved
 
 Ids: short ids expand to resource names: ams1 → sites/ams1, ams1/lb1 → sites/ams1/hosts/lb1,

@@ -58,7 +58,7 @@ async function start(): Promise<void> {
     services: [
       bind(TopologyService, topologyService(store)),
       bind(OperatorService, operatorService(store)),
-      bind(FleetService, fleetService({ store: ingest.store, events: ingest.events })),
+      bind(FleetService, fleetService({ store: ingest.store, events: ingest.events, topology: store })),
     ],
     onError: (method, err) => log.error({ method, err }, "unexpected error in handler"),
   });

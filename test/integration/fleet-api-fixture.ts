@@ -53,7 +53,7 @@ export async function startFleetApi(o: {
   const ingest = await startStatusIngest({ pool, natsUrl: SHARED_NATS_URL, subjectPrefix: prefix, flushMs: 20 });
   const server = await startGrpcServer({
     address: "127.0.0.1:0",
-    services: [bind(FleetService, fleetService({ store: ingest.store, events: ingest.events, pollMs: 100 }))],
+    services: [bind(FleetService, fleetService({ store: ingest.store, events: ingest.events, pollMs: 100, topology: store }))],
   });
   const client = createClient(FleetService, server.address);
   const fleet = await AgentFleet.create(o.site, SHARED_NATS_URL, bucket, { statusSubjectPrefix: prefix, heartbeatSeconds: 1, ...o.agent });

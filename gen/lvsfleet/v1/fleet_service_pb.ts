@@ -8,13 +8,15 @@ import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { AgentPhase, ObjectError, ServiceCounters } from "./agent_report_pb.js";
 import { file_lvsfleet_v1_agent_report } from "./agent_report_pb.js";
+import type { RealServer } from "./topology_pb.js";
+import { file_lvsfleet_v1_topology } from "./topology_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file lvsfleet/v1/fleet_service.proto.
  */
 export const file_lvsfleet_v1_fleet_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9sdnNmbGVldC92MS9mbGVldF9zZXJ2aWNlLnByb3RvEgtsdnNmbGVldC52MSL0AgoKSG9zdFN0YXR1cxIMCgRzaXRlGAEgASgJEgwKBGhvc3QYAiABKAkSJQoFc3RhdGUYAyABKA4yFi5sdnNmbGVldC52MS5Ib3N0U3RhdGUSGAoQZGVzaXJlZF9yZXZpc2lvbhgEIAEoAxIUCgxkZXNpcmVkX2hhc2gYBSABKAkSGAoQYXBwbGllZF9yZXZpc2lvbhgGIAEoAxIUCgxhcHBsaWVkX2hhc2gYByABKAkSFQoNc2Vlbl9yZXZpc2lvbhgIIAEoAxImCgVwaGFzZRgJIAEoDjIXLmx2c2ZsZWV0LnYxLkFnZW50UGhhc2USKAoGZXJyb3JzGAogAygLMhgubHZzZmxlZXQudjEuT2JqZWN0RXJyb3ISLQoJbGFzdF9zZWVuGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghhZ2VudF9pZBgMIAEoCRIZChFoZWFydGJlYXRfc2Vjb25kcxgNIAEoDSIyChRHZXRIb3N0U3RhdHVzUmVxdWVzdBIMCgRzaXRlGAEgASgJEgwKBGhvc3QYAiABKAkiQAoVR2V0SG9zdFN0YXR1c1Jlc3BvbnNlEicKBnN0YXR1cxgBIAEoCzIXLmx2c2ZsZWV0LnYxLkhvc3RTdGF0dXMidgoXTGlzdEhvc3RTdGF0dXNlc1JlcXVlc3QSDAoEc2l0ZRgBIAEoCRImCgZzdGF0ZXMYAiADKA4yFi5sdnNmbGVldC52MS5Ib3N0U3RhdGUSEQoJcGFnZV9zaXplGAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkiXgoYTGlzdEhvc3RTdGF0dXNlc1Jlc3BvbnNlEikKCHN0YXR1c2VzGAEgAygLMhcubHZzZmxlZXQudjEuSG9zdFN0YXR1cxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiUAoYV2F0Y2hIb3N0U3RhdHVzZXNSZXF1ZXN0EgwKBHNpdGUYASABKAkSJgoGc3RhdGVzGAIgAygOMhYubHZzZmxlZXQudjEuSG9zdFN0YXRlIlUKGVdhdGNoSG9zdFN0YXR1c2VzUmVzcG9uc2USJwoGc3RhdHVzGAEgASgLMhcubHZzZmxlZXQudjEuSG9zdFN0YXR1cxIPCgdpbml0aWFsGAIgASgIInIKFVdhaXRGb3JSb2xsb3V0UmVxdWVzdBIQCghyZXZpc2lvbhgBIAEoAxIMCgRzaXRlGAIgASgJEg0KBWhvc3RzGAMgAygJEioKB3RpbWVvdXQYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ifQoWV2FpdEZvclJvbGxvdXRSZXNwb25zZRIQCghjb21wbGV0ZRgBIAEoCBITCgt0b3RhbF9ob3N0cxgCIAEoBRISCgpkb25lX2hvc3RzGAMgASgFEigKB3BlbmRpbmcYBCADKAsyFy5sdnNmbGVldC52MS5Ib3N0U3RhdHVzIoUBCg1EaXJlY3RvclN0YXRzEgwKBHNpdGUYASABKAkSDAoEaG9zdBgCIAEoCRIoCgR0aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCghzZXJ2aWNlcxgEIAMoCzIcLmx2c2ZsZWV0LnYxLlNlcnZpY2VDb3VudGVycyI4Cg9HZXRTdGF0c1JlcXVlc3QSDAoEc2l0ZRgBIAEoCRIXCg92aXJ0dWFsX3NlcnZpY2UYAiABKAkiQQoQR2V0U3RhdHNSZXNwb25zZRItCglkaXJlY3RvcnMYASADKAsyGi5sdnNmbGVldC52MS5EaXJlY3RvclN0YXRzIjoKEVdhdGNoU3RhdHNSZXF1ZXN0EgwKBHNpdGUYASABKAkSFwoPdmlydHVhbF9zZXJ2aWNlGAIgASgJIlMKEldhdGNoU3RhdHNSZXNwb25zZRIsCghkaXJlY3RvchgBIAEoCzIaLmx2c2ZsZWV0LnYxLkRpcmVjdG9yU3RhdHMSDwoHaW5pdGlhbBgCIAEoCCKhAwoWUmVhbFNlcnZlckhlYWx0aFN0YXR1cxITCgtyZWFsX3NlcnZlchgBIAEoCRIXCg92aXJ0dWFsX3NlcnZpY2UYAiABKAkSDAoEc2l0ZRgDIAEoCRIMCgRob3N0GAQgASgJEg8KB2FkZHJlc3MYBSABKAkSDAoEcG9ydBgGIAEoDRInCgVzdGF0ZRgHIAEoDjIYLmx2c2ZsZWV0LnYxLkhlYWx0aFN0YXRlEg4KBndlaWdodBgIIAEoDRIpCgVzaW5jZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLbGFzdF9yZXN1bHQYCiABKAkSLwoLcmVwb3J0X3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKCmhvc3Rfc3RhdGUYDCABKA4yFi5sdnNmbGVldC52MS5Ib3N0U3RhdGUSMgoQbGFzdF9rbm93bl9zdGF0ZRgNIAEoDjIYLmx2c2ZsZWV0LnYxLkhlYWx0aFN0YXRlEhQKDGlwdnNfc2VydmljZRgOIAEoCSJEChtMaXN0UmVhbFNlcnZlckhlYWx0aFJlcXVlc3QSDAoEc2l0ZRgBIAEoCRIXCg92aXJ0dWFsX3NlcnZpY2UYAiABKAkiWQocTGlzdFJlYWxTZXJ2ZXJIZWFsdGhSZXNwb25zZRI5CgxyZWFsX3NlcnZlcnMYASADKAsyIy5sdnNmbGVldC52MS5SZWFsU2VydmVySGVhbHRoU3RhdHVzIkUKHFdhdGNoUmVhbFNlcnZlckhlYWx0aFJlcXVlc3QSDAoEc2l0ZRgBIAEoCRIXCg92aXJ0dWFsX3NlcnZpY2UYAiABKAkidgodV2F0Y2hSZWFsU2VydmVySGVhbHRoUmVzcG9uc2USMwoGaGVhbHRoGAEgASgLMiMubHZzZmxlZXQudjEuUmVhbFNlcnZlckhlYWx0aFN0YXR1cxIPCgdpbml0aWFsGAIgASgIEg8KB3JlbW92ZWQYAyABKAgitgEKEEhlYWx0aFRyYW5zaXRpb24SEwoLcmVhbF9zZXJ2ZXIYASABKAkSFwoPdmlydHVhbF9zZXJ2aWNlGAIgASgJEgwKBGhvc3QYAyABKAkSJwoFc3RhdGUYBCABKA4yGC5sdnNmbGVldC52MS5IZWFsdGhTdGF0ZRIoCgR0aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtsYXN0X3Jlc3VsdBgGIAEoCSJtChxMaXN0SGVhbHRoVHJhbnNpdGlvbnNSZXF1ZXN0EgwKBHNpdGUYASABKAkSFwoPdmlydHVhbF9zZXJ2aWNlGAIgASgJEhMKC3JlYWxfc2VydmVyGAMgASgJEhEKCXBhZ2Vfc2l6ZRgEIAEoBSJTCh1MaXN0SGVhbHRoVHJhbnNpdGlvbnNSZXNwb25zZRIyCgt0cmFuc2l0aW9ucxgBIAMoCzIdLmx2c2ZsZWV0LnYxLkhlYWx0aFRyYW5zaXRpb24qngEKCUhvc3RTdGF0ZRIaChZIT1NUX1NUQVRFX1VOU1BFQ0lGSUVEEAASGAoUSE9TVF9TVEFURV9DT05WRVJHRUQQARIXChNIT1NUX1NUQVRFX0FQUExZSU5HEAISFAoQSE9TVF9TVEFURV9FUlJPUhADEhQKEEhPU1RfU1RBVEVfU1RBTEUQBBIWChJIT1NUX1NUQVRFX09GRkxJTkUQBSqZAQoLSGVhbHRoU3RhdGUSHAoYSEVBTFRIX1NUQVRFX1VOU1BFQ0lGSUVEEAASGAoUSEVBTFRIX1NUQVRFX0hFQUxUSFkQARIaChZIRUFMVEhfU1RBVEVfVU5IRUFMVEhZEAISGAoUSEVBTFRIX1NUQVRFX1VOS05PV04QAxIcChhIRUFMVEhfU1RBVEVfTk9UX0NIRUNLRUQQBDLxBgoMRmxlZXRTZXJ2aWNlElYKDUdldEhvc3RTdGF0dXMSIS5sdnNmbGVldC52MS5HZXRIb3N0U3RhdHVzUmVxdWVzdBoiLmx2c2ZsZWV0LnYxLkdldEhvc3RTdGF0dXNSZXNwb25zZRJfChBMaXN0SG9zdFN0YXR1c2VzEiQubHZzZmxlZXQudjEuTGlzdEhvc3RTdGF0dXNlc1JlcXVlc3QaJS5sdnNmbGVldC52MS5MaXN0SG9zdFN0YXR1c2VzUmVzcG9uc2USZAoRV2F0Y2hIb3N0U3RhdHVzZXMSJS5sdnNmbGVldC52MS5XYXRjaEhvc3RTdGF0dXNlc1JlcXVlc3QaJi5sdnNmbGVldC52MS5XYXRjaEhvc3RTdGF0dXNlc1Jlc3BvbnNlMAESWQoOV2FpdEZvclJvbGxvdXQSIi5sdnNmbGVldC52MS5XYWl0Rm9yUm9sbG91dFJlcXVlc3QaIy5sdnNmbGVldC52MS5XYWl0Rm9yUm9sbG91dFJlc3BvbnNlEkcKCEdldFN0YXRzEhwubHZzZmxlZXQudjEuR2V0U3RhdHNSZXF1ZXN0Gh0ubHZzZmxlZXQudjEuR2V0U3RhdHNSZXNwb25zZRJPCgpXYXRjaFN0YXRzEh4ubHZzZmxlZXQudjEuV2F0Y2hTdGF0c1JlcXVlc3QaHy5sdnNmbGVldC52MS5XYXRjaFN0YXRzUmVzcG9uc2UwARJrChRMaXN0UmVhbFNlcnZlckhlYWx0aBIoLmx2c2ZsZWV0LnYxLkxpc3RSZWFsU2VydmVySGVhbHRoUmVxdWVzdBopLmx2c2ZsZWV0LnYxLkxpc3RSZWFsU2VydmVySGVhbHRoUmVzcG9uc2UScAoVV2F0Y2hSZWFsU2VydmVySGVhbHRoEikubHZzZmxlZXQudjEuV2F0Y2hSZWFsU2VydmVySGVhbHRoUmVxdWVzdBoqLmx2c2ZsZWV0LnYxLldhdGNoUmVhbFNlcnZlckhlYWx0aFJlc3BvbnNlMAESbgoVTGlzdEhlYWx0aFRyYW5zaXRpb25zEikubHZzZmxlZXQudjEuTGlzdEhlYWx0aFRyYW5zaXRpb25zUmVxdWVzdBoqLmx2c2ZsZWV0LnYxLkxpc3RIZWFsdGhUcmFuc2l0aW9uc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_lvsfleet_v1_agent_report]);
+  fileDesc("Ch9sdnNmbGVldC92MS9mbGVldF9zZXJ2aWNlLnByb3RvEgtsdnNmbGVldC52MSL0AgoKSG9zdFN0YXR1cxIMCgRzaXRlGAEgASgJEgwKBGhvc3QYAiABKAkSJQoFc3RhdGUYAyABKA4yFi5sdnNmbGVldC52MS5Ib3N0U3RhdGUSGAoQZGVzaXJlZF9yZXZpc2lvbhgEIAEoAxIUCgxkZXNpcmVkX2hhc2gYBSABKAkSGAoQYXBwbGllZF9yZXZpc2lvbhgGIAEoAxIUCgxhcHBsaWVkX2hhc2gYByABKAkSFQoNc2Vlbl9yZXZpc2lvbhgIIAEoAxImCgVwaGFzZRgJIAEoDjIXLmx2c2ZsZWV0LnYxLkFnZW50UGhhc2USKAoGZXJyb3JzGAogAygLMhgubHZzZmxlZXQudjEuT2JqZWN0RXJyb3ISLQoJbGFzdF9zZWVuGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghhZ2VudF9pZBgMIAEoCRIZChFoZWFydGJlYXRfc2Vjb25kcxgNIAEoDSIyChRHZXRIb3N0U3RhdHVzUmVxdWVzdBIMCgRzaXRlGAEgASgJEgwKBGhvc3QYAiABKAkiQAoVR2V0SG9zdFN0YXR1c1Jlc3BvbnNlEicKBnN0YXR1cxgBIAEoCzIXLmx2c2ZsZWV0LnYxLkhvc3RTdGF0dXMidgoXTGlzdEhvc3RTdGF0dXNlc1JlcXVlc3QSDAoEc2l0ZRgBIAEoCRImCgZzdGF0ZXMYAiADKA4yFi5sdnNmbGVldC52MS5Ib3N0U3RhdGUSEQoJcGFnZV9zaXplGAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkiXgoYTGlzdEhvc3RTdGF0dXNlc1Jlc3BvbnNlEikKCHN0YXR1c2VzGAEgAygLMhcubHZzZmxlZXQudjEuSG9zdFN0YXR1cxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiUAoYV2F0Y2hIb3N0U3RhdHVzZXNSZXF1ZXN0EgwKBHNpdGUYASABKAkSJgoGc3RhdGVzGAIgAygOMhYubHZzZmxlZXQudjEuSG9zdFN0YXRlIlUKGVdhdGNoSG9zdFN0YXR1c2VzUmVzcG9uc2USJwoGc3RhdHVzGAEgASgLMhcubHZzZmxlZXQudjEuSG9zdFN0YXR1cxIPCgdpbml0aWFsGAIgASgIInIKFVdhaXRGb3JSb2xsb3V0UmVxdWVzdBIQCghyZXZpc2lvbhgBIAEoAxIMCgRzaXRlGAIgASgJEg0KBWhvc3RzGAMgAygJEioKB3RpbWVvdXQYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ifQoWV2FpdEZvclJvbGxvdXRSZXNwb25zZRIQCghjb21wbGV0ZRgBIAEoCBITCgt0b3RhbF9ob3N0cxgCIAEoBRISCgpkb25lX2hvc3RzGAMgASgFEigKB3BlbmRpbmcYBCADKAsyFy5sdnNmbGVldC52MS5Ib3N0U3RhdHVzIoUBCg1EaXJlY3RvclN0YXRzEgwKBHNpdGUYASABKAkSDAoEaG9zdBgCIAEoCRIoCgR0aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCghzZXJ2aWNlcxgEIAMoCzIcLmx2c2ZsZWV0LnYxLlNlcnZpY2VDb3VudGVycyI4Cg9HZXRTdGF0c1JlcXVlc3QSDAoEc2l0ZRgBIAEoCRIXCg92aXJ0dWFsX3NlcnZpY2UYAiABKAkiQQoQR2V0U3RhdHNSZXNwb25zZRItCglkaXJlY3RvcnMYASADKAsyGi5sdnNmbGVldC52MS5EaXJlY3RvclN0YXRzIjoKEVdhdGNoU3RhdHNSZXF1ZXN0EgwKBHNpdGUYASABKAkSFwoPdmlydHVhbF9zZXJ2aWNlGAIgASgJIlMKEldhdGNoU3RhdHNSZXNwb25zZRIsCghkaXJlY3RvchgBIAEoCzIaLmx2c2ZsZWV0LnYxLkRpcmVjdG9yU3RhdHMSDwoHaW5pdGlhbBgCIAEoCCKhAwoWUmVhbFNlcnZlckhlYWx0aFN0YXR1cxITCgtyZWFsX3NlcnZlchgBIAEoCRIXCg92aXJ0dWFsX3NlcnZpY2UYAiABKAkSDAoEc2l0ZRgDIAEoCRIMCgRob3N0GAQgASgJEg8KB2FkZHJlc3MYBSABKAkSDAoEcG9ydBgGIAEoDRInCgVzdGF0ZRgHIAEoDjIYLmx2c2ZsZWV0LnYxLkhlYWx0aFN0YXRlEg4KBndlaWdodBgIIAEoDRIpCgVzaW5jZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLbGFzdF9yZXN1bHQYCiABKAkSLwoLcmVwb3J0X3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKCmhvc3Rfc3RhdGUYDCABKA4yFi5sdnNmbGVldC52MS5Ib3N0U3RhdGUSMgoQbGFzdF9rbm93bl9zdGF0ZRgNIAEoDjIYLmx2c2ZsZWV0LnYxLkhlYWx0aFN0YXRlEhQKDGlwdnNfc2VydmljZRgOIAEoCSJEChtMaXN0UmVhbFNlcnZlckhlYWx0aFJlcXVlc3QSDAoEc2l0ZRgBIAEoCRIXCg92aXJ0dWFsX3NlcnZpY2UYAiABKAkiWQocTGlzdFJlYWxTZXJ2ZXJIZWFsdGhSZXNwb25zZRI5CgxyZWFsX3NlcnZlcnMYASADKAsyIy5sdnNmbGVldC52MS5SZWFsU2VydmVySGVhbHRoU3RhdHVzIkUKHFdhdGNoUmVhbFNlcnZlckhlYWx0aFJlcXVlc3QSDAoEc2l0ZRgBIAEoCRIXCg92aXJ0dWFsX3NlcnZpY2UYAiABKAkidgodV2F0Y2hSZWFsU2VydmVySGVhbHRoUmVzcG9uc2USMwoGaGVhbHRoGAEgASgLMiMubHZzZmxlZXQudjEuUmVhbFNlcnZlckhlYWx0aFN0YXR1cxIPCgdpbml0aWFsGAIgASgIEg8KB3JlbW92ZWQYAyABKAgitgEKEEhlYWx0aFRyYW5zaXRpb24SEwoLcmVhbF9zZXJ2ZXIYASABKAkSFwoPdmlydHVhbF9zZXJ2aWNlGAIgASgJEgwKBGhvc3QYAyABKAkSJwoFc3RhdGUYBCABKA4yGC5sdnNmbGVldC52MS5IZWFsdGhTdGF0ZRIoCgR0aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtsYXN0X3Jlc3VsdBgGIAEoCSJtChxMaXN0SGVhbHRoVHJhbnNpdGlvbnNSZXF1ZXN0EgwKBHNpdGUYASABKAkSFwoPdmlydHVhbF9zZXJ2aWNlGAIgASgJEhMKC3JlYWxfc2VydmVyGAMgASgJEhEKCXBhZ2Vfc2l6ZRgEIAEoBSJTCh1MaXN0SGVhbHRoVHJhbnNpdGlvbnNSZXNwb25zZRIyCgt0cmFuc2l0aW9ucxgBIAMoCzIdLmx2c2ZsZWV0LnYxLkhlYWx0aFRyYW5zaXRpb24ibwoWRHJhaW5SZWFsU2VydmVyUmVxdWVzdBIMCgRuYW1lGAEgASgJEgwKBHdhaXQYAiABKAgSKwoIZGVhZGxpbmUYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDAoEa2VlcBgEIAEoCCKzAQoNRGlyZWN0b3JEcmFpbhIMCgRob3N0GAEgASgJEg8KB2FwcGxpZWQYAiABKAgSFgoOY291bnRlcnNfZnJlc2gYAyABKAgSGgoSYWN0aXZlX2Nvbm5lY3Rpb25zGAQgASgNEhwKFGluYWN0aXZlX2Nvbm5lY3Rpb25zGAUgASgNEjEKDWNvdW50ZXJzX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIp8CChdEcmFpblJlYWxTZXJ2ZXJSZXNwb25zZRImCgVwaGFzZRgBIAEoDjIXLmx2c2ZsZWV0LnYxLkRyYWluUGhhc2USLAoLcmVhbF9zZXJ2ZXIYAiABKAsyFy5sdnNmbGVldC52MS5SZWFsU2VydmVyEhAKCHJldmlzaW9uGAMgASgDEi0KCWRpcmVjdG9ycxgEIAMoCzIaLmx2c2ZsZWV0LnYxLkRpcmVjdG9yRHJhaW4SGgoSYWN0aXZlX2Nvbm5lY3Rpb25zGAUgASgNEgwKBHplcm8YBiABKAgSFwoPZGVsZXRlX3JldmlzaW9uGAcgASgDEioKB2VsYXBzZWQYCCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iKAoYVW5kcmFpblJlYWxTZXJ2ZXJSZXF1ZXN0EgwKBG5hbWUYASABKAkiWwoZVW5kcmFpblJlYWxTZXJ2ZXJSZXNwb25zZRIsCgtyZWFsX3NlcnZlchgBIAEoCzIXLmx2c2ZsZWV0LnYxLlJlYWxTZXJ2ZXISEAoIcmV2aXNpb24YAiABKAMqngEKCUhvc3RTdGF0ZRIaChZIT1NUX1NUQVRFX1VOU1BFQ0lGSUVEEAASGAoUSE9TVF9TVEFURV9DT05WRVJHRUQQARIXChNIT1NUX1NUQVRFX0FQUExZSU5HEAISFAoQSE9TVF9TVEFURV9FUlJPUhADEhQKEEhPU1RfU1RBVEVfU1RBTEUQBBIWChJIT1NUX1NUQVRFX09GRkxJTkUQBSqZAQoLSGVhbHRoU3RhdGUSHAoYSEVBTFRIX1NUQVRFX1VOU1BFQ0lGSUVEEAASGAoUSEVBTFRIX1NUQVRFX0hFQUxUSFkQARIaChZIRUFMVEhfU1RBVEVfVU5IRUFMVEhZEAISGAoUSEVBTFRIX1NUQVRFX1VOS05PV04QAxIcChhIRUFMVEhfU1RBVEVfTk9UX0NIRUNLRUQQBCqxAQoKRHJhaW5QaGFzZRIbChdEUkFJTl9QSEFTRV9VTlNQRUNJRklFRBAAEhgKFERSQUlOX1BIQVNFX0RSQUlOSU5HEAESFwoTRFJBSU5fUEhBU0VfV0FJVElORxACEhcKE0RSQUlOX1BIQVNFX1JFTU9WRUQQAxIXChNEUkFJTl9QSEFTRV9EUkFJTkVEEAQSIQodRFJBSU5fUEhBU0VfREVBRExJTkVfRVhDRUVERUQQBTK1CAoMRmxlZXRTZXJ2aWNlElYKDUdldEhvc3RTdGF0dXMSIS5sdnNmbGVldC52MS5HZXRIb3N0U3RhdHVzUmVxdWVzdBoiLmx2c2ZsZWV0LnYxLkdldEhvc3RTdGF0dXNSZXNwb25zZRJfChBMaXN0SG9zdFN0YXR1c2VzEiQubHZzZmxlZXQudjEuTGlzdEhvc3RTdGF0dXNlc1JlcXVlc3QaJS5sdnNmbGVldC52MS5MaXN0SG9zdFN0YXR1c2VzUmVzcG9uc2USZAoRV2F0Y2hIb3N0U3RhdHVzZXMSJS5sdnNmbGVldC52MS5XYXRjaEhvc3RTdGF0dXNlc1JlcXVlc3QaJi5sdnNmbGVldC52MS5XYXRjaEhvc3RTdGF0dXNlc1Jlc3BvbnNlMAESWQoOV2FpdEZvclJvbGxvdXQSIi5sdnNmbGVldC52MS5XYWl0Rm9yUm9sbG91dFJlcXVlc3QaIy5sdnNmbGVldC52MS5XYWl0Rm9yUm9sbG91dFJlc3BvbnNlEkcKCEdldFN0YXRzEhwubHZzZmxlZXQudjEuR2V0U3RhdHNSZXF1ZXN0Gh0ubHZzZmxlZXQudjEuR2V0U3RhdHNSZXNwb25zZRJPCgpXYXRjaFN0YXRzEh4ubHZzZmxlZXQudjEuV2F0Y2hTdGF0c1JlcXVlc3QaHy5sdnNmbGVldC52MS5XYXRjaFN0YXRzUmVzcG9uc2UwARJrChRMaXN0UmVhbFNlcnZlckhlYWx0aBIoLmx2c2ZsZWV0LnYxLkxpc3RSZWFsU2VydmVySGVhbHRoUmVxdWVzdBopLmx2c2ZsZWV0LnYxLkxpc3RSZWFsU2VydmVySGVhbHRoUmVzcG9uc2UScAoVV2F0Y2hSZWFsU2VydmVySGVhbHRoEikubHZzZmxlZXQudjEuV2F0Y2hSZWFsU2VydmVySGVhbHRoUmVxdWVzdBoqLmx2c2ZsZWV0LnYxLldhdGNoUmVhbFNlcnZlckhlYWx0aFJlc3BvbnNlMAESbgoVTGlzdEhlYWx0aFRyYW5zaXRpb25zEikubHZzZmxlZXQudjEuTGlzdEhlYWx0aFRyYW5zaXRpb25zUmVxdWVzdBoqLmx2c2ZsZWV0LnYxLkxpc3RIZWFsdGhUcmFuc2l0aW9uc1Jlc3BvbnNlEl4KD0RyYWluUmVhbFNlcnZlchIjLmx2c2ZsZWV0LnYxLkRyYWluUmVhbFNlcnZlclJlcXVlc3QaJC5sdnNmbGVldC52MS5EcmFpblJlYWxTZXJ2ZXJSZXNwb25zZTABEmIKEVVuZHJhaW5SZWFsU2VydmVyEiUubHZzZmxlZXQudjEuVW5kcmFpblJlYWxTZXJ2ZXJSZXF1ZXN0GiYubHZzZmxlZXQudjEuVW5kcmFpblJlYWxTZXJ2ZXJSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_lvsfleet_v1_agent_report, file_lvsfleet_v1_topology]);
 
 /**
  * One host's distribution status.
@@ -799,6 +801,218 @@ export const ListHealthTransitionsResponseSchema: GenMessage<ListHealthTransitio
   messageDesc(file_lvsfleet_v1_fleet_service, 21);
 
 /**
+ * Request of DrainRealServer.
+ *
+ * @generated from message lvsfleet.v1.DrainRealServerRequest
+ */
+export type DrainRealServerRequest = Message<"lvsfleet.v1.DrainRealServerRequest"> & {
+  /**
+   * `sites/{site}/virtualServices/{vs}/realServers/{rs}`.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Wait for ActiveConn to reach 0 on every Director (then delete, unless `keep`).
+   *
+   * @generated from field: bool wait = 2;
+   */
+  wait: boolean;
+
+  /**
+   * How long to wait at most (with `wait`); unset = 5 min, at most 24 h. Also bounded by the call
+   * deadline.
+   *
+   * @generated from field: google.protobuf.Duration deadline = 3;
+   */
+  deadline?: Duration | undefined;
+
+  /**
+   * Leave the real server drained (weight 0) when its connections reach 0 instead of deleting it.
+   *
+   * @generated from field: bool keep = 4;
+   */
+  keep: boolean;
+};
+
+/**
+ * Describes the message lvsfleet.v1.DrainRealServerRequest.
+ * Use `create(DrainRealServerRequestSchema)` to create a new message.
+ */
+export const DrainRealServerRequestSchema: GenMessage<DrainRealServerRequest> = /*@__PURE__*/
+  messageDesc(file_lvsfleet_v1_fleet_service, 22);
+
+/**
+ * One Director's side of a drain.
+ *
+ * @generated from message lvsfleet.v1.DirectorDrain
+ */
+export type DirectorDrain = Message<"lvsfleet.v1.DirectorDrain"> & {
+  /**
+   * @generated from field: string host = 1;
+   */
+  host: string;
+
+  /**
+   * The Director has applied a desired state that includes the drain's revision.
+   *
+   * @generated from field: bool applied = 2;
+   */
+  applied: boolean;
+
+  /**
+   * Counters read after that apply exist (only then do the connection counts mean anything).
+   *
+   * @generated from field: bool counters_fresh = 3;
+   */
+  countersFresh: boolean;
+
+  /**
+   * ActiveConn / InActConn of the real server on this Director from those counters (0 when the
+   * Director no longer has it as a destination).
+   *
+   * @generated from field: uint32 active_connections = 4;
+   */
+  activeConnections: number;
+
+  /**
+   * @generated from field: uint32 inactive_connections = 5;
+   */
+  inactiveConnections: number;
+
+  /**
+   * When the Director read those counters.
+   *
+   * @generated from field: google.protobuf.Timestamp counters_time = 6;
+   */
+  countersTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message lvsfleet.v1.DirectorDrain.
+ * Use `create(DirectorDrainSchema)` to create a new message.
+ */
+export const DirectorDrainSchema: GenMessage<DirectorDrain> = /*@__PURE__*/
+  messageDesc(file_lvsfleet_v1_fleet_service, 23);
+
+/**
+ * Response (one message of the stream) of DrainRealServer.
+ *
+ * @generated from message lvsfleet.v1.DrainRealServerResponse
+ */
+export type DrainRealServerResponse = Message<"lvsfleet.v1.DrainRealServerResponse"> & {
+  /**
+   * @generated from field: lvsfleet.v1.DrainPhase phase = 1;
+   */
+  phase: DrainPhase;
+
+  /**
+   * The real server as written by the drain (draining = true, the configured weight kept).
+   *
+   * @generated from field: lvsfleet.v1.RealServer real_server = 2;
+   */
+  realServer?: RealServer | undefined;
+
+  /**
+   * The revision the Directors must apply (the drain write's, or the real server's when it was
+   * already draining).
+   *
+   * @generated from field: int64 revision = 3;
+   */
+  revision: bigint;
+
+  /**
+   * One per Director carrying the virtual service, ordered by host.
+   *
+   * @generated from field: repeated lvsfleet.v1.DirectorDrain directors = 4;
+   */
+  directors: DirectorDrain[];
+
+  /**
+   * Sum of the Directors' fresh ActiveConn.
+   *
+   * @generated from field: uint32 active_connections = 5;
+   */
+  activeConnections: number;
+
+  /**
+   * All Directors applied the drain and have fresh counters with ActiveConn 0.
+   *
+   * @generated from field: bool zero = 6;
+   */
+  zero: boolean;
+
+  /**
+   * The revision of the delete (REMOVED).
+   *
+   * @generated from field: int64 delete_revision = 7;
+   */
+  deleteRevision: bigint;
+
+  /**
+   * Since the drain call started.
+   *
+   * @generated from field: google.protobuf.Duration elapsed = 8;
+   */
+  elapsed?: Duration | undefined;
+};
+
+/**
+ * Describes the message lvsfleet.v1.DrainRealServerResponse.
+ * Use `create(DrainRealServerResponseSchema)` to create a new message.
+ */
+export const DrainRealServerResponseSchema: GenMessage<DrainRealServerResponse> = /*@__PURE__*/
+  messageDesc(file_lvsfleet_v1_fleet_service, 24);
+
+/**
+ * Request of UndrainRealServer.
+ *
+ * @generated from message lvsfleet.v1.UndrainRealServerRequest
+ */
+export type UndrainRealServerRequest = Message<"lvsfleet.v1.UndrainRealServerRequest"> & {
+  /**
+   * `sites/{site}/virtualServices/{vs}/realServers/{rs}`.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message lvsfleet.v1.UndrainRealServerRequest.
+ * Use `create(UndrainRealServerRequestSchema)` to create a new message.
+ */
+export const UndrainRealServerRequestSchema: GenMessage<UndrainRealServerRequest> = /*@__PURE__*/
+  messageDesc(file_lvsfleet_v1_fleet_service, 25);
+
+/**
+ * Response of UndrainRealServer.
+ *
+ * @generated from message lvsfleet.v1.UndrainRealServerResponse
+ */
+export type UndrainRealServerResponse = Message<"lvsfleet.v1.UndrainRealServerResponse"> & {
+  /**
+   * @generated from field: lvsfleet.v1.RealServer real_server = 1;
+   */
+  realServer?: RealServer | undefined;
+
+  /**
+   * The revision of the write (0 when it was not draining: nothing written).
+   *
+   * @generated from field: int64 revision = 2;
+   */
+  revision: bigint;
+};
+
+/**
+ * Describes the message lvsfleet.v1.UndrainRealServerResponse.
+ * Use `create(UndrainRealServerResponseSchema)` to create a new message.
+ */
+export const UndrainRealServerResponseSchema: GenMessage<UndrainRealServerResponse> = /*@__PURE__*/
+  messageDesc(file_lvsfleet_v1_fleet_service, 26);
+
+/**
  * Where a host stands, derived when read (it depends on the clock and on what was published).
  *
  * @generated from enum lvsfleet.v1.HostState
@@ -897,6 +1111,59 @@ export enum HealthState {
  */
 export const HealthStateSchema: GenEnum<HealthState> = /*@__PURE__*/
   enumDesc(file_lvsfleet_v1_fleet_service, 1);
+
+/**
+ * Where a drain stands.
+ *
+ * @generated from enum lvsfleet.v1.DrainPhase
+ */
+export enum DrainPhase {
+  /**
+   * @generated from enum value: DRAIN_PHASE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * RealServer.draining is written; without `wait` this is the only message.
+   *
+   * @generated from enum value: DRAIN_PHASE_DRAINING = 1;
+   */
+  DRAINING = 1,
+
+  /**
+   * Waiting: for Directors to apply the drain, or for their ActiveConn to reach 0.
+   *
+   * @generated from enum value: DRAIN_PHASE_WAITING = 2;
+   */
+  WAITING = 2,
+
+  /**
+   * ActiveConn reached 0 everywhere and the real server was deleted (`delete_revision`).
+   *
+   * @generated from enum value: DRAIN_PHASE_REMOVED = 3;
+   */
+  REMOVED = 3,
+
+  /**
+   * ActiveConn reached 0 everywhere; kept drained (`keep`).
+   *
+   * @generated from enum value: DRAIN_PHASE_DRAINED = 4;
+   */
+  DRAINED = 4,
+
+  /**
+   * The deadline passed first; the real server is left drained, not deleted.
+   *
+   * @generated from enum value: DRAIN_PHASE_DEADLINE_EXCEEDED = 5;
+   */
+  DEADLINE_EXCEEDED = 5,
+}
+
+/**
+ * Describes the enum lvsfleet.v1.DrainPhase.
+ */
+export const DrainPhaseSchema: GenEnum<DrainPhase> = /*@__PURE__*/
+  enumDesc(file_lvsfleet_v1_fleet_service, 2);
 
 /**
  * Distribution status of the fleet: per host, the desired state the control plane published (JetStream
@@ -999,6 +1266,34 @@ export const FleetService: GenService<{
     methodKind: "unary";
     input: typeof ListHealthTransitionsRequestSchema;
     output: typeof ListHealthTransitionsResponseSchema;
+  },
+  /**
+   * Drains a real server the way an LVS operator does by hand: sets RealServer.draining (one write
+   * with a revision and an audit entry, operation "DrainRealServer"; the compiled weight is 0 on every
+   * Director carrying the service, the configured weight is kept). Without `wait` it returns after
+   * that write. With `wait` it streams progress — per Director: has it applied the drain, and its
+   * ActiveConn from counters read after that apply (older counters never count as zero) — until
+   * ActiveConn is 0 on every Director, then deletes the real server (operation "DeleteRealServer";
+   * with `keep`, leaves it drained), or until the deadline (reported, nothing deleted). A cancelled
+   * call leaves the real server drained. Already draining: no new write, the wait starts from the
+   * real server's revision.
+   *
+   * @generated from rpc lvsfleet.v1.FleetService.DrainRealServer
+   */
+  drainRealServer: {
+    methodKind: "server_streaming";
+    input: typeof DrainRealServerRequestSchema;
+    output: typeof DrainRealServerResponseSchema;
+  },
+  /**
+   * Clears RealServer.draining: the Directors set the configured weight again.
+   *
+   * @generated from rpc lvsfleet.v1.FleetService.UndrainRealServer
+   */
+  undrainRealServer: {
+    methodKind: "unary";
+    input: typeof UndrainRealServerRequestSchema;
+    output: typeof UndrainRealServerResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_lvsfleet_v1_fleet_service, 0);

@@ -7,6 +7,9 @@ import type { CallContext, ServiceImpl } from "../../../lib/grpc/server.js";
 import { LvsfleetError, type FieldViolation } from "../domain/errors.js";
 import type { StatusStore } from "./store.js";
 import { virtualServiceName } from "./health-store.js";
+import { drainRealServer, undrainRealServer, type DrainTopology } from "./drain.js";
+import { writeMeta } from "../api/context.js";
+import { requestContext } from "../api/topology-service.js";
 
 const TOKEN = /^[A-Za-z0-9_-]{1,63}$/;
 const DEFAULT_PAGE = 100;
@@ -20,6 +23,8 @@ export interface FleetServiceDeps {
   events?: EventEmitter;
   /** Re-check interval of WatchHostStatuses and WaitForRollout (ms). */
   pollMs?: number;
+  /** The topology writes of DrainRealServer / UndrainRealServer (TopologyStore); without it they are UNIMPLEMENTED. */
+  topology?: DrainTopology;
 }
 
 function checkToken(field: string, v: string, required: boolean, out: FieldViolation[]): void {
@@ -227,6 +232,26 @@ export function fleetService(deps: FleetServiceDeps): ServiceImpl<typeof FleetSe
       if (v.length) throw LvsfleetError.invalid(v);
       const limit = Math.min(req.pageSize || DEFAULT_PAGE, MAX_PAGE);
       return { transitions: await store.healthTransitions(req.site, { virtualService: req.virtualService, realServer, limit }) };
+    },
+
+    async *drainRealServer(req, ctx: CallContext) {
+      const topology = deps.topology;
+      if (!topology) throw new LvsfleetError("UNIMPLEMENTED", "drain needs the topology store");
+      const rc = requestContext(ctx);
+      yield* drainRealServer(req, {
+        store,
+        topology,
+        meta: (op) => writeMeta(rc, op),
+        signal: ctx.signal,
+        tick: (ms) => nextTick(ms, events, ctx.signal),
+        pollMs,
+      });
+    },
+
+    async undrainRealServer(req, ctx: CallContext) {
+      const topology = deps.topology;
+      if (!topology) throw new LvsfleetError("UNIMPLEMENTED", "undrain needs the topology store");
+      return undrainRealServer(req.name, topology, writeMeta(requestContext(ctx), "UndrainRealServer"));
     },
 
     async waitForRollout(req, ctx: CallContext) {

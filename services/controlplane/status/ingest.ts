@@ -39,6 +39,8 @@ export async function startStatusIngest(o: StatusIngestOptions): Promise<StatusI
   events.setMaxListeners(0);
   const stats = { received: 0, written: 0, rejected: 0 };
   const latest = new Map<string, AgentReport>();
+  /** The newest counters-bearing report per host, written with its own time. */
+  const latestCounters = new Map<string, AgentReport>();
   let stopped = false;
   let nc: NatsConnection | undefined;
   let sub: Subscription | undefined;
@@ -61,8 +63,9 @@ export async function startStatusIngest(o: StatusIngestOptions): Promise<StatusI
     const key = `${site}.${host}`;
     const prev = latest.get(key);
     if (!prev || prev.agentId !== r.agentId || (r.time?.seconds ?? 0n) >= (prev.time?.seconds ?? 0n)) {
-      // A report without counters does not drop the counters of one not yet written.
-      if (prev && r.counters.length === 0 && prev.counters.length > 0 && prev.agentId === r.agentId) r.counters = prev.counters;
+      // A report without counters does not drop the counters of one not yet written; they keep the
+      // time they were read at (a drain must never take counters read before its apply as fresh).
+      if (r.counters.length > 0) latestCounters.set(key, r);
       // Nor does a report without health drop the health set of one not yet written.
       if (prev && !r.healthReported && prev.healthReported && prev.agentId === r.agentId) {
         r.health = prev.health;
@@ -76,14 +79,20 @@ export async function startStatusIngest(o: StatusIngestOptions): Promise<StatusI
   const flush = async () => {
     if (latest.size === 0) return;
     const batch = [...latest.values()];
+    const counters = [...latestCounters.values()].filter((c) => {
+      const r = latest.get(`${c.site}.${c.host}`);
+      return r !== undefined && r.agentId === c.agentId;
+    });
     latest.clear();
+    latestCounters.clear();
     try {
-      await store.ingest(batch);
+      await store.ingest(batch, counters);
       stats.written += batch.length;
       events.emit("change", batch.map((r) => ({ site: r.site, host: r.host })));
     } catch (err) {
       log.warn({ err: String(err) }, "status ingest failed; keeping reports for the next flush");
       for (const r of batch) if (!latest.has(`${r.site}.${r.host}`)) latest.set(`${r.site}.${r.host}`, r);
+      for (const c of counters) if (!latestCounters.has(`${c.site}.${c.host}`)) latestCounters.set(`${c.site}.${c.host}`, c);
     }
   };
   const timer = setInterval(() => {

@@ -77,8 +77,11 @@ export interface StatusFilter {
 export class StatusStore {
   constructor(readonly pool: pg.Pool) {}
 
-  /** Upserts the latest report per host (older reports of the same agent never overwrite newer). */
-  async ingest(reports: readonly AgentReport[]): Promise<void> {
+  /**
+   * Upserts the latest report per host (older reports of the same agent never overwrite newer).
+   * `counters`: the reports whose counters to store (default: those of `reports` that carry some).
+   */
+  async ingest(reports: readonly AgentReport[], counters?: readonly AgentReport[]): Promise<void> {
     if (reports.length === 0) return;
     const now = new Date();
     const cols = {
@@ -119,7 +122,7 @@ export class StatusStore {
        WHERE host_status.agent_id <> EXCLUDED.agent_id OR host_status.report_time <= EXCLUDED.report_time`,
       [cols.site, cols.host, cols.agent, cols.applied, cols.appliedHash, cols.seen, cols.phase, cols.errors, cols.hb, cols.time],
     );
-    await this.ingestCounters(reports, now);
+    await this.ingestCounters(counters ?? reports, now);
     await ingestHealth(this.pool, reports, now);
   }
 
