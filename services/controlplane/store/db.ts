@@ -87,6 +87,14 @@ export interface Database {
   readonly afterWrite: AfterWriteHook[];
 }
 
+/**
+ * A timestamptz as epoch milliseconds (float8, exact: floor of the numeric epoch), the one way the
+ * store turns database times into Dates — parsing a float is much cheaper than pg's timestamptz text
+ * parser, and write responses, reads and audit JSON all agree to the millisecond.
+ */
+export const epochMs = (col: string): string => `floor(extract(epoch FROM ${col}) * 1000)::float8`;
+export const NOW_MS_SQL = epochMs("now()");
+
 export function createPool(connectionString: string, max = 20, onError: (err: Error) => void = () => undefined): pg.Pool {
   const pool = new pg.Pool({ connectionString, max, application_name: "lvsfleet-controlplane" });
   // An idle client that loses its server (restart, network) emits here; without a listener the
@@ -209,12 +217,12 @@ async function runOnce<T>(
     begun = true;
     const inline = inlined(client, text, values);
     if (inline !== undefined) {
-      const rs = (await client.query(`BEGIN; SELECT now() AS now; ${inline}`)) as unknown as pg.QueryResult[];
-      now = (rs[1]!.rows[0] as { now: Date }).now;
+      const rs = (await client.query(`BEGIN; SELECT ${NOW_MS_SQL} AS now_ms; ${inline}`)) as unknown as pg.QueryResult[];
+      now = new Date((rs[1]!.rows[0] as { now_ms: number }).now_ms);
       return rs[2] as pg.QueryResult<R>;
     }
-    const rs = (await client.query("BEGIN; SELECT now() AS now")) as unknown as pg.QueryResult[];
-    now = (rs[1]!.rows[0] as { now: Date }).now;
+    const rs = (await client.query(`BEGIN; SELECT ${NOW_MS_SQL} AS now_ms`)) as unknown as pg.QueryResult[];
+    now = new Date((rs[1]!.rows[0] as { now_ms: number }).now_ms);
     return client.query<R>(prepared(text, values));
   };
   const tx: WriteTx = {
@@ -223,9 +231,9 @@ async function runOnce<T>(
     query,
     async revision() {
       if (revision === undefined) {
-        const r = await query<{ rev: string; now: Date }>("SELECT nextval('revision_seq')::text AS rev, now() AS now");
+        const r = await query<{ rev: string; now_ms: number }>(`SELECT nextval('revision_seq')::text AS rev, ${NOW_MS_SQL} AS now_ms`);
         revision = BigInt(r.rows[0]!.rev);
-        now = r.rows[0]!.now;
+        now = new Date(r.rows[0]!.now_ms);
       }
       return revision;
     },
@@ -285,12 +293,12 @@ async function runOnce<T>(
 async function insertAudit(tx: WriteTx, meta: WriteMeta, changes: Change[]): Promise<bigint> {
   // One statement for all rows (taking the revision here if no row write took it, e.g. deletes);
   // xid and time default to pg_current_xact_id() and now().
-  const r = await tx.query<{ revision: string; now: Date }>(
+  const r = await tx.query<{ revision: string; now_ms: number }>(
     `WITH rev AS (SELECT ${tx.revisionSql()} AS r)
      INSERT INTO audit_log (revision, actor, operation, reason, resource_name, site_id, before, after)
      SELECT rev.r, $1, $2, $3, c.resource_name, c.site_id, c.before, c.after
      FROM rev, jsonb_to_recordset($4::jsonb) AS c(resource_name text, site_id text, before jsonb, after jsonb)
-     RETURNING revision::text AS revision, now() AS now`,
+     RETURNING revision::text AS revision, ${NOW_MS_SQL} AS now_ms`,
     [
       meta.actor,
       meta.operation,
@@ -306,7 +314,7 @@ async function insertAudit(tx: WriteTx, meta: WriteMeta, changes: Change[]): Pro
     ],
   );
   const revision = BigInt(r.rows[0]!.revision);
-  tx.adoptRevision(revision, r.rows[0]!.now);
+  tx.adoptRevision(revision, new Date(r.rows[0]!.now_ms));
   return revision;
 }
 

@@ -4,10 +4,10 @@
  * update_time` plus its key columns (see migrations/).
  */
 import { clone, fromJson, toJson, type DescMessage, type JsonObject, type MessageShape } from "@bufbuild/protobuf";
-import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { timestampDate, timestampFromDate, timestampFromMs, type Timestamp } from "@bufbuild/protobuf/wkt";
 import type pg from "pg";
 import { LvsfleetError } from "../domain/errors.js";
-import { prepared, READ_REVISION_SQL, type ResourceKind, type WriteTx } from "./db.js";
+import { epochMs, NOW_MS_SQL, prepared, READ_REVISION_SQL, type ResourceKind, type WriteTx } from "./db.js";
 
 /** The output-only fields every resource message has. */
 interface OutputOnly {
@@ -31,11 +31,12 @@ export interface TableSpec<D extends DescMessage> {
 export interface StoredRow {
   resource: JsonObject;
   revision: string;
-  create_time: Date;
-  update_time: Date;
+  /** create_time / update_time as epoch milliseconds (db.ts epochMs). */
+  create_ms: number;
+  update_ms: number;
 }
 
-export const ROW_COLUMNS = "resource, revision::text AS revision, create_time, update_time";
+export const ROW_COLUMNS = `resource, revision::text AS revision, ${epochMs("create_time")} AS create_ms, ${epochMs("update_time")} AS update_ms`;
 
 /** The etag of a resource: its last write's revision, quoted (an HTTP entity tag). */
 export function etagOf(revision: bigint): string {
@@ -62,8 +63,8 @@ export function fromRow<D extends DescMessage>(schema: D, row: StoredRow): Messa
   const rev = BigInt(row.revision);
   msg.revision = rev;
   msg.etag = etagOf(rev);
-  msg.createTime = timestampFromDate(row.create_time);
-  msg.updateTime = timestampFromDate(row.update_time);
+  msg.createTime = timestampFromMs(row.create_ms);
+  msg.updateTime = timestampFromMs(row.update_ms);
   return msg;
 }
 
@@ -167,12 +168,12 @@ export async function listRows<D extends DescMessage>(
   }
   values.push(size + 1);
   const where = conds.length ? `WHERE ${conds.join(" AND ")}` : "";
-  const r = await pool.query<StoredRow & { read_revision: string; k: string[] | null }>(
+  const r = await pool.query<StoredRow & { read_revision: string } & Record<string, string>>(
     prepared(
       `SELECT rev.r AS read_revision, t.*
          FROM (${READ_REVISION_SQL}) rev
          LEFT JOIN LATERAL (
-           SELECT ${ROW_COLUMNS}, ARRAY[${spec.keys.join(", ")}] AS k FROM ${spec.table} ${where}
+           SELECT ${ROW_COLUMNS}, ${spec.keys.join(", ")} FROM ${spec.table} ${where}
            ORDER BY ${spec.keys.join(", ")} LIMIT $${values.length}
          ) t ON true`,
       values,
@@ -184,7 +185,7 @@ export async function listRows<D extends DescMessage>(
   const page = more ? rows.slice(0, size) : rows;
   return {
     items: page.map((row) => fromRow(spec.schema, row)),
-    nextPageToken: more ? encodePageToken(page[page.length - 1]!.k!) : "",
+    nextPageToken: more ? encodePageToken(spec.keys.map((k) => page[page.length - 1]![k]!)) : "",
     revision,
   };
 }
@@ -257,14 +258,14 @@ export async function insertRow<D extends DescMessage>(
   const values = [...keys, ...Object.values(extra), storedJson(spec.schema, msg)];
   const n = values.length;
   values.push(tx.meta.actor, tx.meta.operation, tx.meta.reason ?? "", name, keys[0]!, auditJson(spec.schema, msg, name, now, now));
-  const r = await tx.query<{ revision: string; now: Date }>(
+  const r = await tx.query<{ revision: string; now_ms: number }>(
     `WITH ins AS (
        INSERT INTO ${spec.table} (${cols.join(", ")}, revision, create_time, update_time)
        VALUES (${cols.map((_, i) => `$${i + 1}`).join(", ")}, ${tx.revisionSql()}, now(), now())
        ${onConflict ? "ON CONFLICT DO NOTHING" : ""}
        RETURNING revision
      ), aud AS (${AUDIT_INSERT(n, "NULL::jsonb")})
-     SELECT revision::text AS revision, now() AS now FROM ins`,
+     SELECT revision::text AS revision, ${NOW_MS_SQL} AS now_ms FROM ins`,
     values,
   );
   if (!r.rows[0]) {
@@ -272,7 +273,7 @@ export async function insertRow<D extends DescMessage>(
     return onConflict();
   }
   const revision = BigInt(r.rows[0].revision);
-  tx.adoptRevision(revision, r.rows[0].now);
+  tx.adoptRevision(revision, new Date(r.rows[0].now_ms));
   const written = stamp(spec.schema, msg, name, revision, now, now);
   tx.record({ kind: spec.kind, resourceName: name, siteId: keys[0]!, after: fullJson(spec.schema, written) }, true);
   return written;
@@ -319,19 +320,19 @@ export async function updateRow<D extends DescMessage>(
   const values = [...Object.values(extra), storedJson(spec.schema, msg), ...keys];
   const n = values.length;
   values.push(tx.meta.actor, tx.meta.operation, tx.meta.reason ?? "", name, keys[0]!, auditJson(spec.schema, msg, name, createTime && timestampDate(createTime), now), fullJson(spec.schema, before));
-  const r = await tx.query<{ revision: string; now: Date; create_time: Date }>(
+  const r = await tx.query<{ revision: string; now_ms: number; create_ms: number }>(
     `WITH ins AS (
        UPDATE ${spec.table} SET ${sets.map((c, i) => `${c} = $${i + 1}`).join(", ")}, revision = ${tx.revisionSql()}, update_time = now()
         WHERE ${whereKeys(spec.keys, sets.length)}
         RETURNING revision, create_time
      ), aud AS (${AUDIT_INSERT(n, `$${n + 7}::jsonb`)})
-     SELECT revision::text AS revision, now() AS now, create_time FROM ins`,
+     SELECT revision::text AS revision, ${NOW_MS_SQL} AS now_ms, ${epochMs("create_time")} AS create_ms FROM ins`,
     values,
   );
   if (!r.rows[0]) throw new Error(`${name} vanished under its row lock`);
   const revision = BigInt(r.rows[0].revision);
-  tx.adoptRevision(revision, r.rows[0].now);
-  const written = stamp(spec.schema, msg, name, revision, r.rows[0].create_time, now);
+  tx.adoptRevision(revision, new Date(r.rows[0].now_ms));
+  const written = stamp(spec.schema, msg, name, revision, new Date(r.rows[0].create_ms), now);
   tx.record(
     {
       kind: spec.kind,
