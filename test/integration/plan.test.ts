@@ -17,6 +17,10 @@ import type pg from "pg";
 import { OperatorService, PlanAction, type PlanChangeRequestSchema } from "../../gen/lvsfleet/v1/operator_service_pb.js";
 import { TopologyService } from "../../gen/lvsfleet/v1/topology_service_pb.js";
 import { RealServerSchema } from "../../gen/lvsfleet/v1/topology_pb.js";
+import { AgentReportSchema } from "../../gen/lvsfleet/v1/agent_report_pb.js";
+import { timestampNow } from "@bufbuild/protobuf/wkt";
+import { ingestHealth } from "../../services/controlplane/status/health-store.js";
+import { StatusStore } from "../../services/controlplane/status/store.js";
 import { ForwardMethod, HostRole, Protocol } from "../../gen/lvsfleet/v1/types_pb.js";
 import { createClient, type Client } from "../../lib/grpc/client.js";
 import { bind, startGrpcServer, type RunningServer } from "../../lib/grpc/serve.js";
@@ -168,7 +172,8 @@ describe("PlanChange", () => {
     expect(res.hosts[0]!.items.map((i) => ({ kind: i.kind, action: i.action, object: i.object, before: i.before, after: i.after }))).toEqual([
       { kind: "ipvs-destination", action: PlanAction.CHANGE, object: "TCP 192.0.2.100:80 -> 198.51.100.11:80", before: "weight 1", after: "weight 0" },
     ]);
-    expect(res.warnings).toEqual([]);
+    // No Director reported health in this test: the planner says it cannot tell (never "healthy").
+    expect(res.warnings).toEqual([`health of the real servers left in ${s}/virtualServices/web is not known (rs2 health unknown): this may remove the last healthy one`]);
     expect(res.revision).toBeGreaterThan(0n);
     expect(res.appliedRevision).toBe(0n);
     expect(await snapshot()).toEqual(before);
@@ -218,6 +223,50 @@ describe("PlanChange", () => {
     const err = await failure(ops.planChange({ change: { case: "updateRealServer", value: { realServer: { name: `${s}/virtualServices/web/realServers/rs1`, weight: 70000 }, updateMask: { paths: ["weight"] } } } }));
     expect(err.code).toBe(3); // INVALID_ARGUMENT
     expect((await failure(ops.planChange({ change: { case: "deleteRealServer", value: { name: `${s}/virtualServices/web/realServers/nope` } } }))).code).toBe(5);
+  });
+
+  it("'removes the last healthy real server' from the health the Directors reported; unknown health is said, never taken as healthy", async () => {
+    const s = await site("hl");
+    const vsName = `${s}/virtualServices/web`;
+    const report = (healthy: Record<string, boolean>) =>
+      create(AgentReportSchema, {
+        site: "hl",
+        host: "lb1",
+        agentId: "agent-hl",
+        time: timestampNow(),
+        heartbeatSeconds: 60,
+        appliedRevision: 1n << 40n,
+        healthReported: true,
+        health: Object.entries(healthy).map(([id, ok], i) => ({
+          virtualService: vsName,
+          realServer: `${vsName}/realServers/${id}`,
+          address: `198.51.100.1${i + 1}`,
+          port: 80,
+          healthy: ok,
+          weight: ok ? 1 : 0,
+          lastResult: ok ? "connected" : "connect ECONNREFUSED",
+        })),
+      });
+    const status = new StatusStore(t.pool);
+    const ingest = async (healthy: Record<string, boolean>) => {
+      const r = report(healthy);
+      await status.ingest([r]);
+      await ingestHealth(t.pool, [r]);
+    };
+
+    // No report yet: the health of rs2 (the one left) is unknown, and the plan says so.
+    expect((await ops.planChange({ change: weightZero(s) })).warnings).toEqual([
+      `health of the real servers left in ${vsName} is not known (rs2 health unknown): this may remove the last healthy one`,
+    ]);
+    // rs1 healthy, rs2 failing its check: taking rs1 out leaves no healthy real server.
+    await ingest({ rs1: true, rs2: false });
+    expect((await ops.planChange({ change: weightZero(s) })).warnings).toEqual([`removes the last healthy real server of ${vsName} (left: rs2 unhealthy)`]);
+    expect((await ops.planChange({ change: { case: "deleteRealServer", value: { name: `${vsName}/realServers/rs1` } } })).warnings).toEqual([
+      `removes the last healthy real server of ${vsName} (left: rs2 unhealthy)`,
+    ]);
+    // Both healthy: no warning.
+    await ingest({ rs1: true, rs2: true });
+    expect((await ops.planChange({ change: weightZero(s) })).warnings).toEqual([]);
   });
 
   it("apply with a stale expected_revision is ABORTED and writes nothing", async () => {

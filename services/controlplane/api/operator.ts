@@ -32,15 +32,19 @@ import { createBulk } from "../store/bulk.js";
 import { READ_REVISION_SQL } from "../store/db.js";
 import type { TopologyStore } from "../store/index.js";
 import { writeMeta, type RequestContext } from "./context.js";
-import { planChange } from "./plan.js";
+import { listRealServerHealth } from "../status/health-store.js";
+import { planChange, type HealthSource } from "./plan.js";
 import { requestContext } from "./topology-service.js";
+
+/** The health the Directors reported (status/health-store.ts): the plan's "last healthy real server" input. */
+const storedHealth: HealthSource = (store, site) => listRealServerHealth(store.db.pool, site);
 
 export function operatorService(store: TopologyStore): ServiceImpl<typeof OperatorService> {
   return {
     importIpvsadm: (req, call) => importIpvsadm(store, req, requestContext(call)),
     importKeepalived: (req, call) => importKeepalived(store, req, requestContext(call)),
     exportIpvsadm: (req) => exportIpvsadm(store, req),
-    planChange: (req, call) => planChange(store, req, requestContext(call)),
+    planChange: (req, call) => planChange(store, req, requestContext(call), storedHealth),
   };
 }
 

@@ -4,7 +4,7 @@ import { ForwardMethod, Protocol } from "../../../gen/lvsfleet/v1/types_pb.js";
 import { RealServerSchema, type RealServer, type VirtualService } from "../../../gen/lvsfleet/v1/topology_pb.js";
 import type { SiteTopology } from "../compile/index.js";
 import { director, realServerHost, rs, topology, vs } from "../compile/testing.js";
-import { diffDesired, planSite, type PlanDiff } from "./index.js";
+import { diffDesired, planSite, type PlanDiff, type RealServerHealth } from "./index.js";
 
 const DIRECTOR = director("lb1", { eth0: ["192.0.2.10/24"] });
 const WEB1 = realServerHost("web1", { eth0: ["192.0.2.21/24"] });
@@ -121,5 +121,27 @@ describe("diffDesired", () => {
     const lb1 = p.hosts.get("lb1")!;
     expect(lb1.find((d) => d.kind === "ipvs-service")!.object).toBe("FWM 7");
     for (const d of lb1.filter((x) => x.kind === "sysctl")) expect(d.after).not.toMatch(/^ /);
+  });
+});
+
+describe("planSite with reported health", () => {
+  const H = (entries: Record<string, Array<[string, RealServerHealth["state"]]>>) =>
+    new Map(Object.entries(entries).map(([rsId, list]) => [RS1.name.replace("rs1", rsId), list.map(([director, state]) => ({ director, state }))]));
+  const zeroRs1 = base({ realServers: [withRs(RS1, { weight: 0 }), RS2] });
+  const cases: Array<{ name: string; health: ReturnType<typeof H>; warnings: string[] }> = [
+    { name: "rs2 unhealthy: taking out the healthy rs1 warns", health: H({ rs1: [["lb1", "healthy"]], rs2: [["lb1", "unhealthy"]] }), warnings: ["removes the last healthy real server of sites/fra1/virtualServices/web (left: rs2 unhealthy)"] },
+    { name: "rs2 healthy on one Director of two: no warning", health: H({ rs1: [["lb1", "healthy"]], rs2: [["lb1", "unknown"], ["lb2", "healthy"]] }), warnings: [] },
+    { name: "rs2 not checked: cannot tell", health: H({ rs1: [["lb1", "healthy"]], rs2: [["lb1", "not_checked"]] }), warnings: ["health of the real servers left in sites/fra1/virtualServices/web is not known (rs2 not checked): this may remove the last healthy one"] },
+    { name: "nothing reported: cannot tell", health: H({}), warnings: ["health of the real servers left in sites/fra1/virtualServices/web is not known (rs2 health unknown): this may remove the last healthy one"] },
+    { name: "both unhealthy already: taking one out changes nothing health-wise", health: H({ rs1: [["lb1", "unhealthy"]], rs2: [["lb1", "unhealthy"]] }), warnings: [] },
+  ];
+  it.each(cases)("$name", ({ health, warnings }) => {
+    expect(planSite(base(), zeroRs1, { health }).warnings).toEqual(warnings);
+  });
+  it("without health: only the weight-based warning", () => {
+    expect(planSite(base(), zeroRs1).warnings).toEqual([]);
+    expect(planSite(base(), base({ realServers: [] }), { health: H({ rs1: [["lb1", "healthy"]] }) }).warnings).toEqual([
+      "removes the last real server of sites/fra1/virtualServices/web (no real server with weight > 0 left)",
+    ]);
   });
 });

@@ -224,9 +224,10 @@ function healthWarning(vs: string, was: readonly string[], now: readonly string[
   if (now.some((n) => state(n) === "healthy")) return undefined;
   const short = (n: string) => n.slice(n.lastIndexOf("/") + 1);
   const left = now.map((n) => `${short(n)} ${SAY[state(n)]}`).join(", ");
-  if (gone.some((n) => state(n) === "healthy")) return `removes the last healthy real server of ${vs} (left: ${left})`;
+  // Some left with unknown health (or no check): they may be healthy — say we cannot tell.
   if (now.some((n) => state(n) === "unknown" || state(n) === "not_checked")) {
     return `health of the real servers left in ${vs} is not known (${left}): this may remove the last healthy one`;
   }
+  if (gone.some((n) => state(n) === "healthy")) return `removes the last healthy real server of ${vs} (left: ${left})`;
   return undefined;
 }
