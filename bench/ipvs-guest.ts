@@ -4,6 +4,7 @@
 // against `ipvsadm -Sn`. Prints one JSON document.
 import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
+import { availableParallelism, loadavg } from "node:os";
 import { performance } from "node:perf_hooks";
 import { IpvsClient, type IpvsOperation } from "../agents/hostagent/netlink/ipvs/client.js";
 import type { IpvsDestination, IpvsService } from "../agents/hostagent/netlink/ipvs/codec.js";
@@ -33,7 +34,12 @@ function sh(cmd: string, args: string[], input?: string): { ms: number; stdout: 
   return { ms, stdout: r.stdout };
 }
 
-const client = await IpvsClient.open({ timeoutMs: 600_000 });
+// The read runs part of its destination dumps in worker threads, one per CPU beyond this one
+// (--dump-worker: the bundled agents/hostagent/netlink/ipvs/dump-worker.ts). Started by open().
+const wi = process.argv.indexOf("--dump-worker");
+const dumpWorkerScript = wi >= 0 ? process.argv[wi + 1] : undefined;
+const dumpWorkers = dumpWorkerScript ? Math.max(0, availableParallelism() - 1) : 0;
+const client = await IpvsClient.open({ timeoutMs: 600_000, dumpWorkers, dumpWorkerScript });
 await client.flush();
 
 // 1. lvsfleet programs the table: every service followed by its destinations, batched.
@@ -51,6 +57,7 @@ process.stderr.write(`apply ${applyMs.toFixed(0)} ms\n`);
 
 // 2. lvsfleet reads the full configuration (services + destinations), as the agent does for its
 //    diff and as `ipvsadm -Sn` does; then once more with every counter decoded, for the record.
+const loadAtRead = loadavg();
 t0 = performance.now();
 const snap = await client.snapshot({ stats: false });
 const readMs = performance.now() - t0;
@@ -98,5 +105,8 @@ process.stdout.write(
     ipvsadmSaveMs: save.ms,
     changeMs,
     changeRequests,
+    cpus: availableParallelism(),
+    dumpWorkers,
+    loadavg: loadAtRead,
   }) + "\n",
 );

@@ -3,6 +3,7 @@
 //
 // Request budget (asserted by bench/ipvs.ts): one destination change is one IPVS_CMD_SET_DEST
 // message; `requests` counts every netlink message this client sent (all sockets).
+import { Worker } from "node:worker_threads";
 import { NetlinkError, NetlinkDumpInterruptedError } from "../errors.js";
 import { resolveFamily } from "../genl.js";
 import { NETLINK_GENERIC, NetlinkSocket, type BatchOptions, type NetlinkSocketOptions } from "../socket.js";
@@ -41,6 +42,7 @@ import {
   type IpvsTimeouts,
 } from "./codec.js";
 import * as C from "./constants.js";
+import { deserializeError, serializeError, unpackReplies, type DumpJob, type DumpJobResult } from "./dump-wire.js";
 
 export * from "./codec.js";
 
@@ -76,6 +78,26 @@ export interface IpvsClientOptions extends NetlinkSocketOptions {
   dumpParallelism?: number;
   /** Attempts for a dump that comes back with NLM_F_DUMP_INTR. Default 3. */
   dumpAttempts?: number;
+  /**
+   * Worker threads (dump-worker.ts) that run part of snapshot()'s destination dumps on sockets of
+   * their own, so a full read uses more than one CPU. Default 0 (everything on this thread). They
+   * are started by open() and stopped by close().
+   */
+  dumpWorkers?: number;
+  /** Share of the destination dumps given to the workers (0..1). Default 1.3 × workers / (workers + 1) (0.65 for one: this thread also decodes everything), at most 0.9. */
+  dumpWorkerShare?: number;
+  /** Sockets per worker. Default: dumpParallelism. */
+  dumpWorkerParallelism?: number;
+  /** The worker's entry (dump-worker.ts / .js next to this file by default; a bundle must pass its own). */
+  dumpWorkerScript?: string | URL;
+}
+
+interface DumpWorker {
+  worker: Worker;
+  /** Messages the worker's sockets sent, as last reported. */
+  messages: number;
+  jobs: Map<number, { resolve(r: DumpJobResult): void; reject(e: Error): void }>;
+  failed?: Error;
 }
 
 export class IpvsClient {
@@ -83,6 +105,8 @@ export class IpvsClient {
   private readonly sock: NetlinkSocket;
   private readonly extra: NetlinkSocket[] = [];
   private readonly opts: IpvsClientOptions;
+  private workers: DumpWorker[] = [];
+  private jobIds = 0;
 
   private constructor(sock: NetlinkSocket, familyId: number, opts: IpvsClientOptions) {
     this.sock = sock;
@@ -95,21 +119,34 @@ export class IpvsClient {
     const sock = NetlinkSocket.open(NETLINK_GENERIC, opts);
     try {
       const fam = await resolveFamily(sock, C.IPVS_GENL_NAME);
-      return new IpvsClient(sock, fam.id, opts);
+      const client = new IpvsClient(sock, fam.id, opts);
+      try {
+        await client.startWorkers(opts.dumpWorkers ?? 0);
+      } catch (e) {
+        client.close();
+        throw e;
+      }
+      return client;
     } catch (e) {
       sock.close();
       throw e;
     }
   }
 
-  /** Netlink messages sent by this client so far (family lookup included). */
+  /** Netlink messages sent by this client so far (family lookup and its dump workers' dumps included). */
   get requests(): number {
-    return this.sock.counters.messages + this.extra.reduce((n, s) => n + s.counters.messages, 0);
+    return this.sock.counters.messages + this.extra.reduce((n, s) => n + s.counters.messages, 0) + this.workers.reduce((n, w) => n + w.messages, 0);
   }
 
   close(): void {
     this.sock.close();
     for (const s of this.extra) s.close();
+    for (const w of this.workers.splice(0)) {
+      w.failed ??= new NetlinkError("close", 9 /* EBADF */, { message: "IPVS client closed" });
+      for (const j of w.jobs.values()) j.reject(w.failed);
+      w.jobs.clear();
+      void w.worker.terminate();
+    }
   }
 
   // ---- services ----
@@ -229,39 +266,106 @@ export class IpvsClient {
    */
   async snapshot(opts: DecodeOptions = {}): Promise<IpvsServiceState[]> {
     const services = await this.listServices(opts);
-    const parallel = Math.max(1, Math.min(this.opts.dumpParallelism ?? 8, services.length));
-    while (this.extra.length < parallel - 1) this.extra.push(NetlinkSocket.open(NETLINK_GENERIC, this.opts));
-    const socks = [this.sock, ...this.extra.slice(0, parallel - 1)];
     const out: IpvsServiceState[] = services.map((service) => ({ service, destinations: [] }));
     const op = "IPVS_CMD_GET_DEST(dump)";
-    await Promise.all(
-      socks.map(async (s, k) => {
+    // The first `split` services go to the workers (each a contiguous part), the rest stay here.
+    const workers = this.workers.filter((w) => !w.failed);
+    const share = workers.length === 0 ? 0 : Math.min(0.9, Math.max(0, this.opts.dumpWorkerShare ?? Math.min(0.9, (1.3 * workers.length) / (workers.length + 1))));
+    const split = Math.floor(out.length * share);
+    const local = out.length - split;
+    const parallel = Math.max(1, Math.min(this.opts.dumpParallelism ?? 8, local));
+    while (this.extra.length < parallel - 1) this.extra.push(NetlinkSocket.open(NETLINK_GENERIC, this.opts));
+    const socks = local === 0 ? [] : [this.sock, ...this.extra.slice(0, parallel - 1)];
+    const decodeInto = (i: number, payloads: Uint8Array[]) => {
+      const entry = out[i]!;
+      const family = entry.service.family;
+      const dests: IpvsDestination[] = new Array(payloads.length);
+      for (let j = 0; j < dests.length; j++) dests[j] = decodeDestination(payloads[j]!, family, opts);
+      entry.destinations = dests;
+    };
+    const retry = async (i: number, error: NetlinkError, sock: NetlinkSocket) => {
+      if (!(error instanceof NetlinkDumpInterruptedError) || (this.opts.dumpAttempts ?? 3) <= 1) throw error;
+      // dump() makes the remaining attempts.
+      out[i]!.destinations = await this.destsOn(sock, out[i]!.service, opts, 1);
+    };
+    await Promise.all([
+      ...workers.map(async (w, k) => {
+        const from = Math.floor((k * split) / workers.length);
+        const to = Math.floor(((k + 1) * split) / workers.length);
+        if (to <= from) return;
+        const payloads: Uint8Array[] = [];
+        for (let i = from; i < to; i++) payloads.push(encodeDumpDests(out[i]!.service));
+        const res = await this.runJob(w, { familyId: this.familyId, op, payloads, parallel: this.opts.dumpWorkerParallelism ?? this.opts.dumpParallelism ?? 8, timeoutMs: this.opts.timeoutMs });
+        if (!res.ok) throw deserializeError(res.error);
+        const failed: [number, NetlinkError][] = [];
+        unpackReplies(res.packed, to - from, (j, replies) => {
+          const e = res.errors[j];
+          if (e) failed.push([from + j, deserializeError(e)]);
+          else decodeInto(from + j, replies);
+        });
+        for (const [i, e] of failed) await retry(i, e, this.sock);
+      }),
+      ...socks.map(async (s, k) => {
         // Socket k takes a contiguous share of the services.
-        const from = Math.floor((k * out.length) / socks.length);
-        const to = Math.floor(((k + 1) * out.length) / socks.length);
+        const from = split + Math.floor((k * local) / socks.length);
+        const to = split + Math.floor(((k + 1) * local) / socks.length);
         const reqs = [];
         for (let i = from; i < to; i++) reqs.push({ type: this.familyId, payload: encodeDumpDests(out[i]!.service), op });
         const results = await s.dumpMany(reqs);
         for (let i = from; i < to; i++) {
-          const entry = out[i]!;
           const r = results[i - from]!;
-          if (r.error) {
-            if (!(r.error instanceof NetlinkDumpInterruptedError) || (this.opts.dumpAttempts ?? 3) <= 1) throw r.error;
-            // dump() makes the remaining attempts.
-            entry.destinations = await this.destsOn(s, entry.service, opts, 1);
-            continue;
-          }
-          const family = entry.service.family;
-          const dests: IpvsDestination[] = new Array(r.replies.length);
-          for (let j = 0; j < dests.length; j++) dests[j] = decodeDestination(r.replies[j]!.payload, family, opts);
-          entry.destinations = dests;
+          if (r.error) await retry(i, r.error, s);
+          else decodeInto(i, r.replies.map((m) => m.payload));
         }
       }),
-    );
+    ]);
     return out;
   }
 
   // ------------------------------------------------------------------------------------------
+
+  private async startWorkers(n: number): Promise<void> {
+    if (n <= 0) return;
+    const script = this.opts.dumpWorkerScript ?? new URL(import.meta.url.endsWith(".ts") ? "./dump-worker.ts" : "./dump-worker.js", import.meta.url);
+    const socket = { timeoutMs: this.opts.timeoutMs, recvBufferSize: this.opts.recvBufferSize, sendBufferSize: this.opts.sendBufferSize };
+    const started = Array.from({ length: n }, () => {
+      const w: DumpWorker = { worker: new Worker(script, { workerData: { socket } }), messages: 0, jobs: new Map() };
+      this.workers.push(w);
+      return new Promise<void>((resolve, reject) => {
+        const fail = (e: Error) => {
+          w.failed ??= e;
+          for (const j of w.jobs.values()) j.reject(e);
+          w.jobs.clear();
+          reject(e);
+        };
+        w.worker.on("message", (m: DumpJobResult | { ready: true }) => {
+          if ("ready" in m) {
+            w.worker.unref(); // idle workers never keep the process alive
+            resolve();
+            return;
+          }
+          w.messages = Math.max(w.messages, m.messages);
+          const job = w.jobs.get(m.id);
+          w.jobs.delete(m.id);
+          if (w.jobs.size === 0) w.worker.unref();
+          job?.resolve(m);
+        });
+        w.worker.on("error", (e) => fail(e));
+        w.worker.on("exit", (code) => fail(new Error(`IPVS dump worker exited (code ${code})`)));
+      });
+    });
+    await Promise.all(started);
+  }
+
+  private runJob(w: DumpWorker, job: Omit<DumpJob, "id">): Promise<DumpJobResult> {
+    if (w.failed) return Promise.resolve({ id: -1, ok: false, error: serializeError(w.failed), messages: w.messages });
+    const id = ++this.jobIds;
+    return new Promise<DumpJobResult>((resolve, reject) => {
+      w.jobs.set(id, { resolve, reject });
+      w.worker.ref();
+      w.worker.postMessage({ ...job, id } satisfies DumpJob);
+    });
+  }
 
   private async destsOn(sock: NetlinkSocket, key: IpvsServiceKey, opts: DecodeOptions, attemptsMade = 0): Promise<IpvsDestination[]> {
     const msgs = await this.dump(sock, encodeDumpDests(key), "IPVS_CMD_GET_DEST(dump)", attemptsMade);
