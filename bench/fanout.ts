@@ -105,7 +105,8 @@ async function floor(nc: NatsConnection, bucket: string, size: number, count: nu
 }
 
 const relayLog: RelayLog = {
-  debug() {},
+  // LVSFLEET_BENCH_DEBUG=1: the relay's per-transaction timings on stderr.
+  debug: process.env.LVSFLEET_BENCH_DEBUG ? (o, m) => log(`relay: ${m ?? ""} ${JSON.stringify(o)}`) : () => {},
   info() {},
   warn: (o, m) => log(`relay warn: ${m ?? ""} ${JSON.stringify(o)}`),
   error: (o, m) => log(`relay error: ${m ?? ""} ${JSON.stringify(o)}`),
@@ -266,7 +267,8 @@ async function main(): Promise<void> {
   const allChanges = changes.filter((c) => c.kind === "all").length;
   log(`one-host changes: ${lat.one.length} samples p50 ${f1(pct(lat.one, 50))} ms p99 ${f1(pct(lat.one, 99))} ms`);
   log(`all-host changes: ${allChanges} × ${N} = ${lat.all.length} samples p50 ${f1(pct(lat.all, 50))} ms p99 ${f1(pct(lat.all, 99))} ms`);
-  log(`relay: compiled ${relay.stats.compiled} published ${relay.stats.published} bumps ${relay.stats.bumps}; unapplied ${unapplied}`);
+  const st = relay.stats;
+  log(`relay: compiled ${st.compiled} published ${st.published} (unconfirmed ${st.unconfirmed}) bumps ${st.bumps}; sites compiled incrementally ${st.incremental}, whole ${st.full}; compile ${f1(st.compileMs)} ms, publish ${f1(st.publishMs)} ms in total; unapplied ${unapplied}`);
   log(`floor during load: p50 ${f1(pct(loadedFloor, 50))} ms p99 ${f1(pct(loadedFloor, 99))} ms (${loadedFloor.length} samples)`);
 
   process.stdout.write(

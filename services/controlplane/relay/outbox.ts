@@ -1,18 +1,48 @@
 // The write side of the transactional outbox: an after-write hook of the store's write path
-// (store/db.ts) that records, inside the write transaction, which sites' topology changed. The row
-// commits or rolls back with the change itself; the relay (relay.ts) turns it into per-host desired
-// states and publishes them. NOTIFY is delivered at COMMIT only, so it wakes the relay exactly when
-// the row becomes visible (the relay also polls, in case a notification is missed).
+// (store/db.ts) that records, inside the write transaction, which resources of which sites changed —
+// one row per (site, resource), so the relay re-reads and recompiles only what they can affect. The
+// rows commit or roll back with the change itself; the relay (relay.ts) turns them into per-host
+// desired states and publishes them. NOTIFY is delivered at COMMIT only, so it wakes the relay
+// exactly when the rows become visible (the relay also polls, in case a notification is missed).
 import type { AfterWriteHook } from "../store/index.js";
 
 export const OUTBOX_CHANNEL = "lvsfleet_outbox";
 
+/** More resources than this in one write of one site: one row "recompile the whole site" instead. */
+export const OUTBOX_MAX_RESOURCES_PER_SITE = 256;
+
 export const outboxHook: AfterWriteHook = async (tx, record) => {
-  const sites = [...new Set(record.changes.map((c) => c.siteId))].sort();
-  if (sites.length === 0) return;
+  const bySite = new Map<string, Map<string, string>>(); // site → resource name → kind
+  for (const c of record.changes) {
+    let m = bySite.get(c.siteId);
+    if (!m) bySite.set(c.siteId, (m = new Map()));
+    m.set(c.resourceName, c.kind);
+  }
+  if (bySite.size === 0) return;
+  const sites: string[] = [];
+  const kinds: Array<string | null> = [];
+  const resources: Array<string | null> = [];
+  for (const site of [...bySite.keys()].sort()) {
+    const m = bySite.get(site)!;
+    if (m.size > OUTBOX_MAX_RESOURCES_PER_SITE) {
+      sites.push(site);
+      kinds.push(null);
+      resources.push(null);
+      continue;
+    }
+    for (const [name, kind] of [...m].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))) {
+      sites.push(site);
+      kinds.push(kind);
+      resources.push(name);
+    }
+  }
+  // One round trip: a data-modifying WITH runs exactly once whether or not it is referenced.
   await tx.query(
-    `INSERT INTO outbox (revision, site) SELECT $1::bigint, s FROM unnest($2::text[]) AS s`,
-    [record.revision.toString(), sites],
+    `WITH rows AS (
+       INSERT INTO outbox (revision, site, kind, resource)
+       SELECT $1::bigint, s, k, r FROM unnest($2::text[], $3::text[], $4::text[]) AS u(s, k, r)
+     )
+     SELECT pg_notify($5, $1::text)`,
+    [record.revision.toString(), sites, kinds, resources, OUTBOX_CHANNEL],
   );
-  await tx.query(`SELECT pg_notify($1, $2)`, [OUTBOX_CHANNEL, record.revision.toString()]);
 };

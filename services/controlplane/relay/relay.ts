@@ -30,9 +30,21 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import { HostDesiredStateSchema, type HostDesiredState } from "../../../gen/lvsfleet/v1/desired_state_pb.js";
-import { compileSite, desiredStateKey, hashDesiredState } from "../compile/index.js";
+import {
+  affectedByChange,
+  compileHosts,
+  compileSite,
+  desiredStateKey,
+  hashDesiredState,
+  MutableTopology,
+  resourceKind,
+  type ResourceKind,
+  type ResourceRef,
+  type SiteTopology,
+} from "../compile/index.js";
 import { OUTBOX_CHANNEL } from "./outbox.js";
-import { loadSiteTopology } from "./topology.js";
+import { PipelinedPublisher } from "./publisher.js";
+import { loadResources, loadSiteTopology } from "./topology.js";
 
 export const DESIRED_BUCKET = "lvsfleet-desired";
 /** "lvsfleet" in ASCII: the advisory lock key of the relay leadership. */
@@ -69,21 +81,30 @@ export interface RelayOptions {
   markerCheckMs?: number;
   /** Outbox rows per compile transaction. */
   batchSize?: number;
-  /** Concurrent KV puts. */
+  /** KV puts in flight at most (pipelined; each confirmed by its own PubAck). */
   putConcurrency?: number;
 }
 
 export interface RelayStats {
   /** desired_states rows written (hosts whose state changed). */
   compiled: number;
-  /** KV puts that succeeded. */
+  /** KV puts the stream confirmed (PubAck). */
   published: number;
+  /** KV puts sent but not confirmed (error PubAck, no responders, timeout): left pending, put again. */
+  unconfirmed: number;
   /** Full republishes (takeover, NATS data loss). */
   republishes: number;
   /** Times this relay became leader. */
   leaderships: number;
   /** Stamps taken from revision_seq because a late commit changed an already stamped host. */
   bumps: number;
+  /** Sites compiled incrementally (only the written resources re-read, only their hosts compiled). */
+  incremental: number;
+  /** Sites compiled whole (first time, cache dropped, a site-level write, very large writes). */
+  full: number;
+  /** Time spent in compile transactions and in publishing (ms). */
+  compileMs: number;
+  publishMs: number;
 }
 
 export interface Relay {
@@ -121,16 +142,30 @@ class Waker {
   }
 }
 
-function jitter(ms: number): number {
-  return Math.floor(ms / 2 + Math.random() * ms);
+/** What the relay knows a host's desired_states row holds. */
+interface HostState {
+  revision: bigint;
+  hash: string;
+  present: boolean;
 }
 
-async function mapLimit<T>(items: T[], limit: number, fn: (t: T) => Promise<void>): Promise<void> {
-  let i = 0;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (i < items.length) await fn(items[i++]!);
-  });
-  await Promise.all(workers);
+/**
+ * A site as of this relay's last committed compile transaction: its topology and its hosts'
+ * desired_states (revision, hash, present). Valid only while no other relay compiled (the token).
+ */
+interface SiteCache {
+  topo: MutableTopology;
+  states: ReadonlyMap<string, HostState>;
+}
+
+function uniqueRefs(rows: ReadonlyArray<{ kind: ResourceKind; resource: string }>): ResourceRef[] {
+  const m = new Map<string, ResourceKind>();
+  for (const r of rows) m.set(r.resource, r.kind);
+  return [...m].map(([name, kind]) => ({ kind, name }));
+}
+
+function jitter(ms: number): number {
+  return Math.floor(ms / 2 + Math.random() * ms);
 }
 
 export function emptyDesiredState(site: string, host: string): HostDesiredState {
@@ -147,7 +182,7 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
 
 class RelayImpl implements Relay {
   readonly id = randomUUID();
-  readonly stats: RelayStats = { compiled: 0, published: 0, republishes: 0, leaderships: 0, bumps: 0 };
+  readonly stats: RelayStats = { compiled: 0, published: 0, unconfirmed: 0, republishes: 0, leaderships: 0, bumps: 0, incremental: 0, full: 0, compileMs: 0, publishMs: 0 };
   private readonly log: RelayLog;
   private readonly bucket: string;
   private readonly lockKey: bigint;
@@ -164,6 +199,10 @@ class RelayImpl implements Relay {
   private nc: NatsConnection | undefined;
   private connecting: Promise<void> | undefined;
   private kv: KV | undefined;
+  private publisher: PipelinedPublisher | undefined;
+  /** Per site, as of our last compile transaction (see SiteCache); `token` = relay_compile_token.n then. */
+  private readonly cache = new Map<string, SiteCache>();
+  private token = "";
   private epoch = "";
   /** False between a disconnect and the reconnect: requests then would only sit until they time out. */
   private natsUp = false;
@@ -172,15 +211,26 @@ class RelayImpl implements Relay {
   private busy = true;
   private idleWaiters: Array<() => void> = [];
 
+  /**
+   * The relay's own connections (same settings as `pool`): queued behind the API's writes in a shared
+   * pool, a compile or publish waited for seconds under write load (bench:fanout).
+   */
+  private readonly db: pg.Pool;
+
   constructor(private readonly o: RelayOptions) {
     this.log = o.log ?? silent;
+    const base = (o.pool as unknown as { options: pg.PoolConfig }).options;
+    // pg-pool keeps `password` non-enumerable: copy it explicitly.
+    this.db = new pg.Pool({ ...base, password: base.password, max: 2, application_name: "lvsfleet-relay" });
+    // An idle connection that loses its server emits here; the pool replaces it on next use.
+    this.db.on("error", (err) => this.log.debug({ err: String(err) }, "idle relay connection failed"));
     this.bucket = o.bucket ?? DESIRED_BUCKET;
     this.lockKey = o.lockKey ?? RELAY_LOCK_KEY;
     this.pollMs = o.pollMs ?? 500;
     this.lockRetryMs = o.lockRetryMs ?? 1000;
     this.markerCheckMs = o.markerCheckMs ?? 1000;
     this.batchSize = o.batchSize ?? 500;
-    this.putConcurrency = o.putConcurrency ?? 64;
+    this.putConcurrency = o.putConcurrency ?? 1024;
   }
 
   start(): void {
@@ -207,7 +257,9 @@ class RelayImpl implements Relay {
     this.waker.wake();
     await this.loop;
     await this.connecting;
+    this.publisher?.close();
     await this.nc?.close().catch(() => undefined);
+    await this.db.end().catch(() => undefined);
   }
 
   // --- leadership ---------------------------------------------------------------------------------
@@ -270,7 +322,9 @@ class RelayImpl implements Relay {
         // so draining it before publishing would hold every change back until the writes stop.
         if ((await this.compileBatch()) > 0) work = true;
         if (this.stopped || lost()) return;
+        const tp = performance.now();
         const published = await this.publish(lost);
+        this.stats.publishMs += performance.now() - tp;
         if (published === undefined) work = true; // NATS unavailable: keep retrying
         failures = 0;
       } catch (err) {
@@ -292,68 +346,174 @@ class RelayImpl implements Relay {
 
   /** One compile transaction; returns the number of outbox rows consumed. */
   private async compileBatch(): Promise<number> {
-    const c = await this.o.pool.connect();
+    const c = await this.db.connect();
     let broken = false;
+    const t0 = performance.now();
+    // Cache updates of this transaction: applied only once it committed.
+    const staged = new Map<string, SiteCache | null>();
     try {
+      const tConn = performance.now() - t0;
       await c.query("BEGIN ISOLATION LEVEL REPEATABLE READ");
-      const taken = await c.query<{ id: string; site: string }>(
-        "SELECT id::text AS id, site FROM outbox ORDER BY id LIMIT $1 FOR UPDATE",
+      const taken = await c.query<{ id: string; site: string; kind: string | null; resource: string | null }>(
+        "SELECT id::text AS id, site, kind, resource FROM outbox ORDER BY id LIMIT $1 FOR UPDATE",
         [this.batchSize],
       );
       if (taken.rows.length === 0) {
         await c.query("COMMIT");
         return 0;
       }
-      // The highest revision this snapshot contains (bumped stamps are not in audit_log; see below).
-      const rev = BigInt((await c.query<{ r: string }>("SELECT coalesce(max(revision), 0)::text AS r FROM audit_log")).rows[0]!.r);
-      const sites = [...new Set(taken.rows.map((r) => r.site))].sort();
+      // The highest revision this snapshot contains (bumped stamps are not in audit_log; see below),
+      // and the cache token: who compiled last (see migrations/1795720000000_relay_incremental.sql).
+      const head = await c.query<{ r: string; prev_relay: string | null; prev_n: string | null; n: string }>(
+        `WITH prev AS (SELECT relay, n FROM relay_compile_token WHERE id = 1 FOR UPDATE),
+              bump AS (INSERT INTO relay_compile_token (id, relay, n) VALUES (1, $1, 1)
+                       ON CONFLICT (id) DO UPDATE SET relay = EXCLUDED.relay, n = relay_compile_token.n + 1 RETURNING n)
+         SELECT (SELECT coalesce(max(revision), 0) FROM audit_log)::text AS r,
+                (SELECT relay FROM prev) AS prev_relay, (SELECT n FROM prev)::text AS prev_n, (SELECT n FROM bump)::text AS n`,
+        [this.id],
+      );
+      const rev = BigInt(head.rows[0]!.r);
+      const tHead = performance.now() - t0;
+      let tRead = 0;
+      let tCompile = 0;
+      let tWrite = 0;
+      if (head.rows[0]!.prev_relay !== this.id || head.rows[0]!.prev_n !== this.token || this.token === "") {
+        // Another relay compiled since our last transaction (or this is our first): what we hold
+        // may be stale.
+        if (this.cache.size > 0) this.log.info({ relay: this.id }, "another relay compiled meanwhile; dropping the topology cache");
+        this.cache.clear();
+      }
+      const bySite = new Map<string, Array<{ kind: string | null; resource: string | null }>>();
+      for (const r of taken.rows) {
+        const l = bySite.get(r.site) ?? [];
+        l.push(r);
+        bySite.set(r.site, l);
+      }
       let compiled = 0;
       let bumps = 0;
-      for (const site of sites) {
-        const topo = await loadSiteTopology(c, site);
-        const states = topo ? compileSite(topo, rev) : new Map<string, HostDesiredState>();
-        const existing = new Map(
-          (
-            await c.query<{ host: string; revision: string; hash: string; present: boolean }>(
-              "SELECT host, revision::text AS revision, hash, present FROM desired_states WHERE site = $1 ORDER BY host FOR UPDATE",
-              [site],
-            )
-          ).rows.map((r) => [r.host, r]),
-        );
-        const hosts = [...new Set([...states.keys(), ...existing.keys()])].sort();
+      for (const site of [...bySite.keys()].sort()) {
+        const rows = bySite.get(site)!;
+        const cached = this.cache.get(site);
+        let states: Map<string, HostDesiredState>;
+        /** Hosts to compare: every host whose state may have changed. */
+        let hosts: string[];
+        let entry: SiteCache | null;
+        const refs = rows.every((r) => r.resource !== null && r.kind !== null && resourceKind(r.resource) === r.kind)
+          ? uniqueRefs(rows as Array<{ kind: ResourceKind; resource: string }>)
+          : undefined;
+        // Incremental: re-read the written resources in this snapshot, recompile the hosts that read
+        // them before or after (compile/incremental.ts). A site-level write (IPVS timeouts) reads one
+        // row and recompiles every host — without re-reading the site's thousands of other rows.
+        let tt = performance.now();
+        const reread = cached && refs ? await loadResources(c, site, refs) : undefined;
+        tRead += performance.now() - tt;
+        const siteGone = refs?.some((r) => r.kind === "site") && reread?.get(`sites/${site}`) === undefined;
+        if (cached && refs && reread && !siteGone) {
+          this.stats.incremental++;
+          const before = cached.topo.topology();
+          const next = MutableTopology.from(before);
+          for (const [name, value] of reread) {
+            const kind = resourceKind(name)!;
+            if (kind === "site") next.set("site", name, value as SiteTopology["site"]);
+            else next.set(kind, name, value as never);
+          }
+          const after = next.topology();
+          tt = performance.now();
+          hosts = affectedByChange(before, after, refs);
+          states = compileHosts(after, hosts, rev);
+          tCompile += performance.now() - tt;
+          entry = { topo: next, states: cached.states };
+        } else {
+          // Whole site: first time (or cache dropped), the site deleted, or a write of very many
+          // resources.
+          this.stats.full++;
+          tt = performance.now();
+          const topo = await loadSiteTopology(c, site);
+          tRead += performance.now() - tt;
+          tt = performance.now();
+          states = topo ? compileSite(topo, rev) : new Map<string, HostDesiredState>();
+          tCompile += performance.now() - tt;
+          const existing = await c.query<{ host: string; revision: string; hash: string; present: boolean }>(
+            "SELECT host, revision::text AS revision, hash, present FROM desired_states WHERE site = $1 ORDER BY host FOR UPDATE",
+            [site],
+          );
+          const known = new Map(existing.rows.map((r) => [r.host, { revision: BigInt(r.revision), hash: r.hash, present: r.present }]));
+          hosts = [...new Set([...states.keys(), ...known.keys()])].sort();
+          entry = topo ? { topo: MutableTopology.from(topo), states: known } : null;
+        }
+        const known = entry?.states ?? cached?.states ?? new Map<string, HostState>();
+        const changed: Array<{ host: string; ds: HostDesiredState; present: boolean; bump: boolean }> = [];
         for (const host of hosts) {
           const present = states.has(host);
-          const ds = states.get(host) ?? emptyDesiredState(site, host);
-          const ex = existing.get(host);
+          const ex = known.get(host);
           if (!ex && !present) continue;
+          const ds = states.get(host) ?? emptyDesiredState(site, host);
           if (ex && ex.hash === ds.hash && ex.present === present) continue;
-          let stamp = rev;
-          if (ex && stamp <= BigInt(ex.revision)) {
-            // A change committed after this host was stamped at a revision ≥ the snapshot's max
-            // (a lower revision committed late, or an earlier bump): take a new, higher revision.
-            stamp = BigInt((await c.query<{ r: string }>("SELECT nextval('revision_seq')::text AS r")).rows[0]!.r);
-            bumps++;
-          }
-          ds.revision = stamp;
-          ds.site = site;
-          ds.host = host;
+          // A change committed after this host was stamped at a revision ≥ the snapshot's max (a
+          // lower revision committed late, or an earlier bump): it needs a new, higher revision.
+          changed.push({ host, ds, present, bump: ex !== undefined && rev <= ex.revision });
+        }
+        tt = performance.now();
+        const needBumps = changed.filter((x) => x.bump).length;
+        const stamps = needBumps === 0 ? [] : (
+          await c.query<{ r: string }>("SELECT nextval('revision_seq')::text AS r FROM generate_series(1, $1::int)", [needBumps])
+        ).rows.map((x) => BigInt(x.r));
+        for (const x of changed) {
+          x.ds.revision = x.bump ? stamps.shift()! : rev;
+          x.ds.site = site;
+          x.ds.host = x.host;
+        }
+        bumps += needBumps;
+        if (changed.length > 0) {
+          // One statement for every changed host of the site (a round trip per host was ≈1 s for a
+          // 1 000-host site change).
           await c.query(
             `INSERT INTO desired_states (site, host, revision, hash, state, present, published, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, false, now())
+             SELECT $1, u.host, u.revision, u.hash, u.state, u.present, false, now()
+               FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bytea[], $6::boolean[]) AS u(host, revision, hash, state, present)
              ON CONFLICT (site, host) DO UPDATE SET revision = EXCLUDED.revision, hash = EXCLUDED.hash,
                state = EXCLUDED.state, present = EXCLUDED.present, published = false, updated_at = now()`,
-            [site, host, stamp.toString(), ds.hash, Buffer.from(toBinary(HostDesiredStateSchema, ds)), present],
+            [
+              site,
+              changed.map((x) => x.host),
+              changed.map((x) => x.ds.revision.toString()),
+              changed.map((x) => x.ds.hash),
+              changed.map((x) => Buffer.from(toBinary(HostDesiredStateSchema, x.ds))),
+              changed.map((x) => x.present),
+            ],
           );
-          compiled++;
         }
+        if (entry) {
+          // Copy-on-write: the committed cache must not see this transaction's stamps if it fails.
+          const states2 = new Map(entry.states);
+          for (const x of changed) states2.set(x.host, { revision: x.ds.revision, hash: x.ds.hash, present: x.present });
+          entry = { topo: entry.topo, states: states2 };
+        }
+        tWrite += performance.now() - tt;
+        staged.set(site, entry);
+        compiled += changed.length;
       }
       await c.query("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [taken.rows.map((r) => r.id)]);
       await c.query("COMMIT");
+      this.token = head.rows[0]!.n;
+      for (const [site, entry] of staged) {
+        if (entry) this.cache.set(site, entry);
+        else this.cache.delete(site);
+      }
       this.stats.compiled += compiled;
       this.stats.bumps += bumps;
-      this.log.debug({ rows: taken.rows.length, sites: sites.length, hosts: compiled, revision: rev.toString() }, "outbox compiled");
+      this.stats.compileMs += performance.now() - t0;
+      const ms = (x: number) => Math.round(x * 10) / 10;
+      this.log.debug(
+        { rows: taken.rows.length, sites: bySite.size, hosts: compiled, revision: rev.toString(),
+          ms: { total: ms(performance.now() - t0), connect: ms(tConn), head: ms(tHead), read: ms(tRead), compile: ms(tCompile), write: ms(tWrite) } },
+        "outbox compiled",
+      );
       return taken.rows.length;
     } catch (err) {
+      // Whatever this transaction read or staged is void; the cache may be ahead of the database.
+      this.cache.clear();
+      this.token = "";
       await c.query("ROLLBACK").catch(() => {
         broken = true;
       });
@@ -383,6 +543,7 @@ class RelayImpl implements Relay {
           return;
         }
         this.kv = undefined;
+        this.publisher = new PipelinedPublisher(this.nc, `KV_${this.bucket}`);
         this.natsUp = true;
         void (async () => {
           for await (const s of this.nc!.status()) {
@@ -445,34 +606,43 @@ class RelayImpl implements Relay {
       if (lost() || this.stopped) return n;
       type Row = { site: string; host: string; revision: string; state: Buffer };
       const r = all
-        ? await this.o.pool.query<Row>(
+        ? await this.db.query<Row>(
             `SELECT site, host, revision::text AS revision, state FROM desired_states
               WHERE (site, host) > ($1, $2) ORDER BY site, host LIMIT $3`,
             [after[0], after[1], this.batchSize],
           )
-        : await this.o.pool.query<Row>(
+        : await this.db.query<Row>(
             `SELECT site, host, revision::text AS revision, state FROM desired_states
               WHERE NOT published ORDER BY site, host LIMIT $1`,
             [this.batchSize],
           );
       if (r.rows.length === 0) break;
-      try {
-        await mapLimit(r.rows, this.putConcurrency, async (row) => {
-          await kv.put(desiredStateKey(row.site, row.host), row.state);
-          this.stats.published++;
-        });
-      } catch (err) {
+      const tSel = performance.now();
+      const results = await this.publisher!.publish(
+        r.rows.map((row) => ({ subject: `$KV.${this.bucket}.${desiredStateKey(row.site, row.host)}`, data: row.state })),
+        { window: this.putConcurrency, timeoutMs: 5000 },
+      );
+      // Only what the stream confirmed is marked, and only the revision that was put: a newer one
+      // compiled meanwhile stays pending. Unconfirmed puts stay pending and go again next pass.
+      const ok = r.rows.filter((_, i) => results[i]!.ok);
+      this.stats.published += ok.length;
+      const tPut = performance.now();
+      if (ok.length > 0) {
+        await this.db.query(
+          `UPDATE desired_states d SET published = true
+             FROM unnest($1::text[], $2::text[], $3::bigint[]) AS p(site, host, revision)
+            WHERE d.site = p.site AND d.host = p.host AND d.revision = p.revision`,
+          [ok.map((x) => x.site), ok.map((x) => x.host), ok.map((x) => x.revision)],
+        );
+      }
+      this.log.debug({ puts: r.rows.length, ms: { put: Math.round(tPut - tSel), mark: Math.round(performance.now() - tPut) } }, "published");
+      if (ok.length < r.rows.length) {
+        const failed = results.find((x) => !x.ok) as { error: string };
+        this.stats.unconfirmed += r.rows.length - ok.length;
         this.kv = undefined;
-        this.log.warn({ err: String(err) }, "KV put failed; will retry");
+        this.log.warn({ unconfirmed: r.rows.length - ok.length, of: r.rows.length, err: failed.error }, "KV puts not confirmed; will retry");
         return undefined;
       }
-      // Only the revision that was put is marked: a newer one compiled meanwhile stays pending.
-      await this.o.pool.query(
-        `UPDATE desired_states d SET published = true
-           FROM unnest($1::text[], $2::text[], $3::bigint[]) AS p(site, host, revision)
-          WHERE d.site = p.site AND d.host = p.host AND d.revision = p.revision`,
-        [r.rows.map((x) => x.site), r.rows.map((x) => x.host), r.rows.map((x) => x.revision)],
-      );
       n += r.rows.length;
       const last = r.rows[r.rows.length - 1]!;
       after = [last.site, last.host];
