@@ -448,6 +448,14 @@ describe("PlanChange for hosts, firewall marks, sites and imports", () => {
     expect((await failure(topo.getSite({ name: s }))).code).toBe(5);
   });
 
+  it("site update: new IPVS timeouts plan an ipvs-timeouts change on the Director only", async () => {
+    const s = await site("st");
+    const { plan } = await planThenApply({ case: "updateSite", value: { site: { name: s, ipvsTimeouts: { tcpSeconds: 900, tcpFinSeconds: 120, udpSeconds: 300 } }, updateMask: { paths: ["ipvs_timeouts"] } } });
+    expect(plan.hosts.map((h) => h.host)).toEqual(["lb1"]);
+    expect(plan.hosts[0]!.items).toEqual([expect.objectContaining({ kind: "ipvs-timeouts", action: PlanAction.ADD, object: "timeouts", after: "tcp 900, tcpfin 120, udp 300" })]);
+    expect((await topo.getSite({ name: s })).site!.ipvsTimeouts?.tcpSeconds).toBe(900);
+  });
+
   it("imports: the plan lists per host what the file would create, names unsupported directives by line, and the apply is the import", async () => {
     const s = await site("i1", 0);
     const text = "-A -t 192.0.2.110:80 -s wrr\n-a -t 192.0.2.110:80 -r 198.51.100.11:80 -g -w 3\n-A -u 192.0.2.110:53 -s rr\n-a -u 192.0.2.110:53 -r 198.51.100.12:53 -m -w 1\n";

@@ -164,8 +164,9 @@ export const PlanChangeRequestSchema: GenMessage<PlanChangeRequest> = /*@__PURE_
  */
 export type PlanItem = Message<"lvsfleet.v1.PlanItem"> & {
   /**
-   * "ipvs-service", "ipvs-destination", "address", "fwmark-rule", "sysctl", "tunnel" or
-   * "nat-return-path".
+   * "ipvs-service", "ipvs-destination", "ipvs-timeouts" (ipvsadm --set), "health-check" (the
+   * Director's checks of a service's real servers, failure action, sorry server), "address",
+   * "fwmark-rule", "sysctl", "tunnel" or "nat-return-path".
    *
    * @generated from field: string kind = 1;
    */

@@ -1,9 +1,9 @@
 import { create } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
-import { ForwardMethod, Protocol } from "../../../gen/lvsfleet/v1/types_pb.js";
+import { FailureAction, ForwardMethod, Protocol } from "../../../gen/lvsfleet/v1/types_pb.js";
 import { RealServerSchema, type RealServer, type VirtualService } from "../../../gen/lvsfleet/v1/topology_pb.js";
 import type { SiteTopology } from "../compile/index.js";
-import { director, realServerHost, rs, topology, vs } from "../compile/testing.js";
+import { director, realServerHost, rs, site, topology, vs } from "../compile/testing.js";
 import { diffDesired, planSite, type PlanDiff, type RealServerHealth } from "./index.js";
 
 const DIRECTOR = director("lb1", { eth0: ["192.0.2.10/24"] });
@@ -143,5 +143,39 @@ describe("planSite with reported health", () => {
     expect(planSite(base(), base({ realServers: [] }), { health: H({ rs1: [["lb1", "healthy"]] }) }).warnings).toEqual([
       "removes the last real server of sites/fra1/virtualServices/web (no real server with weight > 0 left)",
     ]);
+  });
+});
+
+describe("planSite: what the Director does besides IPVS services", () => {
+  it("a site's IPVS timeouts (ipvsadm --set) change on every Director", () => {
+    const t = (tcpSeconds: number) => ({ ...base(), site: site({ ipvsTimeouts: { tcpSeconds, tcpFinSeconds: 120, udpSeconds: 0 } }) });
+    expect(rows(planSite(t(900), t(600)).hosts.get("lb1"))).toEqual([{ kind: "ipvs-timeouts", action: "CHANGE", object: "timeouts", before: "tcp 900", after: "tcp 600" }]);
+    expect(rows(planSite(base(), t(600)).hosts.get("lb1"))).toEqual([{ kind: "ipvs-timeouts", action: "ADD", object: "timeouts", before: "", after: "tcp 600, tcpfin 120, udp 0" }]);
+  });
+
+  it("a health check, failure action or sorry server change is a health-check item of the service (no IPVS change)", () => {
+    const checked = (path: string, failureAction = FailureAction.QUIESCE) =>
+      base({
+        virtualServices: [
+          vs("web", {
+            address: "192.0.2.100",
+            port: 80,
+            scheduler: "wlc",
+            directors: ["lb1"],
+            failureAction,
+            healthCheck: { kind: { case: "http", value: { path, expectedStatus: 200 } }, interval: { seconds: 5n }, timeout: { seconds: 2n }, rise: 2, fall: 3 },
+          }),
+        ],
+      });
+    expect(rows(planSite(checked("/a"), checked("/b", FailureAction.REMOVE)).hosts.get("lb1"))).toEqual([
+      {
+        kind: "health-check",
+        action: "CHANGE",
+        object: "TCP 192.0.2.100:80",
+        before: "check http GET /a 200 (port of the real server, every 5s, timeout 2s, rise 2, fall 3), on failure quiesce",
+        after: "check http GET /b 200 (port of the real server, every 5s, timeout 2s, rise 2, fall 3), on failure remove",
+      },
+    ]);
+    expect(rows(planSite(base(), checked("/a")).hosts.get("lb1")).map((r) => `${r.action} ${r.kind}`)).toEqual(["ADD health-check"]);
   });
 });

@@ -4,9 +4,18 @@
  */
 import type { SiteTopology } from "../compile/index.js";
 import type { FwmarkRule, HostDesiredState, IpvsDestination, IpvsService, Sysctl, VipAddress } from "../../../gen/lvsfleet/v1/desired_state_pb.js";
-import { ForwardMethod, Protocol } from "../../../gen/lvsfleet/v1/types_pb.js";
+import { FailureAction, ForwardMethod, Protocol, type HealthCheck, type IpvsTimeouts } from "../../../gen/lvsfleet/v1/types_pb.js";
 
-export type PlanKind = "ipvs-service" | "ipvs-destination" | "address" | "fwmark-rule" | "sysctl" | "tunnel" | "nat-return-path";
+export type PlanKind =
+  | "ipvs-service"
+  | "ipvs-destination"
+  | "ipvs-timeouts"
+  | "health-check"
+  | "address"
+  | "fwmark-rule"
+  | "sysctl"
+  | "tunnel"
+  | "nat-return-path";
 export type PlanActionName = "ADD" | "CHANGE" | "REMOVE";
 
 export interface PlanDiff {
@@ -49,6 +58,41 @@ function serviceFields(s: IpvsService): Fields {
     ["pe", s.persistenceEngine || "none"],
   ];
 }
+
+const secs = (d: { seconds: bigint; nanos: number } | undefined) => (d ? `${Number(d.seconds) + d.nanos / 1e9}s` : "default");
+
+/** A health check in a few words: "http GET /healthz 200, port 0, every 5s, timeout 3s, rise 2, fall 3". */
+function checkText(hc: HealthCheck | undefined): string {
+  if (!hc || !hc.kind.case) return "none";
+  const k = hc.kind;
+  const what =
+    k.case === "http"
+      ? `${k.value.tls ? "https" : "http"} GET ${k.value.path} ${k.value.expectedStatus || "2xx"}${k.value.hostHeader ? ` host ${k.value.hostHeader}` : ""}${k.value.bodyRegex ? ` body ~ ${k.value.bodyRegex}` : ""}`
+      : k.case === "dns"
+        ? `dns ${k.value.queryType} ${k.value.queryName}`
+        : k.case === "exec"
+          ? `exec ${k.value.argv.join(" ")}`
+          : "tcp";
+  return `${what} (port ${hc.port || "of the real server"}, every ${secs(hc.interval)}, timeout ${secs(hc.timeout)}, rise ${hc.rise || "default"}, fall ${hc.fall || "default"})`;
+}
+
+/**
+ * What the Director's agent does around the IPVS service (not IPVS state itself): its checks of the
+ * real servers, what it does to a failing one, and the sorry server it adds when none is left.
+ */
+function checkFields(s: IpvsService): Fields {
+  return [
+    ["check", checkText(s.healthCheck)],
+    ["on failure", s.failureAction === FailureAction.REMOVE ? "remove" : "quiesce"],
+    ["sorry server", s.sorryServer ? `${hostPort(s.sorryServer.address, s.sorryServer.port)} ${FWD[s.sorryServer.forwardMethod] ?? "?"}` : "none"],
+  ];
+}
+
+const timeoutFields = (t: IpvsTimeouts | undefined): Fields => [
+  ["tcp", String(t?.tcpSeconds ?? 0)],
+  ["tcpfin", String(t?.tcpFinSeconds ?? 0)],
+  ["udp", String(t?.udpSeconds ?? 0)],
+];
 
 function destFields(d: IpvsDestination): Fields {
   return [
@@ -130,6 +174,13 @@ export function diffDesired(before: HostDesiredState | undefined, after: HostDes
     const sk = serviceKey(x);
     keyed(out, "ipvs-destination", da, db, (d) => `${sk} -> ${destKey(d)}`, destFields, () => ({ virtualService: (y ?? x).virtualService }));
   });
+  // Health checks only where a service has (or had) one, or a sorry server.
+  const checked = (l: readonly IpvsService[]) => l.filter((s) => s.healthCheck?.kind.case || s.sorryServer);
+  keyed(out, "health-check", checked(sa), checked(sb), serviceKey, checkFields, (s) => ({ virtualService: s.virtualService }));
+  // ipvsadm --set (0 = leave the kernel's value); one object per Director.
+  const ta = before?.director ? [before.director.timeouts] : [];
+  const tb = after?.director ? [after.director.timeouts] : [];
+  keyed(out, "ipvs-timeouts", ta.filter((t) => timeoutFields(t).some(([, v]) => v !== "0")), tb.filter((t) => timeoutFields(t).some(([, v]) => v !== "0")), () => "timeouts", timeoutFields);
   keyed(out, "address", [...(before?.director?.addresses ?? []), ...(before?.realServer?.addresses ?? [])], [...(after?.director?.addresses ?? []), ...(after?.realServer?.addresses ?? [])], vipKey, () => []);
   keyed(out, "fwmark-rule", before?.director?.fwmarkRules ?? [], after?.director?.fwmarkRules ?? [], markKey, markFields);
   keyed(out, "tunnel", before?.realServer?.tunnels ?? [], after?.realServer?.tunnels ?? [], (t) => t.name, (t) => [["type", String(t.type)]]);
