@@ -39,7 +39,7 @@ describe("first statement with BEGIN (parameters as literals)", () => {
     const { result } = await withTransaction(store.db, meta("Test"), async (tx) => {
       const r = await tx.query<{ a: string; n: string; arr: string[]; xid: string }>(
         "SELECT $1::text AS a, $2::numeric::text AS n, $3::text[] AS arr, pg_current_xact_id()::text AS xid",
-        [s, 12345678901234567890n, [s, "x"]],
+        [s, 12345678901234567890n, [s, null, "x", "NULL"]],
       );
       // A later statement runs in the same transaction (BEGIN came first), whose now() tx.now() holds.
       const later = await tx.query<{ same: boolean }>("SELECT abs(extract(epoch FROM now() - $1::timestamptz)) < 0.001 AND pg_current_xact_id()::text = $2 AS same", [await tx.now(), r.rows[0]!.xid]);
@@ -47,7 +47,7 @@ describe("first statement with BEGIN (parameters as literals)", () => {
     });
     expect(result.row.a).toBe(s);
     expect(result.row.n).toBe("12345678901234567890");
-    expect(result.row.arr).toEqual([s, "x"]);
+    expect(result.row.arr).toEqual([s, null, "x", "NULL"]);
     expect(result.same).toBe(true);
     expect((await t.pool.query("SELECT count(*)::int AS n FROM sites")).rows[0].n).toBe(1);
   });

@@ -124,7 +124,7 @@ export function prepared(text: string, values?: readonly unknown[]): pg.QueryCon
  * The statement with its `$n` parameters written in as literals, for the simple-query protocol (which
  * takes several statements in one round trip but no parameters); undefined when that is not safe: a
  * text with quotes or dollar quoting (a `$n` could sit inside a string), or values other than
- * strings, finite numbers, bigints, booleans and null.
+ * strings, finite numbers, bigints, booleans, null and flat arrays of those.
  */
 function inlined(client: pg.ClientBase, text: string, values: readonly unknown[] = []): string | undefined {
   if (/['"]|\$\$/.test(text)) return undefined;
@@ -142,7 +142,11 @@ function inlined(client: pg.ClientBase, text: string, values: readonly unknown[]
       // An array literal '{"a","b"}' (elements double-quoted, \ and " escaped), then quoted as a whole.
       const els: string[] = [];
       for (const e of v) {
-        const x = e === null || e === undefined ? undefined : scalar(e);
+        if (e === null || e === undefined) {
+          els.push("NULL");
+          continue;
+        }
+        const x = scalar(e);
         if (x === undefined) return undefined;
         els.push(`"${x.replace(/[\\"]/g, (c) => `\\${c}`)}"`);
       }
