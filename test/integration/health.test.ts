@@ -184,6 +184,21 @@ describe("real server health: agent checks → ingest → FleetService → CLI",
     expect((await f.pool.query("SELECT count(*)::int AS n FROM real_server_health WHERE real_server = $1", [RS_B])).rows[0].n).toBe(0);
   });
 
+  it("a real server the Director runs no check for reads NOT_CHECKED (the Director reports health)", async () => {
+    await f.store.virtualServices.create(meta("CreateVirtualService"), SITE, "plain", create(VirtualServiceSchema, {
+      protocol: Protocol.TCP, address: "203.0.113.51", port: 80, scheduler: "wlc", directors: [`sites/${SITE}/hosts/hc`],
+    }));
+    await f.store.realServers.create(meta("CreateRealServer"), SITE, "plain", "p1", create(RealServerSchema, {
+      address: "127.0.0.1", port: a.port, forwardMethod: ForwardMethod.NAT, weight: 2,
+    }));
+    const h = await waitFor("p1 NOT_CHECKED", async () => {
+      const x = (await health("plain")).find((e) => e.host === "hc");
+      return x?.state === HealthState.NOT_CHECKED && x;
+    }, 15_000, 50);
+    expect(h).toMatchObject({ realServer: `sites/${SITE}/virtualServices/plain/realServers/p1`, ipvsService: "tcp 203.0.113.51:80", port: a.port });
+    expect((await listRealServerHealth(f.pool, SITE, { virtualService: "plain" })).get(h.realServer)).toEqual([expect.objectContaining({ director: "hc", state: "not_checked" })]);
+  });
+
   it("a Director going OFFLINE turns its entries UNKNOWN (last known state kept), never healthy", async () => {
     await entry(RS_A, (h) => h.state === HealthState.HEALTHY, "a HEALTHY");
     await agent!.stop();
