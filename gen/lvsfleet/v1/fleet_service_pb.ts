@@ -1276,7 +1276,8 @@ export const FleetService: GenService<{
    * ActiveConn is 0 on every Director, then deletes the real server (operation "DeleteRealServer";
    * with `keep`, leaves it drained), or until the deadline (reported, nothing deleted). A cancelled
    * call leaves the real server drained. Already draining: no new write, the wait starts from the
-   * real server's revision.
+   * real server's revision. The counts come from the agents' counters (`--counters-seconds`): a
+   * Director that reports none holds the wait until the deadline.
    *
    * @generated from rpc lvsfleet.v1.FleetService.DrainRealServer
    */
