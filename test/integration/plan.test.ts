@@ -339,6 +339,25 @@ describe("PlanChange", () => {
     expect((await topo.getRealServer({ name: `${s}/virtualServices/web/realServers/rs2` })).realServer!.weight).toBe(5);
   });
 
+  it("two applies planned against the same revision, run at once: exactly one lands, the other is ABORTED (no deadlock)", async () => {
+    const s = await site("pa");
+    const plan = await ops.planChange({ change: weightZero(s) });
+    const other = { case: "updateRealServer" as const, value: { realServer: { name: `${s}/virtualServices/web/realServers/rs2`, weight: 7 }, updateMask: { paths: ["weight"] } } };
+    // Hold the first apply after its guard (site lock exclusive) until the second one is waiting for it.
+    const a = barrier("post", "apply-pa-1");
+    const first = settle(ops.planChange({ change: weightZero(s), apply: true, expectedRevision: plan.revision }, reason("apply-pa-1")));
+    await a.reached;
+    const second = settle(ops.planChange({ change: other, apply: true, expectedRevision: plan.revision }, reason("apply-pa-2")));
+    await lockWaiter("pa");
+    a.release();
+    const [r1, r2] = await Promise.all([first, second]);
+    if (!r1.ok) throw r1.error;
+    expect(r2.ok).toBe(false);
+    expect(((r2 as { error: RpcError }).error).code).toBe(10);
+    expect((await topo.getRealServer({ name: `${s}/virtualServices/web/realServers/rs1` })).realServer!.weight).toBe(0);
+    expect((await topo.getRealServer({ name: `${s}/virtualServices/web/realServers/rs2` })).realServer!.weight).toBe(1);
+  });
+
   it("apply with the planned revision writes through the normal write path and returns its revision", async () => {
     const s = await site("p6");
     const plan = await ops.planChange({ change: weightZero(s) });
