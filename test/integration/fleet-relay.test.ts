@@ -24,8 +24,8 @@ let nc: NatsConnection;
 const relays: Relay[] = [];
 const children: ChildProcess[] = [];
 
-async function relay(extra: { lockRetryMs?: number } = {}): Promise<Relay> {
-  const r = await startRelay({ pool, natsUrl: SHARED_NATS_URL, bucket, pollMs: 100, lockRetryMs: extra.lockRetryMs ?? 200, markerCheckMs: 500 });
+async function relay(extra: { lockRetryMs?: number; lockConnection?: pg.ClientConfig } = {}): Promise<Relay> {
+  const r = await startRelay({ pool, natsUrl: SHARED_NATS_URL, bucket, pollMs: 100, lockRetryMs: extra.lockRetryMs ?? 200, markerCheckMs: 500, lockConnection: extra.lockConnection });
   relays.push(r);
   return r;
 }
@@ -215,6 +215,64 @@ describe("relay", () => {
     await b.idle();
     await fleet.converged(pool);
     expect(b.stats.compiled).toBeGreaterThan(0);
+  });
+
+  it("leadership moves A → B → A: A's topology cache from before is dropped, never compiled onto (stale cache)", async () => {
+    // A keeps the site's topology from its own last compile and re-reads only what the outbox rows it
+    // takes name. Rows B consumed while leading are gone when A leads again, so A's cache misses
+    // their changes: relay_compile_token must make A reload, or A's next change of the same service
+    // would be compiled onto stale weights and published with a newer revision.
+    await stopRelays();
+    const a = await relay({ lockConnection: { application_name: "relay-test-lock-a" } });
+    await waitFor("A leads", () => a.isLeader());
+    const b = await relay({ lockConnection: { application_name: "relay-test-lock-b" } });
+    const [vsId, svc] = [...shape.services.entries()][5]!;
+    const [rs0, rs1] = svc.rsHosts as [string, string];
+    /** Ends the leader's lock session until `next` holds the lock. */
+    const handOver = async (from: string, next: Relay) => {
+      await waitFor(`${from} hands over`, async () => {
+        if (next.isLeader()) return true;
+        await pool.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", [from]);
+        await new Promise((r) => setTimeout(r, 300));
+        return next.isLeader();
+      }, 20_000);
+    };
+    /** Waits until `r` compiled and published the Director's state at ≥ `rev`. */
+    const publishedBy = async (r: Relay, rev: bigint) => {
+      const before = r.stats.compiled;
+      await waitFor(`revision ${rev} published`, async () =>
+        (await pool.query("SELECT 1 FROM desired_states WHERE site = $1 AND host = $2 AND revision >= $3 AND published", [SITE, svc.director, rev.toString()])).rows.length > 0);
+      await r.idle();
+      return r.stats.compiled - before;
+    };
+    await a.idle();
+    expect(await publishedBy(a, await setWeight(store, SITE, vsId, rs0, 600))).toBeGreaterThan(0);
+    await handOver("relay-test-lock-a", b);
+    await setWeight(store, SITE, vsId, rs1, 601);
+    expect(await publishedBy(b, await setWeight(store, SITE, vsId, rs0, 602))).toBeGreaterThan(0);
+    await handOver("relay-test-lock-b", a);
+    const drops = a.stats.cacheDrops;
+    await publishedBy(a, await setWeight(store, SITE, vsId, rs1, 603));
+    expect(a.stats.cacheDrops).toBe(drops + 1);
+    // The Director's state has both last weights; desired_states equal a full compile of the
+    // database; the KV holds what desired_states holds.
+    const hosts = [...fleet.agents.keys()];
+    const want = await expectedHashes(pool, SITE, hosts);
+    const kv = await new Kvm(nc).open(bucket);
+    const rows = await pool.query<{ host: string; hash: string; revision: string }>("SELECT host, hash, revision::text AS revision FROM desired_states WHERE site = $1", [SITE]);
+    for (const r of rows.rows) {
+      if (!want.has(r.host)) continue;
+      expect(r.hash, r.host).toBe(want.get(r.host));
+      const ds = fromBinary(HostDesiredStateSchema, (await kv.get(`${SITE}.${r.host}`))!.value);
+      expect([ds.hash, ds.revision.toString()], r.host).toEqual([r.hash, r.revision]);
+    }
+    const e = await kv.get(`${SITE}.${svc.director}`);
+    const svcState = fromBinary(HostDesiredStateSchema, e!.value).director!.services.find((s) => s.virtualService.endsWith(`/${vsId}`))!;
+    expect(svcState.destinations.map((d) => d.weight).sort()).toEqual([602, 603]);
+    await fleet.converged(pool);
+    fleet.assertMonotonic();
+    await stopRelays();
+    await relay();
   });
 
   it("relay killed (SIGKILL) mid-burst: nothing is lost", async () => {

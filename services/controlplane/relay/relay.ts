@@ -102,6 +102,8 @@ export interface RelayStats {
   incremental: number;
   /** Sites compiled whole (first time, cache dropped, a site-level write, very large writes). */
   full: number;
+  /** Times the cache was dropped because another relay compiled in between (relay_compile_token). */
+  cacheDrops: number;
   /** Time spent in compile transactions and in publishing (ms). */
   compileMs: number;
   publishMs: number;
@@ -182,7 +184,7 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
 
 class RelayImpl implements Relay {
   readonly id = randomUUID();
-  readonly stats: RelayStats = { compiled: 0, published: 0, unconfirmed: 0, republishes: 0, leaderships: 0, bumps: 0, incremental: 0, full: 0, compileMs: 0, publishMs: 0 };
+  readonly stats: RelayStats = { compiled: 0, published: 0, unconfirmed: 0, republishes: 0, leaderships: 0, bumps: 0, incremental: 0, full: 0, cacheDrops: 0, compileMs: 0, publishMs: 0 };
   private readonly log: RelayLog;
   private readonly bucket: string;
   private readonly lockKey: bigint;
@@ -380,7 +382,10 @@ class RelayImpl implements Relay {
       if (head.rows[0]!.prev_relay !== this.id || head.rows[0]!.prev_n !== this.token || this.token === "") {
         // Another relay compiled since our last transaction (or this is our first): what we hold
         // may be stale.
-        if (this.cache.size > 0) this.log.info({ relay: this.id }, "another relay compiled meanwhile; dropping the topology cache");
+        if (this.cache.size > 0) {
+          this.stats.cacheDrops++;
+          this.log.info({ relay: this.id }, "another relay compiled meanwhile; dropping the topology cache");
+        }
         this.cache.clear();
       }
       const bySite = new Map<string, Array<{ kind: string | null; resource: string | null }>>();
