@@ -20,6 +20,7 @@ CREATE TABLE real_server_health (
   -- Time of the last transition (the agent's, else when the control plane first saw this state).
   since           timestamptz NOT NULL,
   last_result     text NOT NULL DEFAULT '',
+  -- The report that last changed this row (the Director's latest is host_status.health_time).
   report_time     timestamptz NOT NULL,
   PRIMARY KEY (site, host, virtual_service, real_server)
 );

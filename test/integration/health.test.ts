@@ -146,6 +146,20 @@ describe("real server health: agent checks → ingest → FleetService → CLI",
     expect([...onlyChk.keys()]).toEqual([RS_A, RS_B]);
   });
 
+  it("heartbeats repeating the same health do not rewrite the rows; report_time is the Director's latest", async () => {
+    await entry(RS_A, (h) => h.state === HealthState.HEALTHY, "a HEALTHY");
+    const row = async () => (await f.pool.query<{ report_time: Date; health_time: Date }>(
+      `SELECT h.report_time, s.health_time FROM real_server_health h JOIN host_status s USING (site, host) WHERE h.real_server = $1 AND h.host = 'hc'`, [RS_A])).rows[0]!;
+    const before = await row();
+    const later = await waitFor("two more heartbeats with health", async () => {
+      const r = await row();
+      return r.health_time.getTime() >= before.health_time.getTime() + 1500 && r;
+    }, 15_000, 100);
+    expect(later.report_time.getTime()).toBe(before.report_time.getTime());
+    const api = (await health()).find((x) => x.realServer === RS_A && x.host === "hc")!;
+    expect(timestampDate(api.reportTime!).getTime()).toBeGreaterThanOrEqual(later.health_time.getTime());
+  });
+
   it("lvsfleet health prints the table like ipvsadm -Ln with a health column, and --json", async () => {
     await entry(RS_A, (h) => h.state === HealthState.HEALTHY, "a HEALTHY");
     let out = "";

@@ -29,7 +29,10 @@ interface StoredRow {
   host: string;
   virtual_service: string;
   real_server: string;
+  address: string;
+  port: number;
   healthy: boolean;
+  weight: string;
   since: Date;
   last_result: string;
 }
@@ -56,7 +59,7 @@ export async function ingestHealth(pool: pg.Pool, reports: readonly AgentReport[
       // host_status is written first (StatusStore.ingest); it refused an older report of this agent.
       if (!h || (h.agent_id === r.agentId && h.health_time && h.health_time > time)) continue;
       const old = await c.query<StoredRow>(
-        `SELECT host, virtual_service, real_server, healthy, since, last_result FROM real_server_health WHERE site = $1 AND host = $2`,
+        `SELECT host, virtual_service, real_server, address, port, healthy, weight::text AS weight, since, last_result FROM real_server_health WHERE site = $1 AND host = $2`,
         [r.site, r.host],
       );
       const before = new Map(old.rows.map((x) => [`${x.virtual_service}\n${x.real_server}`, x]));
@@ -71,6 +74,12 @@ export async function ingestHealth(pool: pg.Pool, reports: readonly AgentReport[
         const changed = !prev || prev.healthy !== e.healthy;
         // The agent's own transition time when it sends one; else keep ours, or now on a change.
         const since = e.since ? timestampDate(e.since) : changed ? time : prev.since;
+        // Heartbeats repeat the same set: write only what changed (the Director's report time is
+        // host_status.health_time).
+        if (
+          prev && !changed && prev.since.getTime() === since.getTime() && prev.weight === String(e.weight) &&
+          prev.last_result === e.lastResult && prev.address === e.address && prev.port === e.port
+        ) continue;
         cols.vs.push(e.virtualService);
         cols.rs.push(e.realServer);
         cols.addr.push(e.address);
@@ -178,7 +187,8 @@ const HEALTH_SQL = `
   SELECT coalesce(t.site, h.site) AS site, coalesce(t.host, h.host) AS host,
          coalesce(t.virtual_service, h.virtual_service) AS virtual_service, coalesce(t.real_server, h.real_server) AS real_server,
          coalesce(h.address, t.address) AS address, coalesce(h.port, t.port) AS port, t.revision::text AS rs_revision, t.ipvs_service,
-         h.healthy, h.weight::text AS weight, h.since, h.last_result, h.report_time,
+         h.healthy, h.weight::text AS weight, h.since, h.last_result,
+         CASE WHEN h.real_server IS NOT NULL THEN greatest(h.report_time, s.health_time) END AS report_time,
          s.last_seen, s.heartbeat_seconds, s.health_time, s.applied_revision::text AS applied_revision
     FROM topo t
     FULL JOIN reported h ON h.host = t.host AND h.real_server = t.real_server AND h.virtual_service = t.virtual_service
