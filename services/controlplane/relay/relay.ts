@@ -3,8 +3,17 @@
 //   write tx ──(outboxHook: INSERT outbox, NOTIFY)──▶ outbox ──(A: compile)──▶ desired_states ──(B: put)──▶ KV <site>.<host>
 //
 // A. compile (Postgres only, so it keeps working while NATS is down). One REPEATABLE READ
-//    transaction: take outbox rows, read the affected sites' topology in the same snapshot, compile,
-//    upsert desired_states for the hosts whose hash changed, DELETE the rows taken, COMMIT.
+//    transaction: take outbox rows, read in the same snapshot what they name, compile, upsert
+//    desired_states for the hosts whose hash changed (one statement per site), DELETE the rows taken,
+//    COMMIT.
+//    - Incremental: each row names one written resource (outbox.kind/resource). The relay keeps each
+//      site's topology and its hosts' (revision, hash, present) from its last compile transaction,
+//      re-reads only the named resources and recompiles only the hosts that read them before or
+//      after (compile/incremental.ts, property-tested against a full compile). The first time, after
+//      any failed transaction, for a deleted site and for rows without a resource it reads and
+//      compiles the whole site. The cache is only trusted if this relay ran the previous compile
+//      transaction: each one bumps relay_compile_token and reads who bumped it last (a takeover and
+//      back, or a deposed leader finishing a transaction, drops the cache — fleet-relay.test.ts).
 //    - Nothing is skipped: rows are consumed by DELETE in the transaction that records their
 //      result, never by a cursor. A row whose transaction commits "late" (lower id or revision than
 //      rows already consumed — the outbox trap) is simply still there on the next pass, and that
@@ -16,8 +25,11 @@
 //      which ignore anything not newer — never drop a real change.
 //    - Only changed hashes are written: a change reaches exactly the hosts whose state it changes.
 // B. publish: every desired_states row not yet `published` is put into the KV (idempotent; the value
-//    carries revision + hash) and then marked. A put that fails (NATS down) is retried on the next
-//    pass, so the relay catches up when NATS returns. After a takeover, and whenever the marker key
+//    carries revision + hash) and then marked. Puts are pipelined (publisher.ts: up to
+//    putConcurrency in flight on one connection) and each counts only once its own PubAck from the
+//    bucket's stream arrived; only those rows are marked. A put that is not confirmed (NATS down, a
+//    lost message, an error PubAck) stays pending and is retried on the next pass, so the relay
+//    catches up when NATS returns. After a takeover, and whenever the marker key
 //    shows that NATS lost its data, every host's state is put again from desired_states.
 //
 // One relay at a time: leadership is a session advisory lock on a dedicated connection. When the
