@@ -261,8 +261,11 @@ export class IpvsClient {
    * Everything IPVS holds: one dump of all services, then the destinations of each service. IPVS
    * can only dump the destinations of one service at a time (IPVS_CMD_GET_DEST needs a service
    * and has no doit), so those dumps are spread over `dumpParallelism` sockets, each running its
-   * share back to back (NetlinkSocket.dumpMany: no promise or timer per dump). A dump interrupted
-   * by a concurrent change (NLM_F_DUMP_INTR) is run again, up to `dumpAttempts` times in all.
+   * share back to back (NetlinkSocket.dumpMany: no promise or timer per dump). With `dumpWorkers`,
+   * worker threads run `dumpWorkerShare` of them on sockets of their own and pass back the raw
+   * payloads; all decoding happens here. A dump interrupted by a concurrent change (NLM_F_DUMP_INTR)
+   * is run again, up to `dumpAttempts` times in all. A worker that dies fails this call; later calls
+   * run without it.
    */
   async snapshot(opts: DecodeOptions = {}): Promise<IpvsServiceState[]> {
     const services = await this.listServices(opts);
