@@ -251,3 +251,42 @@ describe("ipip tunnel on the IPVS kernel target", () => {
     expect(linksAfter.map((l: any) => l.ifname)).not.toContain("tunl-vip");
   });
 });
+
+describe("tunnel devices for TUN real servers on the IPVS kernel target", () => {
+  it("creates the IPv6 TUN / sit / GRE fallback devices and GUE (fou) receive ports, idempotently, as iproute2 sees them", async () => {
+    const target = await kernelTarget();
+    const bundle = await bundleForGuest("test/kernel/rtnetlink-tunnels-guest.ts");
+    const ns = `lvsft-tun-${process.pid}`;
+    const script = ["set -e", `ip netns add ${ns}`, `trap 'ip netns del ${ns}' EXIT`, `ip -n ${ns} link set lo up`, `ip netns exec ${ns} node ${bundle}`].join("\n");
+    const { out, oracle } = JSON.parse(await mustExec(target, script, { timeoutMs: 180_000 }));
+    expect(out.error).toBeUndefined();
+    const names = { ip6tnl: "ip6tnl0", sit: "sit0", gre: "gre0", ip6gre: "ip6gre0" } as const;
+    const vips = { ip6tnl: ["2001:db8:6::50", 128], sit: ["2001:db8:5::50", 128], gre: ["198.51.100.60", 32], ip6gre: ["2001:db8:7::50", 128] } as const;
+    for (const [kind, name] of Object.entries(names) as [keyof typeof names, string][]) {
+      const r = out[kind];
+      expect(r.error, kind).toBeUndefined();
+      expect(oracle.before, kind).not.toContain(name); // made by this run, not there from the start
+      expect(r.first, kind).toMatchObject({ name, kind, up: false });
+      expect(r.again.index, kind).toBe(r.first.index);
+      // Oracle: iproute2 shows the device up, of that kind, holding the VIP.
+      const [dev] = oracle[kind];
+      expect(dev.ifname).toBe(name);
+      expect(dev.linkinfo.info_kind).toBe(kind);
+      expect(dev.flags).toContain("UP");
+      expect(dev.addr_info.map((a: any) => [a.local, a.prefixlen])).toContainEqual([...vips[kind]]);
+      expect(r.owned.map((a: any) => a.address)).toEqual([vips[kind][0]]);
+    }
+    // GUE: port 6080 as gue (twice is fine), not silently turned into a direct port; a direct IPIP port.
+    expect(out.fouConflict).toMatchObject({ name: "NetlinkError", code: "EEXIST" });
+    expect(out.fouConflict.message).toMatch(/exists as gue/);
+    expect(out.fouList).toEqual(expect.arrayContaining([
+      { port: 6080, encap: "gue", family: 4 },
+      { port: 5555, encap: "direct", family: 4, ipproto: 4 },
+    ]));
+    expect(out.fouList).toHaveLength(2);
+    expect(oracle.fou).toMatch(/port 6080 gue/);
+    expect(oracle.fou).toMatch(/port 5555 ipproto 4/);
+    expect(out.fouAfterDelete).toEqual([{ port: 6080, encap: "gue", family: 4 }]);
+    expect(out.fouDeleteAgain).toMatchObject({ name: "NetlinkError" });
+  });
+});

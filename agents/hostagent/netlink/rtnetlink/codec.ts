@@ -200,6 +200,18 @@ export function newIpipRequest(spec: IpipRequestSpec): NetlinkRequest {
   return { type: C.RTM_NEWLINK, flags: NLM_F_CREATE | NLM_F_EXCL, payload: w.finish(), op: `RTM_NEWLINK ipip ${spec.name}` };
 }
 
+/**
+ * `ip link add NAME type KIND` with no parameters (RTM_NEWLINK, NLM_F_CREATE|NLM_F_EXCL): only the
+ * kind in IFLA_LINKINFO. The kernel loads the module behind the kind on demand ("rtnl-link-KIND").
+ */
+export function newLinkOfKindRequest(name: string, kind: string): NetlinkRequest {
+  checkIfname(name, "name");
+  if (!/^[a-z0-9_]{1,15}$/.test(kind)) throw new NetlinkEncodeError(`link kind: ${JSON.stringify(kind)} is not a link kind name`);
+  const w = new AttrWriter().raw(encodeIfInfoMsg()).string(C.IFLA_IFNAME, name);
+  w.nested(C.IFLA_LINKINFO, (li) => li.bytes(C.IFLA_INFO_KIND, Buffer.from(kind)));
+  return { type: C.RTM_NEWLINK, flags: NLM_F_CREATE | NLM_F_EXCL, payload: w.finish(), op: `RTM_NEWLINK ${kind} ${name}` };
+}
+
 /** `ip link set dev X up|down`: RTM_NEWLINK with ifi_change = IFF_UP. */
 export function setLinkUpRequest(index: number, name: string, up: boolean): NetlinkRequest {
   const w = new AttrWriter().raw(encodeIfInfoMsg({ index, flags: up ? C.IFF_UP : 0, change: C.IFF_UP }));

@@ -1,12 +1,26 @@
-// LinkManager over rtnetlink: list, look up, create ipip tunnels, set up/down, delete.
+// LinkManager over rtnetlink: list, look up, create ipip tunnels and the tunnel fallback devices LVS
+// TUN real servers receive on (tunl0, ip6tnl0, sit0, gre0, ip6gre0), set up/down, delete.
 import { NetlinkError } from "../socket.js";
 import type { IpipTunnelSpec, LinkInfo, LinkManager } from "../../kernel/types.js";
-import { decodeLink, delLinkRequest, dumpLinksRequest, getLinkByNameRequest, newIpipRequest, setLinkUpRequest } from "./codec.js";
+import { decodeLink, delLinkRequest, dumpLinksRequest, getLinkByNameRequest, newIpipRequest, newLinkOfKindRequest, setLinkUpRequest } from "./codec.js";
 import { RTM_NEWLINK } from "./constants.js";
 import { dumpConsistent, type RtTransport } from "./transport.js";
 
 /** Name of the ipip fallback device (net/ipv4/ipip.c: ipip_init_net → "tunl0"). */
 export const IPIP_FALLBACK = "tunl0";
+
+/**
+ * The any/any ("fallback") device each tunnel module creates in every namespace, keyed by link kind.
+ * An LVS real server holds the VIP on the one matching the director's tunnel type and family:
+ *   ipip   tunl0    IPv4-in-IPv4: IPVS TUN (tun_type ipip) to an IPv4 real server; also the inner
+ *                   IPIP of GUE (with a fou port, see fou.ts)
+ *   ip6tnl ip6tnl0  IPv6 TUN: IPv6-in-IPv6 (and IPv4-in-IPv6) from an IPv6 director
+ *   sit    sit0     IPv6-in-IPv4
+ *   gre    gre0     IPVS TUN with tun_type gre, IPv4 outer
+ *   ip6gre ip6gre0  the same with an IPv6 outer header
+ */
+export const TUNNEL_FALLBACKS = { ipip: "tunl0", ip6tnl: "ip6tnl0", sit: "sit0", gre: "gre0", ip6gre: "ip6gre0" } as const;
+export type TunnelFallbackKind = keyof typeof TUNNEL_FALLBACKS;
 
 export class RtnlLinkManager implements LinkManager {
   constructor(private readonly nl: RtTransport) {}
@@ -49,17 +63,29 @@ export class RtnlLinkManager implements LinkManager {
   }
 
   async ensureIpipFallback(): Promise<LinkInfo> {
-    const existing = await this.get(IPIP_FALLBACK);
+    return this.ensureTunnelFallback("ipip");
+  }
+
+  /**
+   * The fallback device of a tunnel kind (TUNNEL_FALLBACKS), creating it when missing: asking for a
+   * link of that kind loads the module, whose per-namespace init creates the fallback device (unless
+   * net.core.fb_tunnels_only_for_init_net keeps it out of this namespace — then this request makes
+   * a plain any/any device of that name), after which the request itself fails with EEXIST; both
+   * outcomes leave the device. EOPNOTSUPP ("ENOTSUP") when the kernel lacks the tunnel type.
+   * Idempotent; the device is left down (setUp).
+   */
+  async ensureTunnelFallback(kind: TunnelFallbackKind): Promise<LinkInfo> {
+    const name = TUNNEL_FALLBACKS[kind];
+    if (!name) throw new NetlinkError(`RTM_NEWLINK ${String(kind)}`, 22 /* EINVAL */, { message: `no fallback tunnel device for link kind ${JSON.stringify(kind)}` });
+    const existing = await this.get(name);
     if (existing) return existing;
     try {
-      // Loads ipip on demand; module init creates tunl0 (unless fallback devices are disabled here),
-      // after which this request itself fails with EEXIST — both outcomes leave a tunl0.
-      await this.nl.request(newIpipRequest({ name: IPIP_FALLBACK }));
+      await this.nl.request(kind === "ipip" ? newIpipRequest({ name }) : newLinkOfKindRequest(name, kind));
     } catch (e) {
       if (!(e instanceof NetlinkError && e.code === "EEXIST")) throw e;
     }
-    const link = await this.get(IPIP_FALLBACK);
-    if (!link) throw new NetlinkError(`RTM_NEWLINK ipip ${IPIP_FALLBACK}`, 19 /* ENODEV */, { message: `${IPIP_FALLBACK} missing after creating it` });
+    const link = await this.get(name);
+    if (!link) throw new NetlinkError(`RTM_NEWLINK ${kind} ${name}`, 19 /* ENODEV */, { message: `${name} missing after creating it` });
     return link;
   }
 
