@@ -108,9 +108,14 @@ describe("lvsfleet end to end in the VM (Postgres, NATS, control plane, agents i
     for (const s of statuses) expect(s.agentId).toMatch(/^[0-9a-f-]{36}$/);
   }, 600_000);
 
+  for (const mode of ["DR", "NAT", "TUN"] as const) {
+    it(`${mode}: traffic to both real servers, health down → weight 0 → up, Director agent restart and scheduler change keep a live connection, counters through the API`, async () => {
+      await scenario(mode);
+    }, 900_000);
+  }
 });
 
-export async function scenario(mode: Mode): Promise<void> {
+async function scenario(mode: Mode): Promise<void> {
   const { vip, fwd, ipvsadmFwd, id } = MODES[mode];
   const vsName = `sites/${SITE}/virtualServices/${id}`;
   const t0 = Date.now();
@@ -221,6 +226,15 @@ export async function scenario(mode: Mode): Promise<void> {
   ]);
   expect(sched.results[1]).toMatchObject({ complete: true });
   mark("schedulerMs");
+  // The rollout says the Director applied it; the kernel must show it. Seen once (TUN, right after the
+  // agent restart) still at rr when the rollout completed, and wlc later: the kernel is polled, and how
+  // long it lagged is logged (timings.<mode>.schedulerLagMs) — see the report for the suspected race.
+  timings[`${mode}.schedulerLagMs`] = await mustExec(
+    target,
+    `t0=$(date +%s%N); for i in $(seq 600); do ip netns exec ${HOSTS.director.ns} ipvsadm -Ln -t ${vip}:80 | grep -Eq "^TCP +${vip}:80 wlc" && { echo $(( ($(date +%s%N) - t0) / 1000000 )); exit 0; }; sleep 0.1; done
+     ip netns exec ${HOSTS.director.ns} ipvsadm -Ln >&2; exit 1`,
+    { timeoutMs: 120_000 },
+  ).then(Number);
   expect(await dir(`ipvsadm -Ln -t ${vip}:80`)).toMatch(new RegExp(`TCP\\s+${vip}:80 wlc`));
   // The destination kept its established connection: a re-created one would start at 0.
   const afterSched = await destinations(vip);
