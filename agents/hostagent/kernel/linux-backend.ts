@@ -154,7 +154,14 @@ export class LinuxBackend implements KernelBackend {
     } catch (e) {
       return { errors: [{ object: "desired-state", operation: "parse", message: (e as Error).message }] };
     }
-    const r = await this.serial(() => this.cycle(host));
+    // The newest desired state is what resyncs hold the kernel to (they also retry what failed). Set
+    // inside the serial section, before the cycle: a resync queued behind this apply must not run
+    // with the state this apply replaces (it would undo the change until the next resync).
+    const r = await this.serial(() => {
+      this.last = host;
+      this.lastProto = desired;
+      return this.cycle(host);
+    });
     // NAT real server: its replies must route back through a Director (nat-return-path.ts).
     const natPaths = desired.realServer?.natReturnPaths ?? [];
     if (natPaths.length > 0) {
@@ -162,9 +169,6 @@ export class LinuxBackend implements KernelBackend {
       if (bad.length > 0) this.log.warn({ errors: bad }, "NAT return path does not go through a Director");
       r.errors.push(...bad);
     }
-    // The newest desired state is what resyncs hold the kernel to (they also retry what failed).
-    this.last = host;
-    this.lastProto = desired;
     const hash = desired.hash || Buffer.from(toBinary(HostDesiredStateSchema, desired)).toString("base64");
     if (hash !== this.lastHash) {
       try {
@@ -183,9 +187,9 @@ export class LinuxBackend implements KernelBackend {
    */
   async resync(): Promise<CycleResult | undefined> {
     if (!this.last) await this.serial(() => this.loadOwned());
-    const host = this.last;
-    if (!host || this.closed) return undefined;
-    const r = await this.serial(() => this.cycle(host));
+    if (!this.last || this.closed) return undefined;
+    // The desired state is read when the cycle runs, not when it is queued (an apply may be ahead).
+    const r = await this.serial(() => this.cycle(this.last!));
     if (r.drift.length > 0) {
       this.pendingDrift.push(...r.drift);
       this.log.warn({ drift: r.drift.map((d) => `${d.object}: ${d.found}`) }, "repaired changes made behind the agent's back");
