@@ -27,8 +27,10 @@ import type {
   RouteSpec,
   SysctlKey,
   SysctlManager,
+  TunnelFallbackKind,
   VipSpec,
 } from "./types.js";
+import { TUNNEL_FALLBACK_DEVICES } from "./types.js";
 
 const LVSFLEET_PROTO = 76;
 const IFF_UP = 1;
@@ -45,6 +47,8 @@ export class FakeKernel {
   fwmarkTable: FwmarkRule[] | undefined;
   /** Whether createIpip works (the real kernel needs CONFIG_NET_IPIP). */
   ipipSupported = true;
+  /** Tunnel kinds other than ipip whose fallback device can be created (all, like a stock kernel). */
+  tunnelKindsSupported = new Set<TunnelFallbackKind>(["ip6tnl", "sit", "gre", "ip6gre"]);
   /** Whether net.ipv4.vs.* exist (ip_vs loaded). */
   ipvsLoaded = false;
   private nextIndex = 1;
@@ -121,13 +125,21 @@ export class FakeLinkManager implements LinkManager {
   }
 
   async ensureIpipFallback(): Promise<LinkInfo> {
-    const l = this.k.links.get("tunl0");
+    return this.ensureTunnelFallback("ipip");
+  }
+
+  async ensureTunnelFallback(kind: TunnelFallbackKind): Promise<LinkInfo> {
+    const name = TUNNEL_FALLBACK_DEVICES[kind];
+    const l = this.k.links.get(name);
     if (l) return structuredClone(l);
-    this.k.calls.push("link add ipip tunl0");
-    if (!this.k.ipipSupported) throw new NetlinkError("RTM_NEWLINK ipip tunl0", errno("EOPNOTSUPP"));
-    const t = this.k.addLink("tunl0", "ipip");
-    t.mtu = 1480;
-    t.tunnel = { local: "0.0.0.0", remote: "0.0.0.0", ttl: 0 };
+    this.k.calls.push(`link add ${kind} ${name}`);
+    const supported = kind === "ipip" ? this.k.ipipSupported : this.k.tunnelKindsSupported.has(kind);
+    if (!supported) throw new NetlinkError(`RTM_NEWLINK ${kind} ${name}`, errno("EOPNOTSUPP"));
+    const t = this.k.addLink(name, kind);
+    if (kind === "ipip") {
+      t.mtu = 1480;
+      t.tunnel = { local: "0.0.0.0", remote: "0.0.0.0", ttl: 0 };
+    }
     return structuredClone(t);
   }
 

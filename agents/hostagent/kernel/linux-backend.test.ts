@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { HostDesiredStateSchema, type HostDesiredState } from "../../../gen/lvsfleet/v1/desired_state_pb.js";
-import { AddressFamily, ForwardMethod, Protocol } from "../../../gen/lvsfleet/v1/types_pb.js";
+import { AddressFamily, ForwardMethod, Protocol, TunnelType } from "../../../gen/lvsfleet/v1/types_pb.js";
 import { FakeIpvs } from "./fake-ipvs.js";
 import { createFakeKernel } from "./fakes.js";
 import { LinuxBackend, type CycleResult } from "./linux-backend.js";
@@ -189,5 +189,44 @@ describe("LinuxBackend (fakes)", () => {
     backends.push(b);
     expect((await b.apply(desired({ director: false, rs: true }))).errors).toEqual([]);
     expect(opened).toBe(0);
+  });
+
+  it("a TUN real server gets the tunnel kind's fallback device (IPv6 outer → ip6tnl0, GRE → gre0) up, with the VIP on it", async () => {
+    const ds = desired({ director: false });
+    const vip = (iface: string, address: string, prefixLength: number) => ({ $typeName: "lvsfleet.v1.VipAddress" as const, interface: iface, address, prefixLength });
+    const tunnel = (name: string, type: TunnelType) => ({ $typeName: "lvsfleet.v1.TunnelInterface" as const, name, type });
+    ds.realServer = {
+      $typeName: "lvsfleet.v1.RealServerState",
+      addresses: [vip("ip6tnl0", "2001:db8::10", 128), vip("gre0", "192.0.2.30", 32)],
+      tunnels: [tunnel("ip6tnl0", TunnelType.IPIP), tunnel("gre0", TunnelType.GRE)],
+      natReturnPaths: [],
+    };
+    const b = backend();
+    expect((await b.apply(ds)).errors).toEqual([]);
+    for (const [name, kind] of [["ip6tnl0", "ip6tnl"], ["gre0", "gre"]] as const) {
+      const l = await fk.links.get(name);
+      expect(l, name).toMatchObject({ name, kind, up: true });
+      expect(fk.kernel.calls).toContain(`link add ${kind} ${name}`);
+    }
+    const held = (await fk.addresses.list()).map((a) => `${a.ifname} ${a.address}/${a.prefixLen}`);
+    expect(held).toEqual(expect.arrayContaining(["ip6tnl0 2001:db8::10/128", "gre0 192.0.2.30/32"]));
+    // Adopted, not re-created, on the next apply.
+    const before = fk.kernel.calls.length;
+    expect((await b.apply(ds)).errors).toEqual([]);
+    expect(fk.kernel.calls.slice(before)).toEqual([]);
+  });
+
+  it("a kernel without the tunnel type: a per-object error naming the device, the rest applied", async () => {
+    fk.kernel.tunnelKindsSupported.delete("ip6tnl");
+    const ds = desired({ director: false });
+    ds.realServer = {
+      $typeName: "lvsfleet.v1.RealServerState",
+      addresses: [{ $typeName: "lvsfleet.v1.VipAddress", interface: "lo", address: "192.0.2.20", prefixLength: 32 }],
+      tunnels: [{ $typeName: "lvsfleet.v1.TunnelInterface", name: "ip6tnl0", type: TunnelType.IPIP }],
+      natReturnPaths: [],
+    };
+    const r = await backend().apply(ds);
+    expect(r.errors.map((e) => e.object).join(" ")).toMatch(/ip6tnl0/);
+    expect((await fk.addresses.list()).map((a) => a.address)).toContain("192.0.2.20");
   });
 });

@@ -49,6 +49,7 @@ import { SysctlNotFoundError } from "./errors.js";
 import { canonicalFwmarkRules, NftFwmarkManager } from "./nftables.js";
 import { parseSysctlKey, ProcSysctlManager } from "./sysctl.js";
 import type { AddressManager, FwmarkManager, LinkManager, SysctlManager } from "./types.js";
+import { fallbackKindOf, TUNNEL_FALLBACK_DEVICES } from "./types.js";
 
 /** What the backend needs of IPVS; IpvsClient has it, FakeIpvs (fake-ipvs.ts) too. */
 export interface IpvsPort {
@@ -447,9 +448,12 @@ export class LinuxBackend implements KernelBackend {
     switch (op.kind) {
       case "link-up": {
         const t = op.tunnel;
-        if (t.name === "tunl0" && t.type === "ipip") await this.links.ensureIpipFallback();
+        // The control plane names the kernel's wildcard device of the tunnel kind (compile/
+        // tunnelDevice: tunl0, sit0, ip6tnl0, gre0, ip6gre0); the agent makes sure it exists.
+        const kind = fallbackKindOf(t.name);
+        if (kind) await this.links.ensureTunnelFallback(kind);
         else if (!(await this.links.get(t.name))) {
-          throw new Error(`tunnel device ${t.name} does not exist and only the ipip fallback device tunl0 can be created (load the module that provides ${t.name})`);
+          throw new Error(`tunnel device ${t.name} does not exist and is not a fallback device lvsfleet can create (${Object.values(TUNNEL_FALLBACK_DEVICES).join(", ")})`);
         }
         await this.links.setUp(t.name, true);
         return;

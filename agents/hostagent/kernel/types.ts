@@ -41,6 +41,24 @@ export interface IpipTunnelSpec {
   mtu?: number;
 }
 
+/** Tunnel kinds with a per-namespace fallback device (see TUNNEL_FALLBACK_DEVICES). */
+export type TunnelFallbackKind = "ipip" | "ip6tnl" | "sit" | "gre" | "ip6gre";
+
+/** The fallback device each tunnel module creates in a namespace (net/ipv4/ipip.c, ip6_tunnel.c, …). */
+export const TUNNEL_FALLBACK_DEVICES: Readonly<Record<TunnelFallbackKind, string>> = {
+  ipip: "tunl0",
+  ip6tnl: "ip6tnl0",
+  sit: "sit0",
+  gre: "gre0",
+  ip6gre: "ip6gre0",
+};
+
+/** The tunnel kind whose fallback device has this name; undefined for any other name. */
+export function fallbackKindOf(name: string): TunnelFallbackKind | undefined {
+  for (const [kind, dev] of Object.entries(TUNNEL_FALLBACK_DEVICES)) if (dev === name) return kind as TunnelFallbackKind;
+  return undefined;
+}
+
 export interface LinkManager {
   list(): Promise<LinkInfo[]>;
   /** undefined when no such link exists. */
@@ -58,6 +76,13 @@ export interface LinkManager {
    * link named tunl0 instead. Idempotent.
    */
   ensureIpipFallback(): Promise<LinkInfo>;
+  /**
+   * The wildcard ("fallback") device of a tunnel kind, as TUN real servers hold the VIP on it:
+   * tunl0 (ipip), sit0 (IPv6 in IPv4), ip6tnl0 (IPv6 outer), gre0, ip6gre0 — loading the module
+   * that creates it if needed, or creating a device of that name when fallback devices are disabled
+   * for the namespace. Idempotent; EOPNOTSUPP when the kernel lacks the tunnel type.
+   */
+  ensureTunnelFallback(kind: TunnelFallbackKind): Promise<LinkInfo>;
   setUp(name: string, up: boolean): Promise<void>;
   delete(name: string): Promise<void>;
 }
