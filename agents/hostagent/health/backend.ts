@@ -39,6 +39,7 @@ export class HealthCheckedBackend implements KernelBackend {
   private readonly log: Log;
   private readonly path: string | undefined;
   private persistedHash: string | undefined;
+  private encoded: { desired: HostDesiredState; base64: string } | undefined;
   private closed = false;
 
   constructor(
@@ -139,6 +140,16 @@ export class HealthCheckedBackend implements KernelBackend {
     }).catch((err) => this.log.error({ err: String(err) }, "applying a health change failed"));
   }
 
+  /**
+   * The configured state, encoded once per state: a health transition changes only `down`, and
+   * re-encoding a 10 000-service state on each one cost more CPU than the reconcile it triggers.
+   */
+  private encodedDesired(): string {
+    const ds = this.desired!;
+    if (this.encoded?.desired !== ds) this.encoded = { desired: ds, base64: Buffer.from(toBinary(HostDesiredStateSchema, ds)).toString("base64") };
+    return this.encoded.base64;
+  }
+
   private serial<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.queue.then(fn, fn);
     this.queue = run.catch(() => undefined);
@@ -153,7 +164,7 @@ export class HealthCheckedBackend implements KernelBackend {
     try {
       await mkdir(join(this.path, ".."), { recursive: true });
       const tmp = `${this.path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
-      await writeFile(tmp, JSON.stringify({ desired: Buffer.from(toBinary(HostDesiredStateSchema, this.desired)).toString("base64"), down }));
+      await writeFile(tmp, JSON.stringify({ desired: this.encodedDesired(), down }));
       await rename(tmp, this.path);
       this.persistedHash = stamp;
     } catch (err) {
