@@ -5,7 +5,6 @@
  * one progress line rewritten in place on a terminal, a line per change otherwise — and removes the
  * real server at 0 (or leaves it drained with --keep). At the deadline nothing is removed (exit 1).
  */
-import { parseArgs } from "node:util";
 import { create, toJsonString } from "@bufbuild/protobuf";
 import {
   DrainPhase,
@@ -15,10 +14,9 @@ import {
   type DrainRealServerResponse,
 } from "../gen/lvsfleet/v1/fleet_service_pb.js";
 import { createClient, type CallOptions, type Client } from "../lib/grpc/client.js";
-import { RpcError } from "../lib/grpc/status.js";
+import { parseCommand, reportCallError } from "./command.js";
 import { DEFAULT_ADDR } from "./args.js";
 import { ProgressLine, parseDuration } from "./fleet.js";
-import { formatError } from "./format.js";
 import { expandName } from "./names.js";
 import { GLOBAL_FLAGS } from "./usage.js";
 
@@ -83,34 +81,9 @@ export async function runDrain(
   const first = argv.findIndex((a, i) => !a.startsWith("-") && !["--addr", "--reason", "--deadline"].includes(argv[i - 1] ?? ""));
   const cmd = first < 0 ? undefined : argv[first];
   if (cmd !== "drain" && cmd !== "undrain") return undefined;
-  const usageError = (m: string) => {
-    io.stderr(`error: ${m}\n\n${DRAIN_USAGE}\n`);
-    return 2;
-  };
-  let values: Record<string, string | boolean | undefined>;
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: [...argv],
-      allowPositionals: true,
-      strict: true,
-      options: {
-        wait: { type: "boolean" },
-        keep: { type: "boolean" },
-        deadline: { type: "string" },
-        addr: { type: "string" },
-        json: { type: "boolean" },
-        reason: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    }));
-  } catch (err) {
-    return usageError((err as Error).message);
-  }
-  if (values.help) {
-    io.stdout(DRAIN_USAGE + "\n");
-    return 0;
-  }
+  const parsed = parseCommand(argv, io, DRAIN_USAGE, { wait: { type: "boolean" }, keep: { type: "boolean" }, deadline: { type: "string" } });
+  if (typeof parsed === "number") return parsed;
+  const { values, positionals, usageError } = parsed;
   if (positionals.length < 2) return usageError("missing <site>/<vs>/<rs>");
   if (positionals.length > 2) return usageError(`unexpected argument ${JSON.stringify(positionals[2])}`);
   let name: string;
@@ -157,9 +130,7 @@ export async function runDrain(
     if (!json) io.stdout(progress.finish() + resultText(name, last) + "\n");
     return last.phase === DrainPhase.DEADLINE_EXCEEDED ? 1 : 0;
   } catch (err) {
-    if (err instanceof RpcError) io.stderr(formatError(err.codeName === "UNAVAILABLE" ? { codeName: err.codeName, message: `cannot reach the control plane at ${addr}; is it running? (--addr, LVSFLEET_ADDR)` } : err));
-    else io.stderr(formatError({ message: (err as Error)?.message ?? String(err) }));
-    return 1;
+    return reportCallError(err, addr, io);
   } finally {
     client.close();
   }

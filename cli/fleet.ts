@@ -22,9 +22,9 @@ import {
   type WaitForRolloutResponse,
 } from "../gen/lvsfleet/v1/fleet_service_pb.js";
 import { createClient, type CallOptions, type Client } from "../lib/grpc/client.js";
-import { RpcError } from "../lib/grpc/status.js";
+import { reportCallError } from "./command.js";
 import { DEFAULT_ADDR } from "./args.js";
-import { formatError, formatTable } from "./format.js";
+import { formatTable } from "./format.js";
 import { GLOBAL_FLAGS } from "./usage.js";
 
 export type FleetClient = Client<typeof FleetService>;
@@ -281,9 +281,7 @@ export async function runFleet(
     }
     return await rolloutWait(client, { site, revision, timeoutMs, json, tty: io.isTTY === true }, io, opts, now);
   } catch (err) {
-    if (err instanceof RpcError) io.stderr(formatError(err.codeName === "UNAVAILABLE" ? { codeName: err.codeName, message: `cannot reach the control plane at ${addr}; is it running? (--addr, LVSFLEET_ADDR)` } : err));
-    else io.stderr(formatError({ message: (err as Error)?.message ?? String(err) }));
-    return 1;
+    return reportCallError(err, addr, io);
   } finally {
     client.close();
   }

@@ -11,7 +11,6 @@
  * OFFLINE (last known state in brackets) or has not reported yet; "not-checked" = no check runs.
  * Formatting is pure and exported; runHealth is the only I/O.
  */
-import { parseArgs } from "node:util";
 import { create, toJsonString } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import {
@@ -22,9 +21,8 @@ import {
   type RealServerHealthStatus,
 } from "../gen/lvsfleet/v1/fleet_service_pb.js";
 import { createClient, type CallOptions, type Client } from "../lib/grpc/client.js";
-import { RpcError } from "../lib/grpc/status.js";
+import { parseCommand, reportCallError } from "./command.js";
 import { DEFAULT_ADDR } from "./args.js";
-import { formatError } from "./format.js";
 import { ipvsadmService } from "./stats.js";
 import { GLOBAL_FLAGS } from "./usage.js";
 
@@ -89,32 +87,9 @@ export async function runHealth(
 ): Promise<number | undefined> {
   const first = argv.findIndex((a, i) => !a.startsWith("-") && !["--addr", "--reason"].includes(argv[i - 1] ?? ""));
   if (first < 0 || argv[first] !== "health") return undefined;
-  const usageError = (m: string) => {
-    io.stderr(`error: ${m}\n\n${HEALTH_USAGE}\n`);
-    return 2;
-  };
-  let values: Record<string, string | boolean | undefined>;
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: [...argv],
-      allowPositionals: true,
-      strict: true,
-      options: {
-        vs: { type: "string" },
-        addr: { type: "string" },
-        json: { type: "boolean" },
-        reason: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    }));
-  } catch (err) {
-    return usageError((err as Error).message);
-  }
-  if (values.help) {
-    io.stdout(HEALTH_USAGE + "\n");
-    return 0;
-  }
+  const parsed = parseCommand(argv, io, HEALTH_USAGE, { vs: { type: "string" } });
+  if (typeof parsed === "number") return parsed;
+  const { values, positionals, usageError } = parsed;
   if (positionals.length < 2) return usageError("missing <site>");
   if (positionals.length > 2) return usageError(`unexpected argument ${JSON.stringify(positionals[2])}`);
   const site = positionals[1]!.replace(/^sites\//, "");
@@ -131,9 +106,7 @@ export async function runHealth(
     );
     return 0;
   } catch (err) {
-    if (err instanceof RpcError) io.stderr(formatError(err.codeName === "UNAVAILABLE" ? { codeName: err.codeName, message: `cannot reach the control plane at ${addr}; is it running? (--addr, LVSFLEET_ADDR)` } : err));
-    else io.stderr(formatError({ message: (err as Error)?.message ?? String(err) }));
-    return 1;
+    return reportCallError(err, addr, io);
   } finally {
     client.close();
   }
