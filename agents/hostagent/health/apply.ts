@@ -57,7 +57,11 @@ export function applyHealth(desired: HostDesiredState, health: HealthView): Host
   return { ...desired, hash, director: { ...director, services } };
 }
 
-function serviceWithHealth(svc: IpvsService, health: HealthView, changes: string[]): IpvsService {
+/**
+ * One service as the kernel gets it (the part of applyHealth a transition needs: health/backend.ts
+ * recomputes only the services that use the check that changed). `svc` itself when nothing changes.
+ */
+export function serviceWithHealth(svc: IpvsService, health: HealthView, changes: string[] = []): IpvsService {
   let kept: IpvsDestination[] | undefined; // copied on the first change
   let live = 0;
   svc.destinations.forEach((dst, i) => {

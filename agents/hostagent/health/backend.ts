@@ -1,19 +1,27 @@
 // A KernelBackend decorator that runs the health checks: the sync loop hands it the configured
 // desired state; it starts/stops checks (scheduler.ts) and gives the inner backend
-// applyHealth(desired, health) — on every desired state and again on every health transition, so a
-// real server going down is one weight edit in the kernel (the reconciler's diff), not a resync.
+// applyHealth(desired, health) on every desired state.
+//
+// A health transition costs O(services using that check), not a pass over the whole state: the
+// services that use the check (an index per configured state) are recomputed (serviceWithHealth) and
+// handed to the inner backend's applyServices() (LinuxBackend: reconciled against what it last
+// applied to them; a quiesce is one IPVS request). The whole applyHealth(desired, health) goes to
+// apply() instead when the inner backend has no such method or declines (nothing applied yet, a
+// service not cleanly applied), and for the first transition after a restart or a new configured
+// state not yet applied: a full apply puts the inner backend in step with this checker again.
 //
 // Restarts: the sync loop does not re-apply an already-applied revision, so the configured state
-// and which checks were down are persisted here (<stateDir>/agent-<site>.<host>.health.json) and
-// loaded by load(): checks resume after a restart, and a real server that was down starts down (it
-// needs `rise` successes, instead of getting its weight back until `fall` failures).
+// (<stateDir>/agent-<site>.<host>.health.desired.pb, written once per state) and which checks were
+// down (<...>.health.json, written on each transition: small) are persisted and loaded by load():
+// checks resume after a restart, and a real server that was down starts down (it needs `rise`
+// successes, instead of getting its weight back until `fall` failures).
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
-import { HostDesiredStateSchema, type HostDesiredState } from "../../../gen/lvsfleet/v1/desired_state_pb.js";
+import { HostDesiredStateSchema, type HostDesiredState, type IpvsService } from "../../../gen/lvsfleet/v1/desired_state_pb.js";
 import type { ApplyResult, DriftRepair, KernelBackend, RealServerHealthSample, ServiceCountersSample } from "../kernel/backend.js";
 import { silentLog, type Log } from "../sync/log.js";
-import { applyHealth } from "./apply.js";
+import { applyHealth, serviceWithHealth } from "./apply.js";
 import { HealthScheduler, type SchedulerOptions, type Transition } from "./scheduler.js";
 import { effectiveCheck } from "./spec.js";
 
@@ -27,20 +35,45 @@ export interface HealthCheckedBackendOptions {
   scheduler?: Pick<SchedulerOptions, "probe" | "random">;
 }
 
+/**
+ * The inner backend's fast path for a transition (LinuxBackend has it): `services` replace those with
+ * the same keys in the state it last applied. Resolves undefined, having done nothing, when it cannot
+ * do that safely — then the whole state is applied.
+ */
+export interface ServicePatcher {
+  applyServices(services: readonly IpvsService[]): Promise<ApplyResult | undefined>;
+}
+
+function patcherOf(b: KernelBackend): ServicePatcher | undefined {
+  const p = b as KernelBackend & Partial<ServicePatcher>;
+  return typeof p.applyServices === "function" ? (p as ServicePatcher) : undefined;
+}
+
 export class HealthCheckedBackend implements KernelBackend {
   readonly scheduler: HealthScheduler;
   counters?: () => Promise<ServiceCountersSample[]>;
   takeDrift?: () => DriftRepair[];
+  standingErrors?: () => ApplyResult["errors"];
   private desired: HostDesiredState | undefined;
+  /** The configured state the inner backend last got in full (as applyHealth of it): transitions of this state can take the fast path. */
+  private appliedInFull: HostDesiredState | undefined;
+  /** Check key → indexes of the configured services using it (built on the first transition per state). */
+  private byCheck: { desired: HostDesiredState; services: Map<string, number[]> } | undefined;
+  /** Checks that changed since the last (coalesced) re-apply. */
+  private changedChecks = new Set<string>();
   private queue: Promise<unknown> = Promise.resolve();
   private reapplyQueued = false;
   private readonly initialDown = new Set<string>();
   private readonly listeners = new Set<(t: Transition) => void>();
   private readonly log: Log;
   private readonly path: string | undefined;
-  private persistedHash: string | undefined;
-  private encoded: { desired: HostDesiredState; base64: string } | undefined;
+  private readonly desiredPath: string | undefined;
+  /** What the state files hold: the configured state written (identity or hash) and the down set. */
+  private persistedDesired: HostDesiredState | string | undefined;
+  private persistedDown: string | undefined;
   private closed = false;
+  /** Transitions applied through the inner backend's applyServices() / as a whole apply (tests, bench). */
+  readonly stats = { fast: 0, full: 0 };
 
   constructor(
     readonly inner: KernelBackend,
@@ -48,20 +81,25 @@ export class HealthCheckedBackend implements KernelBackend {
   ) {
     this.log = opts.log ?? silentLog;
     this.path = opts.stateDir ? join(opts.stateDir, `agent-${opts.site ?? "site"}.${opts.host ?? "host"}.health.json`) : undefined;
+    this.desiredPath = this.path?.replace(/\.json$/, ".desired.pb");
     this.scheduler = new HealthScheduler({ ...opts.scheduler, initialDown: this.initialDown, onTransition: (t) => this.onTransition(t) });
     if (inner.counters) this.counters = () => inner.counters!();
     if (inner.takeDrift) this.takeDrift = () => inner.takeDrift!();
+    const standing = (inner as { standingErrors?: () => ApplyResult["errors"] }).standingErrors;
+    if (standing) this.standingErrors = () => standing.call(inner);
   }
 
   /** Resumes the checks of the last configured state (after an agent restart). */
   async load(): Promise<void> {
     if (!this.path || this.desired) return;
     try {
-      const saved = JSON.parse(await readFile(this.path, "utf8")) as { desired: string; down: string[] };
-      const ds = fromBinary(HostDesiredStateSchema, Buffer.from(saved.desired, "base64"));
+      // { down } and the configured state beside it; older files held it inline ({ desired: base64 }).
+      const saved = JSON.parse(await readFile(this.path, "utf8")) as { desired?: string; down: string[] };
+      const ds = fromBinary(HostDesiredStateSchema, saved.desired !== undefined ? Buffer.from(saved.desired, "base64") : await readFile(this.desiredPath!));
       for (const k of saved.down) this.initialDown.add(k);
       this.desired = ds;
-      this.persistedHash = `${ds.hash}|${[...saved.down].sort().join(",")}`;
+      if (saved.desired === undefined) this.persistedDesired = ds.hash || ds;
+      this.persistedDown = [...saved.down].sort().join(",");
       this.scheduler.update(ds);
       this.initialDown.clear();
       this.log.info({ checks: this.scheduler.size, down: saved.down.length }, "health checks resumed from the state file");
@@ -75,7 +113,9 @@ export class HealthCheckedBackend implements KernelBackend {
     this.scheduler.update(desired);
     // Persisting inside the serial section keeps state-file writes in order with the applies.
     return this.serial(async () => {
+      this.changedChecks.clear(); // this apply has the newest health
       const r = await this.inner.apply(applyHealth(desired, this.scheduler.health()));
+      this.appliedInFull = desired;
       await this.persist();
       return r;
     });
@@ -128,26 +168,56 @@ export class HealthCheckedBackend implements KernelBackend {
         this.log.warn({ err: String(err) }, "health listener failed");
       }
     }
-    // Bursts of transitions (a rack going away) coalesce into one apply of the newest health.
-    if (!this.desired || this.reapplyQueued) return;
+    // Bursts of transitions (a rack going away) coalesce into one re-apply of the newest health.
+    if (!this.desired) return;
+    this.changedChecks.add(t.key);
+    if (this.reapplyQueued) return;
     this.reapplyQueued = true;
     void this.serial(async () => {
       this.reapplyQueued = false;
       const ds = this.desired!;
-      const r = await this.inner.apply(applyHealth(ds, this.scheduler.health()));
+      const keys = this.changedChecks;
+      if (keys.size === 0) return; // an apply() since took the newest health
+      this.changedChecks = new Set();
+      let r = await this.applyChecks(ds, keys);
+      if (r) this.stats.fast++;
+      else {
+        r = await this.inner.apply(applyHealth(ds, this.scheduler.health()));
+        this.appliedInFull = ds;
+        this.stats.full++;
+      }
       if (r.errors.length) this.log.warn({ errors: r.errors }, "applying a health change failed; the backend's resync retries it");
       await this.persist();
     }).catch((err) => this.log.error({ err: String(err) }, "applying a health change failed"));
   }
 
   /**
-   * The configured state, encoded once per state: a health transition changes only `down`, and
-   * re-encoding a 10 000-service state on each one cost more CPU than the reconcile it triggers.
+   * The fast path: the services using `keys`, recomputed with the current health, through the inner
+   * backend's applyServices(). undefined when it does not apply (see the header).
    */
-  private encodedDesired(): string {
-    const ds = this.desired!;
-    if (this.encoded?.desired !== ds) this.encoded = { desired: ds, base64: Buffer.from(toBinary(HostDesiredStateSchema, ds)).toString("base64") };
-    return this.encoded.base64;
+  private async applyChecks(ds: HostDesiredState, keys: ReadonlySet<string>): Promise<ApplyResult | undefined> {
+    const patcher = patcherOf(this.inner);
+    if (!patcher || this.appliedInFull !== ds) return undefined;
+    const configured = ds.director?.services ?? [];
+    if (this.byCheck?.desired !== ds) {
+      const services = new Map<string, number[]>();
+      configured.forEach((svc, i) => {
+        if (!svc.healthCheck) return;
+        for (const dst of svc.destinations) {
+          const c = effectiveCheck(svc, dst);
+          if (!c) continue;
+          const l = services.get(c.key);
+          if (!l) services.set(c.key, [i]);
+          else if (l[l.length - 1] !== i) l.push(i);
+        }
+      });
+      this.byCheck = { desired: ds, services };
+    }
+    const at = new Set<number>();
+    for (const k of keys) for (const i of this.byCheck.services.get(k) ?? []) at.add(i);
+    if (at.size === 0) return { errors: [] };
+    const health = this.scheduler.health();
+    return patcher.applyServices([...at].sort((a, b) => a - b).map((i) => serviceWithHealth(configured[i]!, health)));
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
@@ -156,19 +226,36 @@ export class HealthCheckedBackend implements KernelBackend {
     return run;
   }
 
+  /**
+   * The configured state (once per state) and the down set (when it changed). Written in this order:
+   * check keys name the real server and the check, so a down set read with the other configured state
+   * (a crash in between) is still right for every check the two share.
+   */
   private async persist(): Promise<void> {
-    if (!this.path || !this.desired) return;
+    if (!this.path || !this.desiredPath || !this.desired) return;
+    const ds = this.desired;
     const down = [...this.scheduler.health()].filter(([, s]) => !s.up).map(([k]) => k).sort();
-    const stamp = `${this.desired.hash}|${down.join(",")}`;
-    if (this.desired.hash !== "" && stamp === this.persistedHash) return;
+    const downStamp = down.join(",");
     try {
-      await mkdir(join(this.path, ".."), { recursive: true });
-      const tmp = `${this.path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
-      await writeFile(tmp, JSON.stringify({ desired: this.encodedDesired(), down }));
-      await rename(tmp, this.path);
-      this.persistedHash = stamp;
+      if (this.persistedDesired !== ds && (ds.hash === "" || this.persistedDesired !== ds.hash)) {
+        await atomicWrite(this.desiredPath, toBinary(HostDesiredStateSchema, ds));
+        this.persistedDesired = ds.hash || ds;
+        this.persistedDown = undefined; // an older file may still hold the state inline
+      }
+      if (downStamp !== this.persistedDown) {
+        await atomicWrite(this.path, JSON.stringify({ down }));
+        this.persistedDown = downStamp;
+      }
     } catch (err) {
       this.log.warn({ err: String(err), path: this.path }, "cannot persist health state");
     }
   }
+}
+
+/** temp file + rename: a crash leaves the old or the new file. */
+async function atomicWrite(path: string, data: string | Uint8Array): Promise<void> {
+  await mkdir(join(path, ".."), { recursive: true });
+  const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+  await writeFile(tmp, data);
+  await rename(tmp, path);
 }

@@ -16,12 +16,22 @@
 // Drift: resync() re-runs the cycle against the last applied desired state. It runs periodically
 // (startResync), rate-bounded: one at a time, never overlapping an apply, and while each run keeps
 // finding drift (someone fighting the agent) the interval doubles, up to 8×. Drift found by a resync
-// is handed to the report through takeDrift().
+// is handed to the report through takeDrift(). The NAT return-path check (nat-return-path.ts) runs on
+// every apply and every resync: a route changed behind the agent's back stands as an ObjectError
+// (standingErrors(), in every report) until a check finds it fixed.
+//
+// Health fast path: applyServices() takes a few services of the last applied state with new
+// destinations (health/backend.ts: weight 0, left out, sorry server, weight back) and reconciles just
+// those against what was last applied to them (the owned set) — a quiesce is one IPVS request, not a
+// snapshot and diff of the whole table. Their new versions are persisted in a patch file next to
+// desired.pb (<...>.desired.patch.json, tagged with the base it applies to), not by rewriting the whole
+// state: a restart reads base + patch. The next apply() rewrites the base and drops the patch.
+import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
-import { HostDesiredStateSchema, type HostDesiredState } from "../../../gen/lvsfleet/v1/desired_state_pb.js";
+import { HostDesiredStateSchema, IpvsServiceSchema, type HostDesiredState, type IpvsService as PbService } from "../../../gen/lvsfleet/v1/desired_state_pb.js";
 import { IpvsClient, type IpvsOperation } from "../netlink/ipvs/client.js";
 import { NetlinkSocket, NETLINK_ROUTE } from "../netlink/socket.js";
 import { RtnlAddressManager, RtnlLinkManager, RtnlRouteManager } from "../netlink/rtnetlink/index.js";
@@ -33,6 +43,8 @@ import {
   parseOwned,
   reconcile,
   serializeOwned,
+  serviceKey,
+  serviceStateFromProto,
   type DesiredHost,
   type ForeignObject,
   type ObservedHost,
@@ -107,7 +119,16 @@ export class LinuxBackend implements KernelBackend {
   readonly statePath: string;
   /** The last desired state handed to apply(), so resyncs keep working after a restart (the sync loop does not re-apply a revision it already applied). */
   readonly desiredPath: string;
-  private lastHash: string | undefined;
+  /** Services changed by applyServices() since desired.pb was written: { base: tag of that desired.pb, services: [key, base64 IpvsService][] }. */
+  readonly patchPath: string;
+  /** Tag of the desired state in desired.pb (its hash, or a digest of its bytes when it has none). */
+  private baseTag: string | undefined;
+  /** The patch over desired.pb: service key → base64 of the IpvsService as last applied by applyServices(). */
+  private patch = new Map<string, string>();
+  /** Service key → index in last.services (and lastProto's services), built on the first applyServices() per state. */
+  private index: Map<string, number> | undefined;
+  /** NAT return-path errors found by the latest check (apply or resync). */
+  private standing: ObjectError[] = [];
   private owned: OwnedSet = emptyOwned();
   private loaded = false;
   private last: DesiredHost | undefined;
@@ -133,6 +154,7 @@ export class LinuxBackend implements KernelBackend {
   constructor(private readonly opts: LinuxBackendOptions) {
     this.statePath = join(opts.stateDir, `agent-${opts.site}.${opts.host}.owned.json`);
     this.desiredPath = join(opts.stateDir, `agent-${opts.site}.${opts.host}.desired.pb`);
+    this.patchPath = join(opts.stateDir, `agent-${opts.site}.${opts.host}.desired.patch.json`);
     if (!opts.links || !opts.addresses) this.rtnl = NetlinkSocket.open(NETLINK_ROUTE);
     this.links = opts.links ?? new RtnlLinkManager(this.rtnl!);
     this.addresses = opts.addresses ?? new RtnlAddressManager(this.rtnl!);
@@ -158,28 +180,118 @@ export class LinuxBackend implements KernelBackend {
     // The newest desired state is what resyncs hold the kernel to (they also retry what failed). Set
     // inside the serial section, before the cycle: a resync queued behind this apply must not run
     // with the state this apply replaces (it would undo the change until the next resync).
-    const r = await this.serial(() => {
+    // The state file is written in the same serial section, so an applyServices() patch is never
+    // tagged with a base that is about to be replaced.
+    return this.serial(async () => {
       this.last = host;
       this.lastProto = desired;
-      return this.cycle(host);
+      this.index = undefined;
+      const r = await this.cycle(host);
+      r.errors.push(...(await this.checkReturnPaths(desired)));
+      await this.persistDesired(desired);
+      return r;
     });
-    // NAT real server: its replies must route back through a Director (nat-return-path.ts).
-    const natPaths = desired.realServer?.natReturnPaths ?? [];
-    if (natPaths.length > 0) {
-      const bad = await this.serial(() => checkNatReturnPaths(natPaths, this.routes));
-      if (bad.length > 0) this.log.warn({ errors: bad }, "NAT return path does not go through a Director");
-      r.errors.push(...bad);
-    }
-    const hash = desired.hash || Buffer.from(toBinary(HostDesiredStateSchema, desired)).toString("base64");
-    if (hash !== this.lastHash) {
-      try {
-        await this.atomicWrite(this.desiredPath, toBinary(HostDesiredStateSchema, desired));
-        this.lastHash = hash;
-      } catch (e) {
-        this.log.warn({ err: String(e), path: this.desiredPath }, "cannot persist the desired state for resyncs after a restart");
+  }
+
+  /**
+   * The health checker's fast path (health/backend.ts): `services` replace the services with the same
+   * keys in the last applied desired state — typically only their destinations differ (weight 0, left
+   * out, a sorry server, the configured weight again). Only these are reconciled, against what this
+   * backend last applied to them (the owned set; the periodic resync is what compares with the kernel),
+   * and only their IPVS requests are sent. The last desired state and the owned set are updated for
+   * these services and persisted as a patch (O(services), not a rewrite of the whole state).
+   *
+   * Resolves undefined, having done nothing, when that would not be safe — nothing applied yet, a key
+   * not in the last applied state, a service whose last apply did not land as desired (unclean) — then
+   * the caller applies the whole state. When a request fails (the kernel differs from what was last
+   * applied: changed behind the agent's back), a full cycle runs against the updated state.
+   */
+  async applyServices(services: readonly PbService[]): Promise<ApplyResult | undefined> {
+    return this.serial(async () => {
+      const t0 = performance.now();
+      await this.loadOwned();
+      const last = this.last;
+      const proto = this.lastProto;
+      if (!last || !proto || this.closed || this.baseTag === undefined) return undefined;
+      const protoServices = proto.director?.services ?? [];
+      if (protoServices.length !== last.services.length) return undefined; // duplicate keys: indexes differ
+      if (!this.index) {
+        this.index = new Map();
+        last.services.forEach((s, i) => this.index!.set(serviceKey(s.service), i));
       }
-    }
-    return r;
+      const want: ServiceState[] = [];
+      const at: number[] = [];
+      const subOwned = emptyOwned();
+      for (const svc of services) {
+        let st: ServiceState;
+        try {
+          st = serviceStateFromProto(svc);
+        } catch {
+          return undefined; // apply() reports it
+        }
+        const key = serviceKey(st.service);
+        const i = this.index.get(key);
+        const own = this.owned.services.get(key);
+        if (i === undefined || subOwned.services.has(key) || !own?.clean) return undefined;
+        // The owned record must be what was last applied for this service (after a restart it is
+        // read from a file, hence the structural comparison).
+        if (own.state !== last.services[i] && JSON.stringify(own.state) !== JSON.stringify(last.services[i])) return undefined;
+        subOwned.services.set(key, own);
+        want.push(st);
+        at.push(i);
+      }
+      if (want.length === 0) return { errors: [] };
+      const sub: DesiredHost = { services: want, addresses: [], fwmarkRules: [], sysctls: [], tunnels: [] };
+      const observed: ObservedHost = { ipvs: { services: [...subOwned.services.values()].map((o) => o.state) }, addresses: [], links: [], sysctls: new Map() };
+      const plan = reconcile(sub, observed, subOwned);
+      const reconcileMs = performance.now() - t0;
+
+      // The new last desired state: the same arrays with these entries replaced (copied, since the
+      // caller may hold the previous ones).
+      const hostServices = last.services.slice();
+      const pbServices = protoServices.slice();
+      at.forEach((i, k) => {
+        hostServices[i] = want[k]!;
+        pbServices[i] = services[k]!;
+      });
+      this.last = { ...last, services: hostServices };
+      // Not the base's hash any more (a full persist of it must not take it for the base).
+      this.lastProto = { ...proto, hash: "", director: { ...proto.director!, services: pbServices } };
+
+      let port: IpvsPort | undefined;
+      let before = 0;
+      let failed = plan.ops.length > 0 && plan.ops.some((op) => !isIpvsOp(op));
+      if (plan.ops.length > 0 && !failed) {
+        try {
+          port = await this.ipvsPort();
+          before = port.requests;
+          failed = (await port.batch(plan.ops.map(toIpvsOperation))).some((e) => e !== undefined);
+        } catch {
+          failed = true;
+        }
+      }
+      if (failed) {
+        // Something was not as last applied: the whole cycle re-reads the kernel and repairs it.
+        this.log.info({ services: want.length }, "health change: the kernel differs from what was applied; full reconcile");
+        const r = await this.cycle(this.last);
+        await this.persistDesired(this.lastProto);
+        return r;
+      }
+      for (let k = 0; k < want.length; k++) {
+        const key = serviceKey(want[k]!.service);
+        this.owned.services.set(key, { state: want[k]!, clean: true });
+        this.patch.set(key, Buffer.from(toBinary(IpvsServiceSchema, services[k]!)).toString("base64"));
+      }
+      const errors: ObjectError[] = [];
+      try {
+        await this.atomicWrite(this.patchPath, JSON.stringify({ version: 1, base: this.baseTag, services: [...this.patch] }));
+      } catch (e) {
+        errors.push({ object: "desired-state", operation: "save", message: `${this.patchPath}: ${(e as Error).message}` });
+      }
+      const writes = port ? port.requests - before : 0;
+      this.lastCycle = { errors, drift: [], foreign: [], ops: plan.ops.length, writes, ipvsRequests: writes, adopted: 0, snapshotMs: 0, reconcileMs, totalMs: performance.now() - t0 };
+      return { errors };
+    });
   }
 
   /**
@@ -190,7 +302,12 @@ export class LinuxBackend implements KernelBackend {
     if (!this.last) await this.serial(() => this.loadOwned());
     if (!this.last || this.closed) return undefined;
     // The desired state is read when the cycle runs, not when it is queued (an apply may be ahead).
-    const r = await this.serial(() => this.cycle(this.last!));
+    const r = await this.serial(async () => {
+      const r = await this.cycle(this.last!);
+      // A route changed behind the agent's back is found here, at the resync's pace.
+      r.errors.push(...(await this.checkReturnPaths(this.lastProto)));
+      return r;
+    });
     if (r.drift.length > 0) {
       this.pendingDrift.push(...r.drift);
       this.log.warn({ drift: r.drift.map((d) => `${d.object}: ${d.found}`) }, "repaired changes made behind the agent's back");
@@ -209,6 +326,14 @@ export class LinuxBackend implements KernelBackend {
     // Serialised with apply/resync: they share the IPVS sockets.
     const snap = await this.serial(async () => (await (await this.ipvsPort()).snapshot({ stats: true })) as IpvsServiceState[]);
     return countersFromSnapshot(desired, snap);
+  }
+
+  /**
+   * Errors that stand until a later check finds them fixed, whatever the sync loop applied: the NAT
+   * return path as the latest apply or resync found it. Every report carries them.
+   */
+  standingErrors(): ObjectError[] {
+    return this.standing;
   }
 
   /** Drift repaired by resyncs since the last call (the report carries it once). */
@@ -266,15 +391,86 @@ export class LinuxBackend implements KernelBackend {
     }
     if (!this.last) {
       try {
-        const ds = fromBinary(HostDesiredStateSchema, await readFile(this.desiredPath));
+        const bytes = await readFile(this.desiredPath);
+        let ds = fromBinary(HostDesiredStateSchema, bytes);
+        const tag = tagOf(ds, bytes);
+        ds = await this.loadPatch(ds, tag);
         this.last = desiredFromProto(ds, { canonicalFwmarkRules });
         this.lastProto = ds;
-        this.lastHash = ds.hash || undefined;
+        this.baseTag = tag;
+        this.index = undefined;
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== "ENOENT") this.log.warn({ err: String(e), path: this.desiredPath }, "last desired state unreadable; resync waits for the next apply");
       }
     }
     this.loaded = true;
+  }
+
+  /** desired.pb's services as applyServices() last changed them (the patch, when it is for this base); the owned set too. */
+  private async loadPatch(ds: HostDesiredState, tag: string): Promise<HostDesiredState> {
+    let f: { version: number; base: string; services: [string, string][] };
+    try {
+      f = JSON.parse(await readFile(this.patchPath, "utf8"));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT") this.log.warn({ err: String(e), path: this.patchPath }, "desired-state patch unreadable; ignored");
+      return ds;
+    }
+    // Another base: the crash came between writing a new desired.pb and removing the patch.
+    if (f?.version !== 1 || f.base !== tag || !Array.isArray(f.services) || !ds.director) return ds;
+    const byKey = new Map<string, number>();
+    ds.director.services.forEach((s, i) => {
+      try {
+        byKey.set(serviceKey(serviceStateFromProto(s).service), i);
+      } catch {
+        // desiredFromProto reports it
+      }
+    });
+    const services = ds.director.services.slice();
+    for (const [key, b64] of f.services) {
+      const i = byKey.get(key);
+      if (i === undefined) continue;
+      const svc = fromBinary(IpvsServiceSchema, Buffer.from(b64, "base64"));
+      services[i] = svc;
+      this.owned.services.set(key, { state: serviceStateFromProto(svc), clean: true });
+      this.patch.set(key, b64);
+    }
+    return this.patch.size > 0 ? { ...ds, hash: "", director: { ...ds.director, services } } : ds;
+  }
+
+  /**
+   * desired.pb := `desired` when it is another state than the one there, then the patch goes (a crash
+   * in between leaves a patch tagged with the old base, which the next start ignores).
+   */
+  private async persistDesired(desired: HostDesiredState): Promise<void> {
+    let bytes: Uint8Array | undefined;
+    const tag = desired.hash || tagOf(desired, (bytes = toBinary(HostDesiredStateSchema, desired)));
+    if (tag !== this.baseTag) {
+      try {
+        await this.atomicWrite(this.desiredPath, bytes ?? toBinary(HostDesiredStateSchema, desired));
+        this.baseTag = tag;
+      } catch (e) {
+        // The old base and its patch stay as they were (the old state); no patch is written meanwhile.
+        this.baseTag = undefined;
+        this.patch.clear();
+        this.log.warn({ err: String(e), path: this.desiredPath }, "cannot persist the desired state for resyncs after a restart");
+        return;
+      }
+    }
+    this.patch.clear();
+    try {
+      await unlink(this.patchPath);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT") this.log.warn({ err: String(e), path: this.patchPath }, "cannot remove the desired-state patch");
+    }
+  }
+
+  /** NAT real server: its replies must route back through a Director (nat-return-path.ts). */
+  private async checkReturnPaths(desired: HostDesiredState | undefined): Promise<ObjectError[]> {
+    const paths = desired?.realServer?.natReturnPaths ?? [];
+    const bad = paths.length > 0 ? await checkNatReturnPaths(paths, this.routes) : [];
+    if (bad.length > 0 && JSON.stringify(bad) !== JSON.stringify(this.standing)) this.log.warn({ errors: bad }, "NAT return path does not go through a Director");
+    this.standing = bad;
+    return bad;
   }
 
   private async saveOwned(): Promise<void> {
@@ -483,6 +679,11 @@ export class LinuxBackend implements KernelBackend {
         throw new Error(`not an address/link/nft/sysctl op: ${op.kind}`);
     }
   }
+}
+
+/** What identifies a persisted desired state: its hash, or a digest of its bytes when it has none. */
+function tagOf(ds: HostDesiredState, bytes: Uint8Array): string {
+  return ds.hash || `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
 }
 
 function isIpvsOp(op: Op): boolean {

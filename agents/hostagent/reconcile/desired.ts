@@ -123,25 +123,31 @@ function fwmarkProtocol(p: Protocol): "tcp" | "udp" | "sctp" | undefined {
   return p === Protocol.TCP ? "tcp" : p === Protocol.UDP ? "udp" : p === Protocol.SCTP ? "sctp" : undefined;
 }
 
+/** One service with its destinations in kernel terms (duplicate destinations keep the first). */
+export function serviceStateFromProto(s: PbService): ServiceState {
+  const service = serviceSpecFromProto(s);
+  const destinations: DestinationSpec[] = [];
+  const dseen = new Set<string>();
+  for (const d of s.destinations) {
+    const spec = destinationSpecFromProto(d);
+    const dk = destinationKey(spec);
+    if (dseen.has(dk)) continue;
+    dseen.add(dk);
+    destinations.push(spec);
+  }
+  return { service, destinations };
+}
+
 /** The whole host in kernel terms. Duplicate keys (which compile never emits) keep the first. */
 export function desiredFromProto(ds: HostDesiredState, opts: DesiredOptions = {}): DesiredHost {
   const services: ServiceState[] = [];
   const seen = new Set<string>();
   for (const s of ds.director?.services ?? []) {
-    const service = serviceSpecFromProto(s);
-    const k = serviceKey(service);
+    const st = serviceStateFromProto(s);
+    const k = serviceKey(st.service);
     if (seen.has(k)) continue;
     seen.add(k);
-    const destinations: DestinationSpec[] = [];
-    const dseen = new Set<string>();
-    for (const d of s.destinations) {
-      const spec = destinationSpecFromProto(d);
-      const dk = destinationKey(spec);
-      if (dseen.has(dk)) continue;
-      dseen.add(dk);
-      destinations.push(spec);
-    }
-    services.push({ service, destinations });
+    services.push(st);
   }
 
   const addresses: Vip[] = [];
