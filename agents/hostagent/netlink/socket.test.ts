@@ -78,6 +78,22 @@ describe("NetlinkSocket on the host kernel", () => {
     expect(s.counters.dumps).toBe(4);
   });
 
+  it("dumpMany with onPart on a socket with a fixed receive buffer (recvMessageSize, no peeking): the same parts, in place", async () => {
+    const s = track(NetlinkSocket.open(NETLINK_GENERIC, { recvMessageSize: 32768 }));
+    const req = { type: GENL_ID_CTRL, payload: genlPayload(CTRL_CMD_GETFAMILY, CTRL_VERSION), op: "dump" };
+    const collected = await s.dumpMany([req]);
+    const seen: { index: number; payload: Buffer }[] = [];
+    const res = await s.dumpMany([req, req], {
+      onPart: (index, buf, start, end) => seen.push({ index, payload: Buffer.from(buf.subarray(start, end)) }), // copy: buf is the datagram
+    });
+    expect(res.map((r) => [r.error, r.replies.length])).toEqual([[undefined, 0], [undefined, 0]]);
+    const want = collected[0]!.replies.map((m) => m.payload.toString("hex"));
+    expect(want.length).toBeGreaterThan(0);
+    expect(seen.filter((p) => p.index === 0).map((p) => p.payload.toString("hex"))).toEqual(want);
+    expect(seen.filter((p) => p.index === 1).map((p) => p.payload.toString("hex"))).toEqual(want);
+    expect((await resolveFamily(s, "nlctrl")).id).toBe(GENL_ID_CTRL); // requests work on it too
+  });
+
   it("batch: one sendmsg for several requests, per-request results in order", async () => {
     const s = track(NetlinkSocket.open(NETLINK_GENERIC));
     const get = (name: string) => ({ type: GENL_ID_CTRL, payload: encodeGetFamily(name), op: `get ${name}` });
@@ -273,6 +289,51 @@ describe("NetlinkSocket protocol checks (scripted kernel)", () => {
     expect(new Set(seqs).size).toBe(5);
     expect(sock.counters).toMatchObject({ dumps: 5, messages: 5, stray: 0 });
     await expect(sock.dumpMany([])).resolves.toEqual([]);
+  });
+
+  it("dumpMany onPart: parts in place with their dump index; DUMP_INTR and errors still per dump; framing checked per datagram", async () => {
+    const { raw, sock } = scripted();
+    let n = 0;
+    raw.onSend = ([m]) => {
+      const k = n++;
+      if (k === 0) {
+        raw.deliver([part(m!, NLM_F_MULTI, "a0"), part(m!, NLM_F_MULTI, "b0")]);
+        raw.deliver([Buffer.concat([part(m!, NLM_F_MULTI, "lost"), Buffer.from([1, 2, 3, 4])])]); // trailing garbage: dropped whole
+        raw.deliver([done(m!)]);
+      } else if (k === 1) raw.deliver([part(m!, NLM_F_MULTI, "a1"), part(m!, NLM_F_MULTI | NLM_F_DUMP_INTR, "b1"), done(m!)]);
+      else if (k === 2) raw.deliver([ack(m!, 22)]);
+      else raw.deliver([part(m!, NLM_F_MULTI, `a${k}`), done(m!)]);
+    };
+    const seen: string[] = [];
+    const reqs = ["d0", "d1", "d2", "d3"].map((op) => ({ type: 0x30, payload: Buffer.alloc(4), op }));
+    const res = await sock.dumpMany(reqs, { onPart: (i, buf, start, end) => seen.push(`${i}:${buf.toString("utf8", start, end)}`) });
+    expect(seen).toEqual(["0:a0", "0:b0", "1:a1", "1:b1", "3:a3"]);
+    expect(res.map((r) => r.replies.length)).toEqual([0, 0, 0, 0]);
+    expect(res[0]!.error).toBeUndefined();
+    expect(res[1]!.error).toBeInstanceOf(NetlinkDumpInterruptedError);
+    expect(res[2]!.error).toMatchObject({ op: "d2", code: "EINVAL" });
+    expect(res[3]!.error).toBeUndefined();
+    expect(sock.counters.stray).toBe(1);
+  });
+
+  it("dumpMany onPart: a sink that throws fails the call with its error after the running dump; no further dump is sent", async () => {
+    const { raw, sock } = scripted();
+    raw.onSend = ([m]) => raw.deliver([part(m!, NLM_F_MULTI, "x"), part(m!, NLM_F_MULTI, "y"), done(m!)]);
+    const boom = new RangeError("bad part");
+    let calls = 0;
+    const reqs = [0, 1, 2].map((i) => ({ type: 0x30, payload: Buffer.alloc(0), op: `s${i}` }));
+    await expect(
+      sock.dumpMany(reqs, {
+        onPart: (i) => {
+          calls++;
+          if (i === 1) throw boom;
+        },
+      }),
+    ).rejects.toBe(boom);
+    expect(calls).toBe(3); // 0:x, 0:y, 1:x — nothing after the throw
+    expect(raw.sent).toHaveLength(2);
+    // The socket's dump slot is free again.
+    await expect(sock.dump({ type: 0x30, payload: Buffer.alloc(0), op: "after" })).resolves.toHaveLength(2);
   });
 
   it("dumpMany: a dump that stalls → NetlinkTimeoutError; the socket's dump slot stays taken until its NLMSG_DONE", async () => {

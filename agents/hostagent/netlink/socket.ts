@@ -15,6 +15,8 @@
  *                                                          // one result { error?, replies } per request
  *   await sock.dumpMany([req, req, ...]);                  // many dumps back to back on this socket, one
  *                                                          // promise; one result { error?, replies } each
+ *   await sock.dumpMany(reqs, { onPart });                 // ... handing each reply's bytes to onPart(index,
+ *                                                          // buf, start, end) in place (no message objects)
  *   sock.counters.messages                                 // netlink messages sent (requests), for budgets
  *   sock.close();
  *
@@ -42,10 +44,12 @@
  */
 import netlinkPkg from "netlink";
 import type { RawNetlinkSocket as RawSocketType, MessageInfo } from "netlink";
-import { NetlinkDecodeError, NetlinkDumpInterruptedError, NetlinkError, NetlinkTimeoutError, errnoNumber } from "./errors.js";
+import { NetlinkDumpInterruptedError, NetlinkError, NetlinkTimeoutError, errnoNumber } from "./errors.js";
 import {
   NLMSG_DONE,
   NLMSG_ERROR,
+  NLMSG_HDRLEN,
+  NLMSG_MIN_TYPE,
   NLMSG_NOOP,
   NLMSG_OVERRUN,
   NLM_F_ACK,
@@ -53,7 +57,6 @@ import {
   NLM_F_DUMP_INTR,
   NLM_F_REQUEST,
   decodeErrorPayload,
-  decodeMessages,
   encodeMessage,
   type NetlinkMessage,
 } from "./wire.js";
@@ -77,6 +80,24 @@ export interface NetlinkRequest {
 
 export interface RequestOptions {
   timeoutMs?: number;
+}
+
+/**
+ * Receives one reply of dump `index` of a dumpMany() call in place: its payload (the bytes after the
+ * nlmsghdr) is `buf[start, end)`. `buf` is the received datagram and is only valid during the call
+ * (copy what must outlive it). NLMSG_DONE / NLMSG_ERROR never reach it.
+ */
+export type DumpPartSink = (index: number, buf: Buffer, start: number, end: number) => void;
+
+export interface DumpManyOptions extends RequestOptions {
+  /**
+   * Hand every reply to this function as it arrives instead of collecting it (the results' `replies`
+   * stay empty). A dump that fails afterwards (kernel error, NLM_F_DUMP_INTR) has already delivered
+   * some parts: its result carries the error, and the caller must drop what it got for that index.
+   * If the sink throws, the call rejects with that error once the running dump has ended (no further
+   * dumps are sent).
+   */
+  onPart?: DumpPartSink;
 }
 
 export interface BatchOptions extends RequestOptions {
@@ -104,6 +125,14 @@ export interface NetlinkSocketOptions {
   recvBufferSize?: number;
   /** SO_SNDBUF wish (capped at net.core.wmem_max). */
   sendBufferSize?: number;
+  /**
+   * Receive every datagram with one recvmsg into a buffer of this many bytes, instead of the default
+   * peek-then-read (two recvmsg per datagram). It also makes the kernel size dump datagrams to it
+   * (netlink_recvmsg records the reader's buffer length, netlink_dump allocates up to that, at most
+   * 32 KiB), so a dump comes in fewer datagrams. A datagram larger than this fails everything in
+   * flight (EMSGSIZE): only for sockets whose replies are known to fit — dumps always do at 32768.
+   */
+  recvMessageSize?: number;
 }
 
 export interface NetlinkCounters {
@@ -147,6 +176,10 @@ interface ManyRun {
   interrupted: boolean;
   startedAt: number;
   timeoutMs: number;
+  onPart: DumpPartSink | undefined;
+  /** What onPart threw (the call fails with it when the running dump ends). */
+  sinkError: unknown;
+  sinkFailed: boolean;
   /** The caller has its answer (all done, or failed); a dump may still run in the kernel. */
   settled: boolean;
   /** Dump slot released (no dump of ours runs in the kernel any more). */
@@ -209,6 +242,7 @@ export class NetlinkSocket {
     const raw: RawSocketType = new RawNetlinkSocket(protocol, {
       recvBufferSize: opts.recvBufferSize ?? 4 << 20,
       sendBufferSize: opts.sendBufferSize ?? 1 << 20,
+      ...(opts.recvMessageSize ? { messagePeeking: false, msgBufferSize: opts.recvMessageSize } : {}),
     });
     return new NetlinkSocket(protocol, opts, raw);
   }
@@ -318,8 +352,9 @@ export class NetlinkSocket {
    * The promise rejects only on transport failures (sendmsg error, receive overrun, close) and on
    * NetlinkTimeoutError: every dump must finish within `timeoutMs` of its own start (checked by one
    * timer per call, re-armed only when it fires). Serialised with dump() like any other dump.
+   * With `onPart` the replies are handed over in place as they arrive (see DumpManyOptions).
    */
-  dumpMany(reqs: NetlinkRequest[], opts: RequestOptions = {}): Promise<DumpResult[]> {
+  dumpMany(reqs: NetlinkRequest[], opts: DumpManyOptions = {}): Promise<DumpResult[]> {
     if (reqs.length === 0) return Promise.resolve([]);
     this.checkOpen(reqs[0]!.op);
     const timeoutMs = opts.timeoutMs ?? this.timeoutMs;
@@ -343,6 +378,9 @@ export class NetlinkSocket {
               interrupted: false,
               startedAt: 0,
               timeoutMs,
+              onPart: opts.onPart,
+              sinkError: undefined,
+              sinkFailed: false,
               settled: false,
               released: false,
               resolve,
@@ -462,6 +500,7 @@ export class NetlinkSocket {
 
   /** NLMSG_DONE or NLMSG_ERROR of the current dump: record its result and go on. */
   private finishManyDump(run: ManyRun, err?: NetlinkError): void {
+    if (run.sinkFailed && !run.settled) this.failMany(run, run.sinkError instanceof Error ? run.sinkError : new Error(String(run.sinkError)));
     if (!run.settled) {
       if (err) run.results[run.index] = { error: err, replies: [] };
       else if (run.interrupted) run.results[run.index] = { error: new NetlinkDumpInterruptedError(run.op), replies: [] };
@@ -542,25 +581,57 @@ export class NetlinkSocket {
       this.counters.stray++; // not from the kernel
       return;
     }
-    let msgs: NetlinkMessage[];
-    try {
-      msgs = decodeMessages(buf);
-    } catch (e) {
-      if (e instanceof NetlinkDecodeError) {
+    // Framing first, as decodeMessages() checks it: a datagram that does not frame is dropped whole.
+    // Then each message is read in place — no message object or payload view for the parts of a
+    // dumpMany() with a sink (a full IPVS read is ~10^5 of them).
+    const n = buf.length;
+    let off = 0;
+    while (off + NLMSG_HDRLEN <= n) {
+      const len = buf.readUInt32LE(off);
+      if (len < NLMSG_HDRLEN || off + len > n) {
         this.counters.stray++;
         return;
       }
-      throw e;
+      off += (len + 3) & ~3;
     }
-    for (const m of msgs) this.onMessage(m);
+    for (let i = off; i < n; i++) {
+      if (buf[i] !== 0) {
+        this.counters.stray++; // trailing garbage after the last message
+        return;
+      }
+    }
+    off = 0;
+    while (off + NLMSG_HDRLEN <= n) {
+      const len = buf.readUInt32LE(off);
+      this.onMessageAt(buf, off, len);
+      off += (len + 3) & ~3;
+    }
   }
 
-  private onMessage(m: NetlinkMessage): void {
-    const p = this.pending.get(m.seq);
-    if (!p || m.pid !== this.pid) {
+  private onMessageAt(buf: Buffer, off: number, len: number): void {
+    const seq = buf.readUInt32LE(off + 8);
+    const p = this.pending.get(seq);
+    if (!p || buf.readUInt32LE(off + 12) !== this.pid) {
       this.counters.stray++;
       return;
     }
+    const type = buf.readUInt16LE(off + 4);
+    const flags = buf.readUInt16LE(off + 6);
+    if (p.kind === "many" && p.onPart !== undefined && type >= NLMSG_MIN_TYPE) {
+      if (flags & NLM_F_DUMP_INTR) p.interrupted = true;
+      if (p.settled || p.sinkFailed) return;
+      try {
+        p.onPart(p.index, buf, off + NLMSG_HDRLEN, off + len);
+      } catch (e) {
+        p.sinkFailed = true;
+        p.sinkError = e;
+      }
+      return;
+    }
+    this.onMessage({ type, flags, seq, pid: this.pid, payload: buf.subarray(off + NLMSG_HDRLEN, off + len) }, p);
+  }
+
+  private onMessage(m: NetlinkMessage, p: Pending): void {
     if (m.type === NLMSG_NOOP || m.type === NLMSG_OVERRUN) return;
 
     if (m.type === NLMSG_ERROR) {

@@ -6,6 +6,7 @@ import { decodeAttrs, decodeErrorPayload, decodeMessages } from "../wire.js";
 import {
   decodeDaemon,
   decodeDestination,
+  decodeDestinationAt,
   decodeInfo,
   decodeIpvsMessage,
   decodeService,
@@ -184,6 +185,28 @@ describe("IPVS codec round trips (fast-check)", () => {
     );
   });
 
+  it("decodeDestinationAt decodes a reply in place inside a larger buffer (as dumpMany's onPart hands it over)", () => {
+    fc.assert(
+      fc.property(destination, fc.uint8Array({ maxLength: 40 }), fc.uint8Array({ maxLength: 40 }), fc.boolean(), (d, before, after, stats) => {
+        const bytes = encodeIpvsMessage({ cmd: C.IPVS_CMD_NEW_DEST, dest: d });
+        const datagram = Buffer.concat([before, bytes, after]);
+        const got = decodeDestinationAt(datagram, before.length, before.length + bytes.length, undefined, { stats });
+        expect(got).toStrictEqual(decodeDestination(bytes, undefined, { stats }));
+      }),
+      RUNS,
+    );
+    // The same IPv4 address decoded twice (the address strings are cached) and a different one.
+    const at = (a: string) => {
+      const b = encodeIpvsMessage({ cmd: C.IPVS_CMD_NEW_DEST, dest: { family: "ipv4", address: a, port: 80, forward: "route", weight: 1, upperThreshold: 0, lowerThreshold: 0 } });
+      return decodeDestinationAt(b, 0, b.length).address;
+    };
+    expect([at("198.51.100.7"), at("198.51.100.7"), at("255.0.0.1"), at("0.0.0.0")]).toEqual(["198.51.100.7", "198.51.100.7", "255.0.0.1", "0.0.0.0"]);
+    // A range outside the buffer is a decode error, not a RangeError.
+    const b = encodeIpvsMessage({ cmd: C.IPVS_CMD_NEW_DEST, dest: { family: "ipv4", address: "192.0.2.1", port: 80, forward: "masq", weight: 1, upperThreshold: 0, lowerThreshold: 0 } });
+    expect(() => decodeDestinationAt(b, 0, b.length + 8)).toThrow(NetlinkDecodeError);
+    expect(() => decodeDestinationAt(b, 8, 4)).toThrow(NetlinkDecodeError);
+  });
+
   it("{ stats: false } leaves the counters out of services too, and still checks their bytes", () => {
     fc.assert(
       fc.property(service, (s) => {
@@ -320,6 +343,7 @@ const decoders: [string, (b: Uint8Array) => unknown][] = [
   ["decodeDestination", (b) => decodeDestination(b)],
   ["decodeDestination(v6)", (b) => decodeDestination(b, "ipv6")],
   ["decodeDestination(no stats)", (b) => decodeDestination(b, "ipv4", { stats: false })],
+  ["decodeDestinationAt(in place, no stats)", (b) => decodeDestinationAt(Buffer.concat([Buffer.alloc(3), b, Buffer.alloc(5)]), 3, 3 + b.length, "ipv4", { stats: false })],
   ["decodeService(no stats)", (b) => decodeService(b, { stats: false })],
   ["decodeTimeouts", decodeTimeouts],
   ["decodeInfo", decodeInfo],

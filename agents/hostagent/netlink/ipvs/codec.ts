@@ -469,10 +469,21 @@ function rString(b: Buffer, t: Table, type: number): string {
   while (nul < end && b[nul] !== 0) nul++;
   return b.toString("utf8", off, nul);
 }
+// Dotted quads already made, by address: a full-table read meets the same few real-server addresses
+// ~10^5 times. Bounded: cleared when it reaches V4_CACHE_MAX entries.
+const V4_CACHE_MAX = 1 << 16;
+const v4Cache = new Map<number, string>();
 function rAddr(b: Buffer, t: Table, type: number, family: IpvsFamily): string {
   if (family === "ipv4") {
     const o = at(t, type, 4, "IPv4 address");
-    return `${b[o]}.${b[o + 1]}.${b[o + 2]}.${b[o + 3]}`;
+    const key = b[o]! * 0x1000000 + ((b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!);
+    let s = v4Cache.get(key);
+    if (s === undefined) {
+      if (v4Cache.size >= V4_CACHE_MAX) v4Cache.clear();
+      s = `${b[o]}.${b[o + 1]}.${b[o + 2]}.${b[o + 3]}`;
+      v4Cache.set(key, s);
+    }
+    return s;
   }
   const o = at(t, type, 16, "IPv6 address");
   return addressFromBytes(b.subarray(o, o + 16), family);
@@ -602,16 +613,30 @@ function decodeDestAttrs(b: Buffer, start: number, end: number, serviceFamily: I
   return d;
 }
 
-/** Bounds checks of a counters nest without decoding it (every counter present has its full width). */
+/**
+ * Bounds checks of a counters nest without decoding it (every counter present has its full width):
+ * one pass over the attributes, no table (a full-table read runs this twice per destination).
+ */
 function checkStats(b: Buffer, start: number, end: number, all64: boolean): void {
-  const t = T_STATS;
-  scan(b, start, end, t);
-  const attrs = STATS_ATTRS;
-  const wide = all64 ? STATS_ALL_WIDE : STATS_WIDTHS;
-  for (let i = 0; i < attrs.length; i++) {
-    const len = t[2 * attrs[i]! + 1]!;
-    if (t[2 * attrs[i]!]! >= 0 && len < wide[i]!) at(t, attrs[i]!, wide[i]!, "counter");
+  const wide = all64 ? STATS_WIDTH_ALL64 : STATS_WIDTH;
+  let off = start;
+  while (off + NLA_HDRLEN <= end) {
+    const len = b.readUInt16LE(off);
+    const type = b.readUInt16LE(off + 2) & NLA_TYPE_MASK;
+    if (len < NLA_HDRLEN || off + len > end) throw new NetlinkDecodeError(`bad nla_len ${len}`, off);
+    if (type < MAX_TYPE && len - NLA_HDRLEN < wide[type]!) {
+      throw new NetlinkDecodeError(`attribute ${type} (counter) has ${len - NLA_HDRLEN} bytes, want ${wide[type]}`);
+    }
+    off += (len + 3) & ~3;
   }
+}
+
+/** Counter width by IPVS_STATS_ATTR_* (0: not a counter), for the 32-bit nest and for _STATS64. */
+const STATS_WIDTH = new Uint8Array(MAX_TYPE);
+const STATS_WIDTH_ALL64 = new Uint8Array(MAX_TYPE);
+for (let i = 0; i < STATS_ATTRS.length; i++) {
+  STATS_WIDTH[STATS_ATTRS[i]!] = STATS_WIDTHS[i]!;
+  STATS_WIDTH_ALL64[STATS_ATTRS[i]!] = STATS_ALL_WIDE[i]!;
 }
 
 function decodeStats(b: Buffer, start: number, end: number, all64: boolean): IpvsStats {
@@ -647,11 +672,15 @@ function guard<T>(f: () => T): T {
   try {
     return f();
   } catch (e) {
-    if (e instanceof NetlinkDecodeError) throw e;
-    // Any other failure while reading foreign bytes (RangeError from a Buffer read, a bad string)
-    // is still a decoding failure: report it as one, never as a crash of a different type.
-    throw new NetlinkDecodeError(`malformed IPVS message: ${e instanceof Error ? e.message : String(e)}`);
+    throw asDecodeError(e);
   }
+}
+
+// Any other failure while reading foreign bytes (RangeError from a Buffer read, a bad string) is
+// still a decoding failure: report it as one, never as a crash of a different type.
+function asDecodeError(e: unknown): NetlinkDecodeError {
+  if (e instanceof NetlinkDecodeError) return e;
+  return new NetlinkDecodeError(`malformed IPVS message: ${e instanceof Error ? e.message : String(e)}`);
 }
 
 // Reply decoders for the typed API: they insist on the fields the kernel always sends.
@@ -677,10 +706,19 @@ export function decodeService(payload: Uint8Array, opts: DecodeOptions = {}): Ip
 }
 
 export function decodeDestination(payload: Uint8Array, serviceFamily?: IpvsFamily, opts: DecodeOptions = {}): IpvsDestination {
-  return guard(() => {
-    const b = asBuffer(payload);
-    if (b.length < 4) throw new NetlinkDecodeError("genl payload too short");
-    scan(b, 4, b.length, T_TOP);
+  const b = asBuffer(payload);
+  return decodeDestinationAt(b, 0, b.length, serviceFamily, opts);
+}
+
+/**
+ * decodeDestination() of the genl payload at b[start, end) — in place, inside a received datagram
+ * (NetlinkSocket.dumpMany's onPart), with no view or closure per call: IpvsClient.snapshot() runs it
+ * once per destination of the whole table.
+ */
+export function decodeDestinationAt(b: Buffer, start: number, end: number, serviceFamily?: IpvsFamily, opts: DecodeOptions = {}): IpvsDestination {
+  try {
+    if (start < 0 || end > b.length || end - start < 4) throw new NetlinkDecodeError("genl payload too short");
+    scan(b, start + 4, end, T_TOP);
     const off = T_TOP[2 * C.IPVS_CMD_ATTR_DEST]!;
     if (off < 0) throw new NetlinkDecodeError("destination reply without IPVS_CMD_ATTR_DEST");
     const d = decodeDestAttrs(b, off, off + T_TOP[2 * C.IPVS_CMD_ATTR_DEST + 1]!, serviceFamily, opts.stats ?? true);
@@ -689,7 +727,9 @@ export function decodeDestination(payload: Uint8Array, serviceFamily?: IpvsFamil
     }
     if (d.family === undefined) d.family = familyOfAddr(d.address);
     return d as IpvsDestination;
-  });
+  } catch (e) {
+    throw asDecodeError(e);
+  }
 }
 
 export function decodeTimeouts(payload: Uint8Array): IpvsTimeouts {
