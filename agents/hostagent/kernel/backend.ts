@@ -85,5 +85,10 @@ export interface KernelBackend {
   health?(): Promise<RealServerHealthSample[]>;
   /** Drift repaired by the backend's own periodic resync since the last call; sent with heartbeats. */
   takeDrift?(): DriftRepair[];
+  /**
+   * Errors the backend's own checks found since the last apply and that stand until a check finds
+   * them fixed (LinuxBackend: the NAT return path, checked on every resync); in every report.
+   */
+  standingErrors?(): ObjectError[];
   close?(): Promise<void>;
 }

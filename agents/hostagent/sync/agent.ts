@@ -59,7 +59,12 @@ export async function startAgent(opts: StartAgentOptions): Promise<Agent> {
     heartbeatSeconds: cfg.heartbeatSeconds,
     countersSeconds: cfg.countersSeconds,
     backend,
-    view: () => ({ appliedRevision: applied.revision, appliedHash: applied.hash, seenRevision: seen, phase, errors }),
+    view: () => {
+      // The backend's standing errors (a NAT return path broken behind the agent's back) count like an apply's.
+      const standing = (backend.standingErrors?.() ?? []).filter((s) => !errors.some((e) => e.object === s.object && e.message === s.message));
+      if (standing.length === 0) return { appliedRevision: applied.revision, appliedHash: applied.hash, seenRevision: seen, phase, errors };
+      return { appliedRevision: applied.revision, appliedHash: applied.hash, seenRevision: seen, phase: phase === AgentPhase.IDLE ? AgentPhase.ERROR : phase, errors: [...errors, ...standing] };
+    },
     log,
   });
 
