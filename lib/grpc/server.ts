@@ -21,6 +21,7 @@ import {
   type MessageInitShape,
   type MessageShape,
 } from "@bufbuild/protobuf";
+import { encodingOf } from "./encoded.js";
 import { toServiceError } from "./status.js";
 
 /** What a handler may know about its call: plain data, no grpc types. */
@@ -69,6 +70,9 @@ function callContext(call: AnyServerCall): CallContext {
 
 export function serializer<D extends DescMessage>(schema: D): (value: unknown) => Buffer {
   return (value: unknown): Buffer => {
+    // A response that carries its own wire form (./encoded.ts: cached reads) is written as is.
+    const pre = (value as { $typeName?: string }).$typeName === schema.typeName ? encodingOf(value) : undefined;
+    if (pre) return Buffer.isBuffer(pre) ? pre : Buffer.from(pre.buffer, pre.byteOffset, pre.byteLength);
     const msg = (value as { $typeName?: string }).$typeName === schema.typeName ? (value as MessageShape<D>) : create(schema, value as MessageInitShape<D>);
     const bytes = toBinary(schema, msg);
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);

@@ -15,6 +15,7 @@ import { topologyService } from "./api/topology-service.js";
 import { loadConfig } from "./config.js";
 import { startEmbeddedPostgres, type EmbeddedPostgres } from "./store/embedded-postgres.js";
 import { createPool, migrate, TopologyStore } from "./store/index.js";
+import type { ReadCacheListener } from "./store/read-cache.js";
 import { outboxHook } from "./relay/index.js";
 import { startRelayWorker, type RelayWorker } from "./relay-worker.js";
 import { fleetService, startStatusIngest, type StatusIngest } from "./status/index.js";
@@ -27,6 +28,7 @@ let pool: pg.Pool | undefined;
 let server: RunningServer | undefined;
 let relay: RelayWorker | undefined;
 let ingest: StatusIngest | undefined;
+let readCache: ReadCacheListener | undefined;
 let stopping: Promise<void> | undefined;
 
 async function start(): Promise<void> {
@@ -51,6 +53,9 @@ async function start(): Promise<void> {
   // elected by advisory lock) compiles and publishes per-host desired state to NATS. It runs in a
   // worker thread (relay-worker.ts) so its compiles never stall the API's event loop.
   store.onWrite(outboxHook);
+  // Get/List served from memory with their protobuf bytes while its LISTEN connection is up
+  // (store/read-cache.ts: invalidated by every write before it is acknowledged, NOTIFY across processes).
+  readCache = store.startReadCache(databaseUrl, (err) => log.warn({ err }, "read cache listener lost its connection; reads go to postgres until it reconnects"));
   relay = startRelayWorker({ databaseUrl, natsUrl: config.natsUrl, bucket: config.desiredBucket, logLevel: config.logLevel, log: log.child({ component: "relay" }) });
   ingest = await startStatusIngest({ pool, natsUrl: config.natsUrl, log: log.child({ component: "status" }) });
   server = await startGrpcServer({
@@ -70,6 +75,7 @@ async function stop(signal: string): Promise<void> {
   await started.catch(() => undefined);
   if (server) await server.shutdown(config.shutdownGraceMs);
   log.info("grpc server stopped");
+  await readCache?.stop().catch((err: unknown) => log.warn({ err }, "stopping the read cache failed"));
   await relay?.stop().catch((err: unknown) => log.warn({ err }, "stopping the relay failed"));
   await ingest?.stop().catch((err: unknown) => log.warn({ err }, "stopping status ingest failed"));
   await pool?.end().catch((err: unknown) => log.warn({ err }, "closing the pool failed"));
@@ -102,6 +108,7 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
 const started = start();
 started.catch(async (err: unknown) => {
   log.fatal({ err }, "startup failed");
+  await readCache?.stop().catch(() => undefined);
   await pool?.end().catch(() => undefined);
   await embedded?.stop().catch(() => undefined);
   process.exit(1);

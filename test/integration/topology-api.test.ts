@@ -2,6 +2,7 @@
  * The TopologyService end to end against the real Postgres: the same scenarios run twice, once
  * calling the handlers in memory and once over a real gRPC server on port 0 with the typed client
  * (so errors travel as gRPC status + google.rpc.BadRequest details and are decoded on the client).
+ * Reads go through the read cache, as in the running control plane (its own tests: read-cache.test.ts).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { create, type DescService, type MessageInitShape } from "@bufbuild/protobuf";
@@ -14,6 +15,7 @@ import { RpcError } from "../../lib/grpc/status.js";
 import { topologyService } from "../../services/controlplane/api/topology-service.js";
 import { LvsfleetError, type FieldViolation, type PreconditionViolation } from "../../services/controlplane/domain/errors.js";
 import { createPool, TopologyStore } from "../../services/controlplane/store/index.js";
+import type { ReadCacheListener } from "../../services/controlplane/store/read-cache.js";
 import { createTestDatabase, type TestDatabase } from "../harness/postgres.js";
 
 type Api = Client<typeof TopologyService>;
@@ -23,6 +25,7 @@ let pool: pg.Pool;
 let store: TopologyStore;
 let server: RunningServer;
 let grpcClient: Api;
+let readCache: ReadCacheListener;
 
 /** The handlers called directly, shaped like the gRPC client (metadata passed as the call context). */
 function memoryApi(desc: DescService, impl: Record<string, (req: unknown, ctx: unknown) => Promise<unknown>>): Api {
@@ -80,6 +83,9 @@ beforeAll(async () => {
   t = await createTestDatabase();
   pool = createPool(t.url, 24);
   store = new TopologyStore(pool);
+  // As `npm start` runs it: Get/List through the read cache (store/read-cache.ts).
+  readCache = store.startReadCache(t.url);
+  await readCache.ready;
   server = await startGrpcServer({ address: "127.0.0.1:0", services: [bind(TopologyService, topologyService(store))] });
   grpcClient = createClient(TopologyService, server.address);
 });
@@ -87,6 +93,7 @@ beforeAll(async () => {
 afterAll(async () => {
   grpcClient?.close();
   await server?.shutdown(1000);
+  await readCache?.stop();
   await pool?.end();
   await t?.drop();
 });

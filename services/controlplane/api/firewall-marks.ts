@@ -22,6 +22,8 @@ import { throwIfInvalid } from "../domain/errors.js";
 import { parseFirewallMarkName, parseSiteName, validateId } from "../domain/names.js";
 import type { TopologyStore } from "../store/index.js";
 import { writeMeta, type RequestContext } from "./context.js";
+import { getBytes, listBytes } from "./encoded.js";
+import { withEncoding } from "../../../lib/grpc/encoded.js";
 import { required, siteParent } from "./fields.js";
 
 export async function createFirewallMark(store: TopologyStore, req: CreateFirewallMarkRequest, ctx: RequestContext): Promise<CreateFirewallMarkResponse> {
@@ -35,14 +37,14 @@ export async function createFirewallMark(store: TopologyStore, req: CreateFirewa
 
 export async function getFirewallMark(store: TopologyStore, req: GetFirewallMarkRequest): Promise<GetFirewallMarkResponse> {
   const n = parseFirewallMarkName(req.name, "name");
-  const r = await store.firewallMarks.get(n.site, n.firewallMark);
-  return create(GetFirewallMarkResponseSchema, { firewallMark: r.resource, revision: r.revision });
+  const r = await store.reads.firewallMark(n.site, n.firewallMark);
+  return withEncoding(create(GetFirewallMarkResponseSchema, { firewallMark: r.resource, revision: r.revision }), getBytes(r));
 }
 
 export async function listFirewallMarks(store: TopologyStore, req: ListFirewallMarksRequest): Promise<ListFirewallMarksResponse> {
   const site = siteParent(req.parent);
-  const p = await store.firewallMarks.list(site, { pageSize: req.pageSize, pageToken: req.pageToken });
-  return create(ListFirewallMarksResponseSchema, { firewallMarks: p.items, nextPageToken: p.nextPageToken, revision: p.revision });
+  const p = await store.reads.firewallMarks(site, { pageSize: req.pageSize, pageToken: req.pageToken });
+  return withEncoding(create(ListFirewallMarksResponseSchema, { firewallMarks: p.items, nextPageToken: p.nextPageToken, revision: p.revision }), listBytes(p));
 }
 
 export async function updateFirewallMark(store: TopologyStore, req: UpdateFirewallMarkRequest, ctx: RequestContext): Promise<UpdateFirewallMarkResponse> {

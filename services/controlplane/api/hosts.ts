@@ -22,6 +22,8 @@ import { throwIfInvalid } from "../domain/errors.js";
 import { parseHostName, parseSiteName, validateId } from "../domain/names.js";
 import type { TopologyStore } from "../store/index.js";
 import { writeMeta, type RequestContext } from "./context.js";
+import { getBytes, listBytes } from "./encoded.js";
+import { withEncoding } from "../../../lib/grpc/encoded.js";
 import { required, siteParent } from "./fields.js";
 
 export async function createHost(store: TopologyStore, req: CreateHostRequest, ctx: RequestContext): Promise<CreateHostResponse> {
@@ -35,14 +37,14 @@ export async function createHost(store: TopologyStore, req: CreateHostRequest, c
 
 export async function getHost(store: TopologyStore, req: GetHostRequest): Promise<GetHostResponse> {
   const n = parseHostName(req.name, "name");
-  const r = await store.hosts.get(n.site, n.host);
-  return create(GetHostResponseSchema, { host: r.resource, revision: r.revision });
+  const r = await store.reads.host(n.site, n.host);
+  return withEncoding(create(GetHostResponseSchema, { host: r.resource, revision: r.revision }), getBytes(r));
 }
 
 export async function listHosts(store: TopologyStore, req: ListHostsRequest): Promise<ListHostsResponse> {
   const site = siteParent(req.parent);
-  const p = await store.hosts.list(site, { pageSize: req.pageSize, pageToken: req.pageToken });
-  return create(ListHostsResponseSchema, { hosts: p.items, nextPageToken: p.nextPageToken, revision: p.revision });
+  const p = await store.reads.hosts(site, { pageSize: req.pageSize, pageToken: req.pageToken });
+  return withEncoding(create(ListHostsResponseSchema, { hosts: p.items, nextPageToken: p.nextPageToken, revision: p.revision }), listBytes(p));
 }
 
 export async function updateHost(store: TopologyStore, req: UpdateHostRequest, ctx: RequestContext): Promise<UpdateHostResponse> {

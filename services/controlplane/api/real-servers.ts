@@ -22,6 +22,8 @@ import { throwIfInvalid } from "../domain/errors.js";
 import { parseRealServerName, parseVirtualServiceName, validateId } from "../domain/names.js";
 import type { TopologyStore } from "../store/index.js";
 import { writeMeta, type RequestContext } from "./context.js";
+import { getBytes, listBytes } from "./encoded.js";
+import { withEncoding } from "../../../lib/grpc/encoded.js";
 import { required, virtualServiceParent } from "./fields.js";
 
 export async function createRealServer(store: TopologyStore, req: CreateRealServerRequest, ctx: RequestContext): Promise<CreateRealServerResponse> {
@@ -35,14 +37,14 @@ export async function createRealServer(store: TopologyStore, req: CreateRealServ
 
 export async function getRealServer(store: TopologyStore, req: GetRealServerRequest): Promise<GetRealServerResponse> {
   const n = parseRealServerName(req.name, "name");
-  const r = await store.realServers.get(n.site, n.virtualService, n.realServer);
-  return create(GetRealServerResponseSchema, { realServer: r.resource, revision: r.revision });
+  const r = await store.reads.realServer(n.site, n.virtualService, n.realServer);
+  return withEncoding(create(GetRealServerResponseSchema, { realServer: r.resource, revision: r.revision }), getBytes(r));
 }
 
 export async function listRealServers(store: TopologyStore, req: ListRealServersRequest): Promise<ListRealServersResponse> {
   const { site, virtualService } = virtualServiceParent(req.parent);
-  const p = await store.realServers.list(site, virtualService, { pageSize: req.pageSize, pageToken: req.pageToken });
-  return create(ListRealServersResponseSchema, { realServers: p.items, nextPageToken: p.nextPageToken, revision: p.revision });
+  const p = await store.reads.realServers(site, virtualService, { pageSize: req.pageSize, pageToken: req.pageToken });
+  return withEncoding(create(ListRealServersResponseSchema, { realServers: p.items, nextPageToken: p.nextPageToken, revision: p.revision }), listBytes(p));
 }
 
 export async function updateRealServer(store: TopologyStore, req: UpdateRealServerRequest, ctx: RequestContext): Promise<UpdateRealServerResponse> {

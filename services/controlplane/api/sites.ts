@@ -22,6 +22,8 @@ import { throwIfInvalid } from "../domain/errors.js";
 import { parseSiteName, validateId } from "../domain/names.js";
 import type { TopologyStore } from "../store/index.js";
 import { writeMeta, type RequestContext } from "./context.js";
+import { getBytes, listBytes } from "./encoded.js";
+import { withEncoding } from "../../../lib/grpc/encoded.js";
 import { required } from "./fields.js";
 
 export async function createSite(store: TopologyStore, req: CreateSiteRequest, ctx: RequestContext): Promise<CreateSiteResponse> {
@@ -32,13 +34,13 @@ export async function createSite(store: TopologyStore, req: CreateSiteRequest, c
 
 export async function getSite(store: TopologyStore, req: GetSiteRequest): Promise<GetSiteResponse> {
   const { site } = parseSiteName(req.name, "name");
-  const r = await store.sites.get(site);
-  return create(GetSiteResponseSchema, { site: r.resource, revision: r.revision });
+  const r = await store.reads.site(site);
+  return withEncoding(create(GetSiteResponseSchema, { site: r.resource, revision: r.revision }), getBytes(r));
 }
 
 export async function listSites(store: TopologyStore, req: ListSitesRequest): Promise<ListSitesResponse> {
-  const p = await store.sites.list({ pageSize: req.pageSize, pageToken: req.pageToken });
-  return create(ListSitesResponseSchema, { sites: p.items, nextPageToken: p.nextPageToken, revision: p.revision });
+  const p = await store.reads.sites({ pageSize: req.pageSize, pageToken: req.pageToken });
+  return withEncoding(create(ListSitesResponseSchema, { sites: p.items, nextPageToken: p.nextPageToken, revision: p.revision }), listBytes(p));
 }
 
 export async function updateSite(store: TopologyStore, req: UpdateSiteRequest, ctx: RequestContext): Promise<UpdateSiteResponse> {

@@ -22,6 +22,8 @@ import { throwIfInvalid } from "../domain/errors.js";
 import { parseVirtualServiceName, parseSiteName, validateId } from "../domain/names.js";
 import type { TopologyStore } from "../store/index.js";
 import { writeMeta, type RequestContext } from "./context.js";
+import { getBytes, listBytes } from "./encoded.js";
+import { withEncoding } from "../../../lib/grpc/encoded.js";
 import { required, siteParent } from "./fields.js";
 
 export async function createVirtualService(store: TopologyStore, req: CreateVirtualServiceRequest, ctx: RequestContext): Promise<CreateVirtualServiceResponse> {
@@ -35,14 +37,14 @@ export async function createVirtualService(store: TopologyStore, req: CreateVirt
 
 export async function getVirtualService(store: TopologyStore, req: GetVirtualServiceRequest): Promise<GetVirtualServiceResponse> {
   const n = parseVirtualServiceName(req.name, "name");
-  const r = await store.virtualServices.get(n.site, n.virtualService);
-  return create(GetVirtualServiceResponseSchema, { virtualService: r.resource, revision: r.revision });
+  const r = await store.reads.virtualService(n.site, n.virtualService);
+  return withEncoding(create(GetVirtualServiceResponseSchema, { virtualService: r.resource, revision: r.revision }), getBytes(r));
 }
 
 export async function listVirtualServices(store: TopologyStore, req: ListVirtualServicesRequest): Promise<ListVirtualServicesResponse> {
   const site = siteParent(req.parent);
-  const p = await store.virtualServices.list(site, { pageSize: req.pageSize, pageToken: req.pageToken });
-  return create(ListVirtualServicesResponseSchema, { virtualServices: p.items, nextPageToken: p.nextPageToken, revision: p.revision });
+  const p = await store.reads.virtualServices(site, { pageSize: req.pageSize, pageToken: req.pageToken });
+  return withEncoding(create(ListVirtualServicesResponseSchema, { virtualServices: p.items, nextPageToken: p.nextPageToken, revision: p.revision }), listBytes(p));
 }
 
 export async function updateVirtualService(store: TopologyStore, req: UpdateVirtualServiceRequest, ctx: RequestContext): Promise<UpdateVirtualServiceResponse> {

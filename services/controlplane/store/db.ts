@@ -1,6 +1,7 @@
 import pg from "pg";
 import type { JsonObject } from "@bufbuild/protobuf";
 import { LvsfleetError } from "../domain/errors.js";
+import { ReadCache, TOPOLOGY_CHANNEL } from "./read-cache.js";
 import { shareSiteLocks } from "./site-lock.js";
 
 // int8 (revision, ids) as bigint-safe strings are parsed where needed; leave pg's default (string).
@@ -85,6 +86,11 @@ export interface Database {
   readonly pool: pg.Pool;
   /** Hooks run in every write transaction before COMMIT (see AfterWriteHook). */
   readonly afterWrite: AfterWriteHook[];
+  /**
+   * The API's read cache (read-cache.ts): every write invalidates what it wrote after COMMIT and
+   * before returning, and NOTIFYs other processes with COMMIT. Disabled until its listener runs.
+   */
+  readonly readCache: ReadCache;
 }
 
 /**
@@ -168,7 +174,7 @@ function inlined(client: pg.ClientBase, text: string, values: readonly unknown[]
 
 export function createDatabase(pool: pg.Pool): Database {
   // First hook of every write: the per-site lock, shared (site-lock.ts; an apply takes it exclusive).
-  return { pool, afterWrite: [shareSiteLocks] };
+  return { pool, afterWrite: [shareSiteLocks], readCache: new ReadCache() };
 }
 
 // Serialization failures and deadlocks are safe to retry: the whole transaction rolled back.
@@ -267,6 +273,9 @@ async function runOnce<T>(
     },
   };
   let broken = false;
+  // Set once COMMIT is sent: from then on the write may have committed, so the read cache must drop
+  // what it wrote (read-cache.ts) before anyone hears back from this write — even if COMMIT failed.
+  let written: string[] | undefined;
   try {
     const result = await fn(tx);
     if (changes.length === 0) {
@@ -277,10 +286,15 @@ async function runOnce<T>(
     const rev = pending.length > 0 || revision === undefined ? await insertAudit(tx, meta, pending) : revision;
     const record: WriteRecord = { revision: rev, meta, changes };
     for (const hook of db.afterWrite) await hook(tx, record);
+    // Other processes' read caches learn of the write when it commits (NOTIFY is delivered at COMMIT).
+    written = [...new Set(changes.map((c) => c.resourceName))];
+    tx.defer("SELECT pg_notify($1, $2)", [TOPOLOGY_CHANNEL, db.readCache.payload(written, rev)]);
     // Deferred statements and COMMIT in one round trip; if one fails, COMMIT does not run.
     await client.query(deferred.length > 0 ? `${deferred.join("; ")}; COMMIT` : "COMMIT");
+    db.readCache.invalidate(written, rev);
     return { result, revision: rev };
   } catch (err) {
+    if (written) db.readCache.invalidate(written);
     if (begun) {
       try {
         await client.query("ROLLBACK");

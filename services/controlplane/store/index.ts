@@ -5,9 +5,11 @@
  */
 import type pg from "pg";
 import { AuditRepository } from "./audit.js";
+import { CachedReads } from "./cached-reads.js";
 import { createDatabase, READ_REVISION_SQL, type AfterWriteHook, type Database } from "./db.js";
 import { FirewallMarkRepository } from "./firewall-marks.js";
 import { HostRepository } from "./hosts.js";
+import type { ReadCacheListener } from "./read-cache.js";
 import { RealServerRepository } from "./real-servers.js";
 import { SiteRepository } from "./sites.js";
 import { VirtualServiceRepository } from "./virtual-services.js";
@@ -20,6 +22,8 @@ export class TopologyStore {
   readonly realServers: RealServerRepository;
   readonly firewallMarks: FirewallMarkRepository;
   readonly audit: AuditRepository;
+  /** The API's Get/List reads, through the read cache once startReadCache() runs (cached-reads.ts). */
+  readonly reads: CachedReads;
 
   constructor(pool: pg.Pool) {
     this.db = createDatabase(pool);
@@ -29,6 +33,15 @@ export class TopologyStore {
     this.realServers = new RealServerRepository(this.db);
     this.firewallMarks = new FirewallMarkRepository(this.db);
     this.audit = new AuditRepository(this.db);
+    this.reads = new CachedReads(pool, this.db.readCache);
+  }
+
+  /**
+   * Turns the read cache on while a LISTEN connection to `connectionString` (the pool's database) is
+   * up; without it every read goes to Postgres. See read-cache.ts for what a cached read promises.
+   */
+  startReadCache(connectionString: string, onError?: (err: unknown) => void): ReadCacheListener {
+    return this.db.readCache.startListener({ connectionString, onError });
   }
 
   /** Registers a hook that runs inside every write transaction before COMMIT (see AfterWriteHook). */
