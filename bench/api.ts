@@ -22,6 +22,7 @@
  */
 import { spawn, execFile, fork, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
+import { readdirSync, readFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -67,6 +68,58 @@ async function freePort(): Promise<number> {
 
 // Real server addresses walk 198.18.0.0/15 (131,072 addresses).
 const addr = (n: number) => `198.${18 + ((n >> 16) & 1)}.${(n >> 8) & 255}.${n & 255}`;
+
+/**
+ * CPU time (user + system, ms) from /proc: of a process (all threads), of one thread, and of the
+ * Postgres backends serving database `db` (their process title names it). Clock ticks are 10 ms
+ * (CLK_TCK 100). A backend that exits inside a phase takes its CPU with it (the pools keep theirs).
+ */
+function statCpuMs(path: string): number {
+  try {
+    const s = readFileSync(path, "utf8");
+    const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return 0;
+  }
+}
+function backendsCpuMs(db: string): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    let cmd: string;
+    try {
+      cmd = readFileSync(`/proc/${d}/cmdline`, "utf8");
+    } catch {
+      continue;
+    }
+    if (cmd.startsWith("postgres: ") && cmd.includes(` ${db} `)) out.set(Number(d), statCpuMs(`/proc/${d}/stat`));
+  }
+  return out;
+}
+interface CpuSnapshot {
+  server: number;
+  serverMain: number;
+  clients: number;
+  backends: Map<number, number>;
+}
+function cpuSnapshot(serverPid: number, clientPids: number[], db: string): CpuSnapshot {
+  return {
+    server: statCpuMs(`/proc/${serverPid}/stat`),
+    serverMain: statCpuMs(`/proc/${serverPid}/task/${serverPid}/stat`),
+    clients: clientPids.reduce((sum, p) => sum + statCpuMs(`/proc/${p}/stat`), 0),
+    backends: backendsCpuMs(db),
+  };
+}
+/** CPU ms per operation between two snapshots: server (and its main thread), clients, Postgres. */
+function cpuPerOp(a: CpuSnapshot, b: CpuSnapshot, ops: number): { server: number; serverMain: number; clients: number; postgres: number } {
+  let pgMs = 0;
+  for (const [pid, ms] of b.backends) pgMs += ms - (a.backends.get(pid) ?? 0);
+  const per = (x: number) => x / Math.max(1, ops);
+  return { server: per(b.server - a.server), serverMain: per(b.serverMain - a.serverMain), clients: per(b.clients - a.clients), postgres: per(pgMs) };
+}
+const fmtCpu = (c: ReturnType<typeof cpuPerOp>) =>
+  `server ${c.server.toFixed(3)} (main thread ${c.serverMain.toFixed(3)}), clients ${c.clients.toFixed(3)}, postgres ${c.postgres.toFixed(3)}`;
 
 /** One job for a client process; every process gets its share of the clients. */
 type Job =
@@ -247,9 +300,14 @@ async function main(): Promise<void> {
     await mkVs("reads", 443);
     procs = await startClientProcs(port);
 
+    const dbName = new URL(db.url).pathname.slice(1);
+    const cpu = () => cpuSnapshot(child.pid!, procs.map((p) => p.child.pid!), dbName);
+
     // --- writes -------------------------------------------------------------------------------------
+    const w0 = cpu();
     const writes = await runAll(procs, () => ({ kind: "writes", ms: seconds * 1000 }));
     const writesPerS = (writes.lat.length / writes.elapsedMs) * 1000;
+    const writeCpu = cpuPerOp(w0, cpu(), writes.lat.length);
 
     // --- pgbench reference (server idle meanwhile) ---------------------------------------------------
     const tps = await pgbench();
@@ -264,17 +322,22 @@ async function main(): Promise<void> {
       if (!page.nextPageToken) break;
       tokens.push((tok = page.nextPageToken));
     }
+    const r0 = cpu();
     const reads = await runAll(procs, () => ({ kind: "reads", ms: seconds * 1000, tokens }));
+    const readCpu = cpuPerOp(r0, cpu(), reads.lat.length);
     const readsPerS = (reads.lat.length / reads.elapsedMs) * 1000;
     if (reads.listed === 0) throw new Error("ListRealServers returned nothing");
     c.close();
 
     console.log(`writes: ${writes.lat.length} CreateRealServer in ${(writes.elapsedMs / 1000).toFixed(1)} s with ${clients} clients in ${procs.length} processes`);
     console.log(`reads: ${reads.lat.length} Get/List over ${tokens.length} pages of ${reals} real servers`);
+    console.log(`CPU ms per write: ${fmtCpu(writeCpu)}`);
+    console.log(`CPU ms per read: ${fmtCpu(readCpu)}`);
     console.log(
       `api_writes_per_s=${writesPerS.toFixed(0)} pgbench_tps=${tps.toFixed(0)} ratio=${(writesPerS / tps).toFixed(2)} reads_per_s=${readsPerS.toFixed(0)} ` +
         `write_p50_ms=${percentile(writes.lat, 50).toFixed(2)} write_p99_ms=${percentile(writes.lat, 99).toFixed(2)} ` +
-        `read_p50_ms=${percentile(reads.lat, 50).toFixed(2)} read_p99_ms=${percentile(reads.lat, 99).toFixed(2)} clients=${clients} client_procs=${procs.length} reals=${reals}`,
+        `read_p50_ms=${percentile(reads.lat, 50).toFixed(2)} read_p99_ms=${percentile(reads.lat, 99).toFixed(2)} clients=${clients} client_procs=${procs.length} reals=${reals} ` +
+        `write_cpu_ms_server=${writeCpu.server.toFixed(3)} write_cpu_ms_pg=${writeCpu.postgres.toFixed(3)} read_cpu_ms_server=${readCpu.server.toFixed(3)} read_cpu_ms_clients=${readCpu.clients.toFixed(3)}`,
     );
   } finally {
     for (const p of procs) {
