@@ -24,7 +24,7 @@ import { TopologyService } from "../../gen/lvsfleet/v1/topology_service_pb.js";
 import { ForwardMethod, HostRole, Protocol } from "../../gen/lvsfleet/v1/types_pb.js";
 import { createClient } from "../../lib/grpc/client.js";
 import { createTestDatabase, type TestDatabase } from "../harness/postgres.js";
-import { freePort, PrivateNats, waitFor } from "./fleet-harness.js";
+import { freePort, PrivateNats, publishedState, waitFor } from "./fleet-harness.js";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const SITE = "e2e1";
@@ -119,10 +119,9 @@ async function appliedHash(host: string): Promise<{ revision: bigint; hash: stri
   }
 }
 
+/** The host's state as published (its host part joined with the site part, as the agent joins them). */
 async function published(host: string): Promise<HostDesiredState | undefined> {
-  const kv = await new Kvm(nc!).open("lvsfleet-desired");
-  const e = await kv.get(`${SITE}.${host}`);
-  return e?.value?.length ? fromBinary(HostDesiredStateSchema, e.value) : undefined;
+  return publishedState(await new Kvm(nc!).open("lvsfleet-desired"), SITE, host);
 }
 
 function diagnostics(): string {

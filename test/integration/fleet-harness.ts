@@ -134,7 +134,11 @@ import { ForwardMethod, HostRole, Protocol } from "../../gen/lvsfleet/v1/types_p
 import { DEFAULTS, type AgentConfig } from "../../agents/hostagent/config.js";
 import { FakeBackend } from "../../agents/hostagent/kernel/fake-backend.js";
 import { startAgent, type Agent } from "../../agents/hostagent/sync/agent.js";
-import { compileSite } from "../../services/controlplane/compile/index.js";
+import { fromBinary } from "@bufbuild/protobuf";
+import type { KV } from "@nats-io/kv";
+import { HostDesiredStateSchema, SiteDesiredStateSchema, type HostDesiredState } from "../../gen/lvsfleet/v1/desired_state_pb.js";
+import { joinDesiredState, joinedHash } from "../../agents/hostagent/sync/combine.js";
+import { compileSite, compileSitePart, emptySitePart, hostPart, SITE_PART } from "../../services/controlplane/compile/index.js";
 import { emptyDesiredState, loadSiteTopology } from "../../services/controlplane/relay/index.js";
 import type { TopologyStore } from "../../services/controlplane/store/index.js";
 
@@ -206,16 +210,36 @@ export async function setWeight(store: TopologyStore, site: string, vsId: string
   return w.revision;
 }
 
-/** host → hash the host must end up with, compiled straight from the database (the oracle). */
+/**
+ * The oracle: per host, the hash an agent reports once it applied the current topology — the join
+ * of its host part and the site part (agents/hostagent/sync/combine.ts) — from a full compile of
+ * the database, independent of the relay's incremental cache.
+ */
 export async function expectedHashes(pool: pg.Pool, site: string, hosts: string[]): Promise<Map<string, string>> {
+  const { host, site: sitePart } = await expectedParts(pool, site, hosts);
+  return new Map(hosts.map((h) => [h, joinedHash(host.get(h)!, sitePart)]));
+}
+
+/** The oracle's parts: each host part's hash (desired_states.hash, the KV host value) and the site part's. */
+export async function expectedParts(pool: pg.Pool, site: string, hosts: string[]): Promise<{ host: Map<string, string>; site: string }> {
   const c = await pool.connect();
   try {
     const topo = await loadSiteTopology(c, site);
     const states = topo ? compileSite(topo, 0n) : new Map();
-    return new Map(hosts.map((h) => [h, states.get(h)?.hash ?? emptyDesiredState(site, h).hash]));
+    return {
+      host: new Map(hosts.map((h) => [h, hostPart(states.get(h) ?? emptyDesiredState(site, h)).hash])),
+      site: (topo ? compileSitePart(topo) : emptySitePart(site)).hash,
+    };
   } finally {
     c.release();
   }
+}
+
+/** What the KV holds for a host, joined as its agent joins it: undefined while a part is missing. */
+export async function publishedState(kv: KV, site: string, host: string): Promise<HostDesiredState | undefined> {
+  const [h, p] = await Promise.all([kv.get(`${site}.${host}`), kv.get(`${site}.${SITE_PART}`)]);
+  if (!h || h.operation !== "PUT") return undefined;
+  return joinDesiredState(fromBinary(HostDesiredStateSchema, h.value), p && p.operation === "PUT" ? fromBinary(SiteDesiredStateSchema, p.value) : undefined);
 }
 
 export interface FleetAgent {

@@ -92,13 +92,14 @@ describe("NATS faults", () => {
     await fleet.converged(pool, 30_000);
     await waitFor("a full republish", () => relay.stats.republishes > republishes);
     const keys = await keysInBucket();
-    expect(keys).toEqual([MARKER_KEY, ...[...fleet.agents.keys()].map((h) => `${SITE}.${h}`)].sort());
+    // Every host's key and the site part's (`<site>._site`).
+    expect(keys).toEqual([MARKER_KEY, `${SITE}._site`, ...[...fleet.agents.keys()].map((h) => `${SITE}.${h}`)].sort());
     fleet.assertMonotonic();
   });
 
   it("NATS wiped while idle (no writes): every key comes back", async () => {
     await nats.wipeAndRestart();
-    await waitFor("every key republished", async () => (await keysInBucket().catch(() => [])).length === fleet.agents.size + 1, 20_000);
+    await waitFor("every key republished", async () => (await keysInBucket().catch(() => [])).length === fleet.agents.size + 2, 20_000);
     // Agents keep their kernel state (same revisions come back and are not re-applied).
     await fleet.converged(pool);
     fleet.assertMonotonic();

@@ -7,11 +7,11 @@ import type pg from "pg";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
 import { HostDesiredStateSchema } from "../../gen/lvsfleet/v1/desired_state_pb.js";
-import { RealServerSchema } from "../../gen/lvsfleet/v1/topology_pb.js";
+import { RealServerSchema, SiteSchema } from "../../gen/lvsfleet/v1/topology_pb.js";
 import { createPool, TopologyStore } from "../../services/controlplane/store/index.js";
 import { outboxHook, startRelay, type Relay } from "../../services/controlplane/relay/index.js";
 import { createTestDatabase, type TestDatabase } from "../harness/postgres.js";
-import { AgentFleet, buildFleet, expectedHashes, setWeight, SHARED_NATS_URL, uniqueName, waitFor, type FleetShape } from "./fleet-harness.js";
+import { AgentFleet, buildFleet, expectedHashes, expectedParts, publishedState, setWeight, SHARED_NATS_URL, uniqueName, waitFor, type FleetShape } from "./fleet-harness.js";
 
 const SITE = "fra1";
 let t: TestDatabase;
@@ -74,12 +74,13 @@ describe("relay", () => {
     const want = await fleet.converged(pool);
     expect(want.size).toBe(50);
     // The KV value carries revision and hash; the outbox is drained.
+    // Joined as the agent joins the host part and the site part (`<site>._site`).
     const kv = await new Kvm(nc).open(bucket);
-    const e = await kv.get(`${SITE}.d0`);
-    const ds = fromBinary(HostDesiredStateSchema, e!.value);
-    expect(ds.hash).toBe(want.get("d0"));
-    expect(ds.revision).toBeGreaterThan(0n);
-    expect(ds.director?.services.length).toBeGreaterThan(0);
+    const ds = await publishedState(kv, SITE, "d0");
+    expect(ds?.hash).toBe(want.get("d0"));
+    expect(ds!.revision).toBeGreaterThan(0n);
+    expect(ds!.director?.services.length).toBeGreaterThan(0);
+    expect(ds!.director?.timeouts).toBeDefined();
     await relays[0]!.idle();
     expect((await pool.query("SELECT count(*)::int AS n FROM outbox")).rows[0].n).toBe(0);
   });
@@ -105,6 +106,54 @@ describe("relay", () => {
     after = appliesOf(hosts);
     expect(hosts.filter((h) => after.get(h) !== before.get(h)).sort()).toEqual([svc.director, rs].sort());
     expect(fleet.agents.get(rs)!.backend.current?.realServer?.addresses ?? []).toEqual([]);
+    fleet.assertMonotonic();
+  });
+
+  it("a site-wide change (IPVS timeouts) is one put of the site part, and every Director applies it", async () => {
+    const r = relays[0]!;
+    await r.idle();
+    const [published, compiled] = [r.stats.published, r.stats.compiled];
+    const w = await store.sites.update({ actor: "test", operation: "UpdateSite" }, SITE, create(SiteSchema, { ipvsTimeouts: { tcpSeconds: 777, tcpFinSeconds: 60, udpSeconds: 200 } }), { paths: ["ipvs_timeouts"] });
+    await fleet.converged(pool);
+    await r.idle();
+    // One desired_states row (`_site`) and one KV put, however many hosts the site has.
+    expect([r.stats.compiled - compiled, r.stats.published - published]).toEqual([1, 1]);
+    for (const d of shape.directors) {
+      const cur = fleet.agents.get(d)!.backend.current!;
+      expect(cur.revision, d).toBeGreaterThanOrEqual(w.revision);
+      expect(cur.director?.timeouts, d).toMatchObject({ tcpSeconds: 777, tcpFinSeconds: 60, udpSeconds: 200 });
+    }
+    fleet.assertMonotonic();
+  });
+
+  it("a site-wide change committing after a host was stamped higher is stamped above it (trap, site part)", async () => {
+    const [vsId, svc] = [...shape.services.entries()][5]!;
+    const director = fleet.agents.get(svc.director)!;
+    let entered!: () => void;
+    const inHook = new Promise<void>((r) => (entered = r));
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const hold = async (_tx: unknown, rec: { meta: { operation: string } }) => {
+      if (rec.meta.operation !== "SlowSiteUpdate") return;
+      entered();
+      await gate;
+    };
+    store.onWrite(hold);
+    try {
+      const a = store.sites.update({ actor: "test", operation: "SlowSiteUpdate" }, SITE, create(SiteSchema, { ipvsTimeouts: { tcpSeconds: 555, tcpFinSeconds: 60, udpSeconds: 200 } }), { paths: ["ipvs_timeouts"] });
+      await inHook;
+      const revB = await setWeight(store, SITE, vsId, svc.rsHosts[0]!, 71);
+      await director.backend.waitFor((x) => x.revision >= revB);
+      release();
+      const revA = (await a).revision;
+      expect(revA).toBeLessThan(revB);
+      const applied = await director.backend.waitFor((x) => x.desired.director?.timeouts?.tcpSeconds === 555);
+      expect(applied.revision).toBeGreaterThan(revB);
+      await fleet.converged(pool);
+    } finally {
+      release();
+      store.db.afterWrite.splice(store.db.afterWrite.indexOf(hold), 1);
+    }
     fleet.assertMonotonic();
   });
 
@@ -257,12 +306,13 @@ describe("relay", () => {
     // The Director's state has both last weights; desired_states equal a full compile of the
     // database; the KV holds what desired_states holds.
     const hosts = [...fleet.agents.keys()];
-    const want = await expectedHashes(pool, SITE, hosts);
+    const want = await expectedParts(pool, SITE, hosts);
     const kv = await new Kvm(nc).open(bucket);
     const rows = await pool.query<{ host: string; hash: string; revision: string }>("SELECT host, hash, revision::text AS revision FROM desired_states WHERE site = $1", [SITE]);
+    expect(rows.rows.find((r) => r.host === "_site")?.hash).toBe(want.site);
     for (const r of rows.rows) {
-      if (!want.has(r.host)) continue;
-      expect(r.hash, r.host).toBe(want.get(r.host));
+      if (!want.host.has(r.host)) continue;
+      expect(r.hash, r.host).toBe(want.host.get(r.host));
       const ds = fromBinary(HostDesiredStateSchema, (await kv.get(`${SITE}.${r.host}`))!.value);
       expect([ds.hash, ds.revision.toString()], r.host).toEqual([r.hash, r.revision]);
     }

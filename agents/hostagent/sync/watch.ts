@@ -1,6 +1,7 @@
-// Watches this host's own key (`<site>.<host>`) in the JetStream KV bucket and hands every desired
-// state it sees to `onState`. One filtered watch per agent: fine on nats-server 2.9 (multi-filter
-// consumers need 2.10).
+// Watches this host's own key (`<site>.<host>`, the host part of its desired state) and the site's
+// shared key (`<site>._site`, the site part) in the JetStream KV bucket, joins the two
+// (combine.ts) and hands every whole desired state to `onState`. Two single-key watches per agent:
+// fine on nats-server 2.9 (a multi-filter consumer would need 2.10).
 //
 // What makes it robust:
 //  - the watch starts with the key's last value (KV "LastValue"), so a (re)started watch always
@@ -13,7 +14,8 @@
 import { fromBinary } from "@bufbuild/protobuf";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Kvm, type KV, type KvEntry } from "@nats-io/kv";
-import { HostDesiredStateSchema, type HostDesiredState } from "../../../gen/lvsfleet/v1/desired_state_pb.js";
+import { HostDesiredStateSchema, SiteDesiredStateSchema, type HostDesiredState } from "../../../gen/lvsfleet/v1/desired_state_pb.js";
+import { DesiredStateJoin } from "./combine.js";
 import { jitteredBackoff, sleep } from "./backoff.js";
 import type { Log } from "./log.js";
 
@@ -31,12 +33,19 @@ export interface DesiredStateWatchOptions {
 
 type Iter = Awaited<ReturnType<KV["watch"]>>;
 
+/** Key of the site part (`<site>._site`; host ids start with a letter, so no host has it). */
+export const SITE_PART = "_site";
+
 export class DesiredStateWatch {
+  /** The host part's key. */
   readonly key: string;
+  /** The site part's key. */
+  readonly siteKey: string;
   private readonly stop = new AbortController();
-  private iter: Iter | undefined;
+  private readonly iters = new Map<string, Iter>();
+  private readonly join = new DesiredStateJoin();
   private kv: KV | undefined;
-  private loop: Promise<void> | undefined;
+  private loops: Promise<void>[] = [];
   private statusLoop: Promise<void> | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
   /** False between a disconnect and the reconnect: requests then only sit until they time out. */
@@ -45,10 +54,11 @@ export class DesiredStateWatch {
   constructor(private readonly o: DesiredStateWatchOptions) {
     // Site and host are single subject tokens (validated in config.ts), so this is one exact key.
     this.key = `${o.site}.${o.host}`;
+    this.siteKey = `${o.site}.${SITE_PART}`;
   }
 
   start(): void {
-    this.loop = this.watchLoop();
+    this.loops = [this.watchLoop(this.key), this.watchLoop(this.siteKey)];
     this.statusLoop = this.watchStatus();
     this.resyncTimer = setInterval(() => void this.resync(), this.o.resyncMs);
     this.resyncTimer.unref();
@@ -57,23 +67,24 @@ export class DesiredStateWatch {
   async close(): Promise<void> {
     this.stop.abort();
     clearInterval(this.resyncTimer);
-    this.iter?.stop();
-    await this.loop;
+    for (const it of this.iters.values()) it.stop();
+    await Promise.all(this.loops);
     // The status iterator ends when the connection closes (the caller owns the connection).
   }
 
   /** Tear the watch down and make it again (after a reconnect or a failed resync). */
   restart(): void {
-    this.iter?.stop();
+    for (const it of this.iters.values()) it.stop();
   }
 
-  /** Reads the key directly; delivers it if present. */
+  /** Reads both keys directly; delivers what is present. */
   async resync(): Promise<void> {
     if (this.stop.signal.aborted || !this.connected) return;
     try {
       const kv = this.kv ?? (await new Kvm(this.o.nc).open(this.o.bucket));
-      const e = await kv.get(this.key);
-      if (e) this.deliver(e);
+      const [host, site] = await Promise.all([kv.get(this.key), kv.get(this.siteKey)]);
+      if (site) this.deliver(site);
+      if (host) this.deliver(host);
     } catch (err) {
       this.o.log.debug({ err: String(err) }, "resync failed; rewatching");
       this.restart();
@@ -83,21 +94,31 @@ export class DesiredStateWatch {
   private deliver(e: KvEntry): void {
     // Deletes/purges carry no state; a removed host gets an empty HostDesiredState instead.
     if (e.operation !== "PUT" || e.value.length === 0) return;
-    let ds: HostDesiredState;
+    let whole: HostDesiredState | undefined;
     try {
-      ds = fromBinary(HostDesiredStateSchema, e.value);
+      if (e.key === this.siteKey) {
+        const part = fromBinary(SiteDesiredStateSchema, e.value);
+        if (part.site !== this.o.site) {
+          this.o.log.warn({ key: e.key, site: part.site }, "site part of another site ignored");
+          return;
+        }
+        whole = this.join.offerSite(part);
+      } else {
+        const ds = fromBinary(HostDesiredStateSchema, e.value);
+        if (ds.site !== this.o.site || ds.host !== this.o.host) {
+          this.o.log.warn({ key: e.key, site: ds.site, host: ds.host }, "desired state for another host ignored");
+          return;
+        }
+        whole = this.join.offerHost(ds);
+      }
     } catch (err) {
       this.o.log.warn({ key: e.key, err: String(err) }, "undecodable desired state ignored");
       return;
     }
-    if (ds.site !== this.o.site || ds.host !== this.o.host) {
-      this.o.log.warn({ key: e.key, site: ds.site, host: ds.host }, "desired state for another host ignored");
-      return;
-    }
-    this.o.onState(ds);
+    if (whole) this.o.onState(whole);
   }
 
-  private async watchLoop(): Promise<void> {
+  private async watchLoop(key: string): Promise<void> {
     let attempt = 0;
     while (!this.stop.signal.aborted) {
       while (!this.connected && !this.stop.signal.aborted) await sleep(50, this.stop.signal);
@@ -106,9 +127,9 @@ export class DesiredStateWatch {
         const kv = await new Kvm(this.o.nc).open(this.o.bucket);
         // open() only binds; the first request tells whether the bucket exists.
         await kv.status();
-        const iter = await kv.watch({ key: this.key, ignoreDeletes: true });
+        const iter = await kv.watch({ key, ignoreDeletes: true });
         this.kv = kv;
-        this.iter = iter;
+        this.iters.set(key, iter);
         if (this.stop.signal.aborted) iter.stop();
         let got = false;
         for await (const e of iter) {
@@ -124,7 +145,7 @@ export class DesiredStateWatch {
         if (this.stop.signal.aborted) return;
         this.o.log.debug({ err: String(err), bucket: this.o.bucket }, "watch failed; retrying");
       } finally {
-        this.iter = undefined;
+        this.iters.delete(key);
       }
       if (this.stop.signal.aborted) return;
       await sleep(jitteredBackoff(attempt++, this.o.backoffBaseMs, this.o.backoffMaxMs), this.stop.signal);

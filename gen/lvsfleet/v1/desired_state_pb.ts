@@ -12,12 +12,21 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file lvsfleet/v1/desired_state.proto.
  */
 export const file_lvsfleet_v1_desired_state: GenFile = /*@__PURE__*/
-  fileDesc("Ch9sdnNmbGVldC92MS9kZXNpcmVkX3N0YXRlLnByb3RvEgtsdnNmbGVldC52MSLVAQoQSG9zdERlc2lyZWRTdGF0ZRIMCgRzaXRlGAEgASgJEgwKBGhvc3QYAiABKAkSEAoIcmV2aXNpb24YAyABKAMSDAoEaGFzaBgEIAEoCRIsCghkaXJlY3RvchgFIAEoCzIaLmx2c2ZsZWV0LnYxLkRpcmVjdG9yU3RhdGUSMQoLcmVhbF9zZXJ2ZXIYBiABKAsyHC5sdnNmbGVldC52MS5SZWFsU2VydmVyU3RhdGUSJAoHc3lzY3RscxgHIAMoCzITLmx2c2ZsZWV0LnYxLlN5c2N0bCLDAQoNRGlyZWN0b3JTdGF0ZRIqCghzZXJ2aWNlcxgBIAMoCzIYLmx2c2ZsZWV0LnYxLklwdnNTZXJ2aWNlEisKCHRpbWVvdXRzGAIgASgLMhkubHZzZmxlZXQudjEuSXB2c1RpbWVvdXRzEioKCWFkZHJlc3NlcxgDIAMoCzIXLmx2c2ZsZWV0LnYxLlZpcEFkZHJlc3MSLQoMZndtYXJrX3J1bGVzGAQgAygLMhcubHZzZmxlZXQudjEuRndtYXJrUnVsZSKaBAoLSXB2c1NlcnZpY2USFwoPdmlydHVhbF9zZXJ2aWNlGAEgASgJEjIKDmFkZHJlc3NfZmFtaWx5GAIgASgOMhoubHZzZmxlZXQudjEuQWRkcmVzc0ZhbWlseRInCghwcm90b2NvbBgDIAEoDjIVLmx2c2ZsZWV0LnYxLlByb3RvY29sEg8KB2FkZHJlc3MYBCABKAkSDAoEcG9ydBgFIAEoDRIOCgZmd21hcmsYBiABKA0SEQoJc2NoZWR1bGVyGAcgASgJEhcKD3NjaGVkdWxlcl9mbGFncxgIIAMoCRIbChNwZXJzaXN0ZW5jZV90aW1lb3V0GAkgASgNEiEKGXBlcnNpc3RlbmNlX3ByZWZpeF9sZW5ndGgYCiABKA0SEgoKb25lX3BhY2tldBgLIAEoCBIaChJwZXJzaXN0ZW5jZV9lbmdpbmUYDCABKAkSMgoMZGVzdGluYXRpb25zGA0gAygLMhwubHZzZmxlZXQudjEuSXB2c0Rlc3RpbmF0aW9uEi4KDGhlYWx0aF9jaGVjaxgOIAEoCzIYLmx2c2ZsZWV0LnYxLkhlYWx0aENoZWNrEjIKDmZhaWx1cmVfYWN0aW9uGA8gASgOMhoubHZzZmxlZXQudjEuRmFpbHVyZUFjdGlvbhIyCgxzb3JyeV9zZXJ2ZXIYECABKAsyHC5sdnNmbGVldC52MS5JcHZzRGVzdGluYXRpb24imgIKD0lwdnNEZXN0aW5hdGlvbhITCgtyZWFsX3NlcnZlchgBIAEoCRIyCg5hZGRyZXNzX2ZhbWlseRgCIAEoDjIaLmx2c2ZsZWV0LnYxLkFkZHJlc3NGYW1pbHkSDwoHYWRkcmVzcxgDIAEoCRIMCgRwb3J0GAQgASgNEjIKDmZvcndhcmRfbWV0aG9kGAUgASgOMhoubHZzZmxlZXQudjEuRm9yd2FyZE1ldGhvZBIOCgZ3ZWlnaHQYBiABKA0SFwoPdXBwZXJfdGhyZXNob2xkGAcgASgNEhcKD2xvd2VyX3RocmVzaG9sZBgIIAEoDRIpCgZ0dW5uZWwYCSABKAsyGS5sdnNmbGVldC52MS5UdW5uZWxDb25maWciRwoKVmlwQWRkcmVzcxIRCglpbnRlcmZhY2UYASABKAkSDwoHYWRkcmVzcxgCIAEoCRIVCg1wcmVmaXhfbGVuZ3RoGAMgASgNIkUKCkZ3bWFya1J1bGUSDAoEbWFyaxgBIAEoDRIpCgdtYXRjaGVzGAIgAygLMhgubHZzZmxlZXQudjEuRndtYXJrTWF0Y2gicwoLRndtYXJrTWF0Y2gSFAoMZGVzdGluYXRpb25zGAEgAygJEicKCHByb3RvY29sGAIgASgOMhUubHZzZmxlZXQudjEuUHJvdG9jb2wSJQoFcG9ydHMYAyADKAsyFi5sdnNmbGVldC52MS5Qb3J0UmFuZ2UiogEKD1JlYWxTZXJ2ZXJTdGF0ZRIqCglhZGRyZXNzZXMYASADKAsyFy5sdnNmbGVldC52MS5WaXBBZGRyZXNzEi0KB3R1bm5lbHMYAiADKAsyHC5sdnNmbGVldC52MS5UdW5uZWxJbnRlcmZhY2USNAoQbmF0X3JldHVybl9wYXRocxgDIAMoCzIaLmx2c2ZsZWV0LnYxLk5hdFJldHVyblBhdGgiRgoPVHVubmVsSW50ZXJmYWNlEgwKBG5hbWUYASABKAkSJQoEdHlwZRgCIAEoDjIXLmx2c2ZsZWV0LnYxLlR1bm5lbFR5cGUiRAoNTmF0UmV0dXJuUGF0aBIXCg92aXJ0dWFsX3NlcnZpY2UYASABKAkSGgoSZGlyZWN0b3JfYWRkcmVzc2VzGAIgAygJIiQKBlN5c2N0bBILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAliBnByb3RvMw", [file_lvsfleet_v1_types]);
+  fileDesc("Ch9sdnNmbGVldC92MS9kZXNpcmVkX3N0YXRlLnByb3RvEgtsdnNmbGVldC52MSLsAQoQSG9zdERlc2lyZWRTdGF0ZRIMCgRzaXRlGAEgASgJEgwKBGhvc3QYAiABKAkSEAoIcmV2aXNpb24YAyABKAMSDAoEaGFzaBgEIAEoCRIsCghkaXJlY3RvchgFIAEoCzIaLmx2c2ZsZWV0LnYxLkRpcmVjdG9yU3RhdGUSMQoLcmVhbF9zZXJ2ZXIYBiABKAsyHC5sdnNmbGVldC52MS5SZWFsU2VydmVyU3RhdGUSJAoHc3lzY3RscxgHIAMoCzITLmx2c2ZsZWV0LnYxLlN5c2N0bBIVCg1zaXRlX3JldmlzaW9uGAggASgDIsMBCg1EaXJlY3RvclN0YXRlEioKCHNlcnZpY2VzGAEgAygLMhgubHZzZmxlZXQudjEuSXB2c1NlcnZpY2USKwoIdGltZW91dHMYAiABKAsyGS5sdnNmbGVldC52MS5JcHZzVGltZW91dHMSKgoJYWRkcmVzc2VzGAMgAygLMhcubHZzZmxlZXQudjEuVmlwQWRkcmVzcxItCgxmd21hcmtfcnVsZXMYBCADKAsyFy5sdnNmbGVldC52MS5Gd21hcmtSdWxlIpoECgtJcHZzU2VydmljZRIXCg92aXJ0dWFsX3NlcnZpY2UYASABKAkSMgoOYWRkcmVzc19mYW1pbHkYAiABKA4yGi5sdnNmbGVldC52MS5BZGRyZXNzRmFtaWx5EicKCHByb3RvY29sGAMgASgOMhUubHZzZmxlZXQudjEuUHJvdG9jb2wSDwoHYWRkcmVzcxgEIAEoCRIMCgRwb3J0GAUgASgNEg4KBmZ3bWFyaxgGIAEoDRIRCglzY2hlZHVsZXIYByABKAkSFwoPc2NoZWR1bGVyX2ZsYWdzGAggAygJEhsKE3BlcnNpc3RlbmNlX3RpbWVvdXQYCSABKA0SIQoZcGVyc2lzdGVuY2VfcHJlZml4X2xlbmd0aBgKIAEoDRISCgpvbmVfcGFja2V0GAsgASgIEhoKEnBlcnNpc3RlbmNlX2VuZ2luZRgMIAEoCRIyCgxkZXN0aW5hdGlvbnMYDSADKAsyHC5sdnNmbGVldC52MS5JcHZzRGVzdGluYXRpb24SLgoMaGVhbHRoX2NoZWNrGA4gASgLMhgubHZzZmxlZXQudjEuSGVhbHRoQ2hlY2sSMgoOZmFpbHVyZV9hY3Rpb24YDyABKA4yGi5sdnNmbGVldC52MS5GYWlsdXJlQWN0aW9uEjIKDHNvcnJ5X3NlcnZlchgQIAEoCzIcLmx2c2ZsZWV0LnYxLklwdnNEZXN0aW5hdGlvbiKaAgoPSXB2c0Rlc3RpbmF0aW9uEhMKC3JlYWxfc2VydmVyGAEgASgJEjIKDmFkZHJlc3NfZmFtaWx5GAIgASgOMhoubHZzZmxlZXQudjEuQWRkcmVzc0ZhbWlseRIPCgdhZGRyZXNzGAMgASgJEgwKBHBvcnQYBCABKA0SMgoOZm9yd2FyZF9tZXRob2QYBSABKA4yGi5sdnNmbGVldC52MS5Gb3J3YXJkTWV0aG9kEg4KBndlaWdodBgGIAEoDRIXCg91cHBlcl90aHJlc2hvbGQYByABKA0SFwoPbG93ZXJfdGhyZXNob2xkGAggASgNEikKBnR1bm5lbBgJIAEoCzIZLmx2c2ZsZWV0LnYxLlR1bm5lbENvbmZpZyJHCgpWaXBBZGRyZXNzEhEKCWludGVyZmFjZRgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEhUKDXByZWZpeF9sZW5ndGgYAyABKA0iRQoKRndtYXJrUnVsZRIMCgRtYXJrGAEgASgNEikKB21hdGNoZXMYAiADKAsyGC5sdnNmbGVldC52MS5Gd21hcmtNYXRjaCJzCgtGd21hcmtNYXRjaBIUCgxkZXN0aW5hdGlvbnMYASADKAkSJwoIcHJvdG9jb2wYAiABKA4yFS5sdnNmbGVldC52MS5Qcm90b2NvbBIlCgVwb3J0cxgDIAMoCzIWLmx2c2ZsZWV0LnYxLlBvcnRSYW5nZSKiAQoPUmVhbFNlcnZlclN0YXRlEioKCWFkZHJlc3NlcxgBIAMoCzIXLmx2c2ZsZWV0LnYxLlZpcEFkZHJlc3MSLQoHdHVubmVscxgCIAMoCzIcLmx2c2ZsZWV0LnYxLlR1bm5lbEludGVyZmFjZRI0ChBuYXRfcmV0dXJuX3BhdGhzGAMgAygLMhoubHZzZmxlZXQudjEuTmF0UmV0dXJuUGF0aCJGCg9UdW5uZWxJbnRlcmZhY2USDAoEbmFtZRgBIAEoCRIlCgR0eXBlGAIgASgOMhcubHZzZmxlZXQudjEuVHVubmVsVHlwZSJECg1OYXRSZXR1cm5QYXRoEhcKD3ZpcnR1YWxfc2VydmljZRgBIAEoCRIaChJkaXJlY3Rvcl9hZGRyZXNzZXMYAiADKAkiJAoGU3lzY3RsEgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCSLtAQoQU2l0ZURlc2lyZWRTdGF0ZRIMCgRzaXRlGAEgASgJEhAKCHJldmlzaW9uGAIgASgDEgwKBGhhc2gYAyABKAkSKwoIdGltZW91dHMYBCABKAsyGS5sdnNmbGVldC52MS5JcHZzVGltZW91dHMSSAoOaG9zdF9yZXZpc2lvbnMYBSADKAsyMC5sdnNmbGVldC52MS5TaXRlRGVzaXJlZFN0YXRlLkhvc3RSZXZpc2lvbnNFbnRyeRo0ChJIb3N0UmV2aXNpb25zRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgDOgI4AWIGcHJvdG8z", [file_lvsfleet_v1_types]);
 
 /**
  * Everything one host must realise in its kernel, compiled by the control plane from the topology.
- * Published to the JetStream KV bucket `lvsfleet-desired`, key `<site>.<host>`. Agents ignore a value
- * whose revision is not newer than the one they applied.
+ *
+ * On the wire it travels in two parts, so a site-wide change (the IPVS timeouts) is one KV put rather
+ * than one per host:
+ *  - key `<site>.<host>`: this message without `director.timeouts` (the host part), with
+ *    `site_revision` set;
+ *  - key `<site>._site`: a SiteDesiredState (the site part: the timeouts), shared by every host.
+ * The agent joins them (agents/hostagent/sync/combine.ts) into the whole state, with
+ * revision = max(host part, site part) and hash = SHA-256 of "<host hash>:<site hash>", once each
+ * part is at least as new as the other one says it was compiled with. The whole state is what a
+ * KernelBackend applies and what compileSite returns. Agents ignore a whole state whose revision is
+ * not newer than the one they applied.
  *
  * @generated from message lvsfleet.v1.HostDesiredState
  */
@@ -67,6 +76,14 @@ export type HostDesiredState = Message<"lvsfleet.v1.HostDesiredState"> & {
    * @generated from field: repeated lvsfleet.v1.Sysctl sysctls = 7;
    */
   sysctls: Sysctl[];
+
+  /**
+   * Host part only: the revision of the site part current when this host part was published. The
+   * agent joins it only with a site part at least that new. Not part of the hash.
+   *
+   * @generated from field: int64 site_revision = 8;
+   */
+  siteRevision: bigint;
 };
 
 /**
@@ -471,4 +488,56 @@ export type Sysctl = Message<"lvsfleet.v1.Sysctl"> & {
  */
 export const SysctlSchema: GenMessage<Sysctl> = /*@__PURE__*/
   messageDesc(file_lvsfleet_v1_desired_state, 10);
+
+/**
+ * The part of every host's desired state that is the same for the whole site, published once under
+ * key `<site>._site` (`_site` can never be a host id: ids start with a letter).
+ *
+ * @generated from message lvsfleet.v1.SiteDesiredState
+ */
+export type SiteDesiredState = Message<"lvsfleet.v1.SiteDesiredState"> & {
+  /**
+   * @generated from field: string site = 1;
+   */
+  site: string;
+
+  /**
+   * Revision this part was published at. Always above every host part's revision at that moment, so
+   * joining it raises every host's whole-state revision.
+   *
+   * @generated from field: int64 revision = 2;
+   */
+  revision: bigint;
+
+  /**
+   * Hex SHA-256 of the deterministic binary encoding of this message with revision, hash and
+   * host_revisions unset.
+   *
+   * @generated from field: string hash = 3;
+   */
+  hash: string;
+
+  /**
+   * The site's IPVS timeouts: DirectorState.timeouts of every Director.
+   *
+   * @generated from field: lvsfleet.v1.IpvsTimeouts timeouts = 4;
+   */
+  timeouts?: IpvsTimeouts | undefined;
+
+  /**
+   * Each host part's revision when this part was published (host id → revision): the agent joins
+   * this part only with a host part at least that new, so the whole state it applies is exactly the
+   * one of revision max(host part, site part).
+   *
+   * @generated from field: map<string, int64> host_revisions = 5;
+   */
+  hostRevisions: { [key: string]: bigint };
+};
+
+/**
+ * Describes the message lvsfleet.v1.SiteDesiredState.
+ * Use `create(SiteDesiredStateSchema)` to create a new message.
+ */
+export const SiteDesiredStateSchema: GenMessage<SiteDesiredState> = /*@__PURE__*/
+  messageDesc(file_lvsfleet_v1_desired_state, 11);
 

@@ -145,17 +145,19 @@ export function compileHosts(topo: SiteTopology, hostIds: Iterable<string>, revi
 }
 
 /**
- * Hex SHA-256 of the deterministic binary encoding of `s` with revision and hash cleared. protobuf-es
+ * Hex SHA-256 of the deterministic binary encoding of `s` with revision, hash and site_revision
+ * cleared (stamps, not content). protobuf-es
  * writes fields in field-number order and HostDesiredState has no map fields, so equal messages
  * encode to equal bytes. Unknown fields are left out: they are not kernel state.
  */
 export function hashDesiredState(s: HostDesiredState): string {
   let unstamped = s;
-  if (s.revision !== 0n || s.hash !== "") {
+  if (s.revision !== 0n || s.hash !== "" || s.siteRevision !== 0n) {
     // Copy rather than clear-and-restore: the caller's message is never touched.
     unstamped = clone(HostDesiredStateSchema, s);
     unstamped.revision = 0n;
     unstamped.hash = "";
+    unstamped.siteRevision = 0n;
   }
   const bytes = toBinary(HostDesiredStateSchema, unstamped, { writeUnknownFields: false });
   return createHash("sha256").update(bytes).digest("hex");

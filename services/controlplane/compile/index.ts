@@ -16,3 +16,4 @@ export {
 } from "./compile.js";
 export { desiredStateKey } from "./names.js";
 export { affectedByChange, hostsReading, MutableTopology, resourceKind, type ResourceKind, type ResourceRef } from "./incremental.js";
+export { compileSitePart, emptySitePart, hashSitePart, hostPart, SITE_PART } from "./site-part.js";

@@ -41,14 +41,18 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
-import { HostDesiredStateSchema, type HostDesiredState } from "../../../gen/lvsfleet/v1/desired_state_pb.js";
+import { HostDesiredStateSchema, SiteDesiredStateSchema, type HostDesiredState } from "../../../gen/lvsfleet/v1/desired_state_pb.js";
 import {
   affectedByChange,
   compileHosts,
   compileSite,
+  compileSitePart,
   desiredStateKey,
   hashDesiredState,
+  emptySitePart,
+  hostPart,
   MutableTopology,
+  SITE_PART,
   resourceKind,
   type ResourceKind,
   type ResourceRef,
@@ -181,6 +185,8 @@ function uniqueRefs(rows: ReadonlyArray<{ kind: ResourceKind; resource: string }
 function jitter(ms: number): number {
   return Math.floor(ms / 2 + Math.random() * ms);
 }
+
+const max = (a: bigint, b: bigint) => (a > b ? a : b);
 
 export function emptyDesiredState(site: string, host: string): HostDesiredState {
   const ds = create(HostDesiredStateSchema, { site, host });
@@ -422,6 +428,7 @@ class RelayImpl implements Relay {
         // them before or after (compile/incremental.ts). A site-level write (IPVS timeouts) reads one
         // row and recompiles every host — without re-reading the site's thousands of other rows.
         let tt = performance.now();
+        let topoAfter: SiteTopology | undefined;
         const reread = cached && refs ? await loadResources(c, site, refs) : undefined;
         tRead += performance.now() - tt;
         const siteGone = refs?.some((r) => r.kind === "site") && reread?.get(`sites/${site}`) === undefined;
@@ -435,8 +442,11 @@ class RelayImpl implements Relay {
             else next.set(kind, name, value as never);
           }
           const after = next.topology();
+          topoAfter = after;
           tt = performance.now();
-          hosts = affectedByChange(before, after, refs);
+          // Host parts do not read the site resource: what hosts take from it (the IPVS timeouts) is
+          // the site part, compiled below for every transaction — a timeout change recompiles no host.
+          hosts = affectedByChange(before, after, refs.filter((r) => r.kind !== "site"));
           states = compileHosts(after, hosts, rev);
           tCompile += performance.now() - tt;
           entry = { topo: next, states: cached.states };
@@ -446,6 +456,7 @@ class RelayImpl implements Relay {
           this.stats.full++;
           tt = performance.now();
           const topo = await loadSiteTopology(c, site);
+          topoAfter = topo ?? undefined;
           tRead += performance.now() - tt;
           tt = performance.now();
           states = topo ? compileSite(topo, rev) : new Map<string, HostDesiredState>();
@@ -455,33 +466,65 @@ class RelayImpl implements Relay {
             [site],
           );
           const known = new Map(existing.rows.map((r) => [r.host, { revision: BigInt(r.revision), hash: r.hash, present: r.present }]));
-          hosts = [...new Set([...states.keys(), ...known.keys()])].sort();
+          hosts = [...new Set([...states.keys(), ...known.keys()])].filter((h) => h !== SITE_PART).sort();
           entry = topo ? { topo: MutableTopology.from(topo), states: known } : null;
         }
         const known = entry?.states ?? cached?.states ?? new Map<string, HostState>();
-        const changed: Array<{ host: string; ds: HostDesiredState; present: boolean; bump: boolean }> = [];
+        // What changed: host parts (the whole state without the site's timeouts) by hash, and the
+        // site part (site-part.ts).
+        const changed: Array<{ host: string; ds: HostDesiredState; present: boolean; floor: bigint }> = [];
+        const exSite = known.get(SITE_PART);
         for (const host of hosts) {
           const present = states.has(host);
           const ex = known.get(host);
           if (!ex && !present) continue;
-          const ds = states.get(host) ?? emptyDesiredState(site, host);
+          const ds = hostPart(states.get(host) ?? emptyDesiredState(site, host));
           if (ex && ex.hash === ds.hash && ex.present === present) continue;
-          // A change committed after this host was stamped at a revision ≥ the snapshot's max (a
-          // lower revision committed late, or an earlier bump): it needs a new, higher revision.
-          changed.push({ host, ds, present, bump: ex !== undefined && rev <= ex.revision });
+          // Stamps only go up, per part and joined (max of the two parts, which is what agents
+          // compare): a new host part is stamped above its own last stamp and above the site part's.
+          // The snapshot's max revision is that unless a lower revision committed late or a stamp was
+          // bumped before; then it takes a fresh one from revision_seq.
+          changed.push({ host, ds, present, floor: max(ex?.revision ?? 0n, exSite?.revision ?? 0n) });
+        }
+        const sitePart = topoAfter ? compileSitePart(topoAfter) : emptySitePart(site);
+        const sitePresent = topoAfter !== undefined;
+        const siteChanged = !exSite || exSite.hash !== sitePart.hash || exSite.present !== sitePresent;
+        let siteFloor = 0n;
+        if (siteChanged) {
+          // The site part is joined by every host: stamped above every host part, so each host's
+          // joined revision rises.
+          siteFloor = exSite?.revision ?? 0n;
+          for (const [h, x] of known) if (h !== SITE_PART && x.revision > siteFloor) siteFloor = x.revision;
         }
         tt = performance.now();
-        const needBumps = changed.filter((x) => x.bump).length;
+        const needBumps = changed.filter((x) => rev <= x.floor).length + (siteChanged && rev <= siteFloor ? 1 : 0);
         const stamps = needBumps === 0 ? [] : (
           await c.query<{ r: string }>("SELECT nextval('revision_seq')::text AS r FROM generate_series(1, $1::int)", [needBumps])
         ).rows.map((x) => BigInt(x.r));
+        if (siteChanged) sitePart.revision = rev <= siteFloor ? stamps.shift()! : rev;
+        const siteRevision = siteChanged ? sitePart.revision : (exSite?.revision ?? 0n);
         for (const x of changed) {
-          x.ds.revision = x.bump ? stamps.shift()! : rev;
+          x.ds.revision = rev <= x.floor ? stamps.shift()! : rev;
           x.ds.site = site;
           x.ds.host = x.host;
+          x.ds.siteRevision = siteRevision;
         }
         bumps += needBumps;
-        if (changed.length > 0) {
+        const out: Array<{ host: string; revision: bigint; hash: string; state: Uint8Array; present: boolean }> = changed.map((x) => ({
+          host: x.host,
+          revision: x.ds.revision,
+          hash: x.ds.hash,
+          state: toBinary(HostDesiredStateSchema, x.ds),
+          present: x.present,
+        }));
+        if (siteChanged) {
+          // Each host part's revision as of this transaction: an agent joins this site part only with
+          // a host part at least that new (agents/hostagent/sync/combine.ts).
+          for (const [h, x] of known) if (h !== SITE_PART) sitePart.hostRevisions[h] = x.revision;
+          for (const x of changed) sitePart.hostRevisions[x.host] = x.ds.revision;
+          out.push({ host: SITE_PART, revision: sitePart.revision, hash: sitePart.hash, state: toBinary(SiteDesiredStateSchema, sitePart), present: sitePresent });
+        }
+        if (out.length > 0) {
           // One statement for every changed host of the site (a round trip per host was ≈1 s for a
           // 1 000-host site change).
           await c.query(
@@ -492,23 +535,23 @@ class RelayImpl implements Relay {
                state = EXCLUDED.state, present = EXCLUDED.present, published = false, updated_at = now()`,
             [
               site,
-              changed.map((x) => x.host),
-              changed.map((x) => x.ds.revision.toString()),
-              changed.map((x) => x.ds.hash),
-              changed.map((x) => Buffer.from(toBinary(HostDesiredStateSchema, x.ds))),
-              changed.map((x) => x.present),
+              out.map((x) => x.host),
+              out.map((x) => x.revision.toString()),
+              out.map((x) => x.hash),
+              out.map((x) => Buffer.from(x.state)),
+              out.map((x) => x.present),
             ],
           );
         }
         if (entry) {
           // Copy-on-write: the committed cache must not see this transaction's stamps if it fails.
           const states2 = new Map(entry.states);
-          for (const x of changed) states2.set(x.host, { revision: x.ds.revision, hash: x.ds.hash, present: x.present });
+          for (const x of out) states2.set(x.host, { revision: x.revision, hash: x.hash, present: x.present });
           entry = { topo: entry.topo, states: states2 };
         }
         tWrite += performance.now() - tt;
         staged.set(site, entry);
-        compiled += changed.length;
+        compiled += out.length;
       }
       await c.query("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [taken.rows.map((r) => r.id)]);
       await c.query("COMMIT");

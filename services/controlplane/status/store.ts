@@ -14,6 +14,7 @@ import {
 } from "../../../gen/lvsfleet/v1/fleet_service_pb.js";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { deriveState, upToDate } from "./state.js";
+import { SITE_PART } from "../compile/site-part.js";
 import { ingestHealth, listHealthTransitions, listRealServerHealthStatus } from "./health-store.js";
 
 interface Row {
@@ -33,12 +34,21 @@ interface Row {
 
 // Hosts are the union of what was published (present hosts) and what reported: an agent of a host
 // that is not (or no longer) in the topology still shows up.
+// A host's desired state is its host part joined with the site part (row host = '_site', see
+// compile/site-part.ts): revision = the greater of the two, hash = SHA-256 of
+// "<host hash>:<site hash>" — what the agent reports after joining them
+// (agents/hostagent/sync/combine.ts).
 const STATUS_SQL = `
   SELECT coalesce(d.site, s.site) AS site, coalesce(d.host, s.host) AS host,
          d.revision::text AS desired_revision, d.hash AS desired_hash,
          s.agent_id, s.applied_revision::text AS applied_revision, s.applied_hash,
          s.seen_revision::text AS seen_revision, s.phase, s.errors, s.heartbeat_seconds, s.last_seen
-    FROM (SELECT * FROM desired_states WHERE present) d
+    FROM (SELECT h.site, h.host, GREATEST(h.revision, p.revision) AS revision,
+                 CASE WHEN p.hash IS NULL THEN h.hash
+                      ELSE encode(sha256(convert_to(h.hash || ':' || p.hash, 'UTF8')), 'hex') END AS hash
+            FROM desired_states h
+            LEFT JOIN desired_states p ON p.site = h.site AND p.host = '${SITE_PART}'
+           WHERE h.present AND h.host <> '${SITE_PART}') d
     FULL JOIN host_status s ON s.site = d.site AND s.host = d.host`;
 
 function toStatus(r: Row, now: Date): HostStatus {
