@@ -8,6 +8,7 @@
 // "read" is IpvsClient.snapshot({ stats: false }) — the configuration, like `ipvsadm -Sn`; the same
 // read with every counter decoded is printed on the line before (read_with_counters_ms). The read
 // uses one dump worker thread per extra CPU (IpvsClientOptions.dumpWorkers; ipvsadm uses one CPU).
+import { loadavg } from "node:os";
 import { bundleForGuest, mustExec, startKernelTarget } from "../test/harness/kernel-target.js";
 
 function arg(name: string, def: number): number {
@@ -17,6 +18,9 @@ function arg(name: string, def: number): number {
 const services = arg("services", 1000);
 const reals = arg("reals", 10);
 
+// The host's load decides how fast a TCG guest runs at all: print it next to the figures.
+const hostLoad = () => loadavg().map((x) => x.toFixed(2)).join(",");
+const hostLoadBefore = hostLoad();
 const target = await startKernelTarget();
 try {
   const js = await bundleForGuest("bench/ipvs-guest.ts");
@@ -28,6 +32,7 @@ try {
     cpus: number; dumpWorkers: number; loadavg: number[];
   };
   const f = (x: number) => x.toFixed(1);
+  console.log(`host_load_before=${hostLoadBefore} host_load_after=${hostLoad()}`);
   console.log(`target=${target.kind} cpus=${r.cpus} dump_workers=${r.dumpWorkers} guest_load=${r.loadavg.map((x) => x.toFixed(2)).join(",")} messages=${r.messages} apply_ms=${f(r.applyMs)} ipvsadm_restore_ms=${f(r.ipvsadmRestoreMs)} read_ms=${f(r.readMs)} read_with_counters_ms=${f(r.readStatsMs)} ipvsadm_save_ms=${f(r.ipvsadmSaveMs)} change_ms=${f(r.changeMs)}`);
   console.log(
     `services=${r.services} reals=${r.reals} apply_ratio=${(r.applyMs / r.ipvsadmRestoreMs).toFixed(3)} change_requests=${r.changeRequests} read_ratio=${(r.readMs / r.ipvsadmSaveMs).toFixed(3)}`,
