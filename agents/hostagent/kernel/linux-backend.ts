@@ -526,8 +526,8 @@ export class LinuxBackend implements KernelBackend {
     }
     tasks.push(
       (async () => {
-        const list = await this.addresses.list();
-        observed.addresses = list.map((a) => ({ ifname: a.ifname, address: a.address, prefixLen: a.prefixLen, owned: a.owned }));
+        // The adapter's objects as they are (fresh per call; reconcile reads ifname/address/prefixLen/owned).
+        observed.addresses = await this.addresses.list();
       })(),
     );
     if (d.tunnels.length > 0 || o.links.size > 0) {

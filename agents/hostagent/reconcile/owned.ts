@@ -23,21 +23,28 @@ export function nextOwned(prev: OwnedSet, desired: DesiredHost, plan: Plan, fail
     if (op.kind === "service-add" || op.kind === "service-edit" || op.kind === "service-del") push(opsBySvc, op.key, op);
     else if (op.kind === "dest-add" || op.kind === "dest-edit" || op.kind === "dest-del") push(opsBySvc, serviceKey(op.service), op);
   }
-  const wanted = new Set<string>();
+  let stillOwned = 0; // desired keys found in prev: when all of prev is desired, nothing was dropped
   for (const want of desired.services) {
     const key = serviceKey(want.service);
-    wanted.add(key);
-    const ops = opsBySvc.get(key) ?? [];
+    const ops = opsBySvc.get(key);
     const own = prev.services.get(key);
-    const bad = ops.some((o) => failed.has(o));
-    const addFailed = ops.some((o) => o.kind === "service-add" && failed.has(o));
+    if (own) stillOwned++;
+    // The no-change resync's case (every service): the record is already this one.
+    if (!ops && own?.clean && own.state === want) continue;
+    if (!ops && own && own.clean && sameState(own.state, want)) {
+      services.set(key, { state: want, clean: true }); // same content, the current object (the next resync takes the line above)
+      continue;
+    }
+    const bad = ops !== undefined && ops.some((o) => failed.has(o));
+    const addFailed = ops !== undefined && ops.some((o) => o.kind === "service-add" && failed.has(o));
     if (addFailed && !own) continue; // never existed: nothing to remember
     const next: OwnedService = { state: want, clean: !bad };
-    if (!own || own.clean !== next.clean || ops.length > 0 || !sameState(own.state, want)) changed = true;
+    if (!own || own.clean !== next.clean || ops !== undefined || !sameState(own.state, want)) changed = true;
     services.set(key, next);
   }
-  for (const key of prev.services.keys()) {
-    if (wanted.has(key)) continue;
+  const wanted = stillOwned === prev.services.size ? undefined : new Set(desired.services.map((w) => serviceKey(w.service)));
+  for (const key of wanted ? prev.services.keys() : []) {
+    if (wanted!.has(key)) continue;
     const del = (opsBySvc.get(key) ?? []).find((o) => o.kind === "service-del");
     if (del && failed.has(del)) continue; // retried next time
     services.delete(key);
