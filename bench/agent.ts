@@ -14,8 +14,9 @@
  * (what `--kernel linux` runs), gets one more service whose real server is a real TCP listener on
  * 127.0.0.1 with a tcp check (--interval-ms 1000, --fall 3, rise 2). Each of --quiesce-runs trials
  * closes the listener and measures until the fake kernel's IPVS table holds weight 0 for it (the
- * checker's transition, then one reconcile of the whole table), then reopens it and waits for the
- * configured weight again. The reference is fall × interval: a failure is seen between
+ * checker's transition, then LinuxBackend.applyServices for the one service using that check: one
+ * IPVS request, no dump or diff of the other 10,000), then reopens it and waits for the configured
+ * weight again. `path` says how the transitions were applied (fast = applyServices, full = whole state). The reference is fall × interval: a failure is seen between
  * (fall − 1) × interval and fall × interval after the close (checks run every interval), plus the
  * apply.
  * Last line: rss_mb=… resync_ms=… writes=… quiesce_ms=… fall_x_interval_ms=…
@@ -196,7 +197,8 @@ try {
     const cu = process.cpuUsage(c0);
     quiesce.push(t1 - t0);
     detect.push(detectedAt - t0);
-    console.log(`quiesce ${i + 1}: close → weight 0 ms=${(t1 - t0).toFixed(0)} (check down after ${(detectedAt - t0).toFixed(0)} ms, apply ${(t1 - detectedAt).toFixed(0)} ms; process cpu ${((cu.user + cu.system) / 1000).toFixed(0)} ms)`);
+    const c = backend.lastCycle!;
+    console.log(`quiesce ${i + 1}: close → weight 0 ms=${(t1 - t0).toFixed(0)} (check down after ${(detectedAt - t0).toFixed(0)} ms, apply ${(t1 - detectedAt).toFixed(0)} ms; process cpu ${((cu.user + cu.system) / 1000).toFixed(0)} ms; last cycle ops=${c.ops} ipvs_requests=${c.ipvsRequests} path fast=${health.stats.fast} full=${health.stats.full})`);
     await listener.start();
   }
   await until("the configured weight back", () => kernelWeight() === WEIGHT);
