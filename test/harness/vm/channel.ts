@@ -1,20 +1,22 @@
-// Host side of the VM command channel: files in the read-write 9p share (cache=none).
+// Host side of the VM command channel: files in the read-write 9p share (cache=none), and a doorbell.
 //
 //   host writes  cmd/.<id>.tmp, renames it to cmd/<id>.sh      (rename = atomic hand-over)
+//   host rings   "run <id>" on the doorbell (a virtio-serial port the guest blocks on; qemu.ts)
 //   guest starts run-one.sh <id> in its own session: writes run/<id>.pid, sources cmd/<id>.sh in a
 //                bash subshell with stdin from cmd/<id>.in (if any, else /dev/null) and stdout/stderr
 //                to out/<id>.out / out/<id>.err, then writes out/<id>.code
-//   host polls   out/<id>.code until it holds a number, reads the result, removes the files;
-//                on timeout writes kill/<id> (the guest kills the process group)
+//   host waits   for out/<id>.code to hold a number — woken by inotify on out/ (qemu's 9p server writes
+//                the file on the host), with a slow poll behind it — reads the result, removes the files;
+//                on timeout writes kill/<id> and rings "kill <id>" (the guest kills the process group)
 //
 // Any process can use the channel given the VmInfo (vitest workers connect to the VM the global setup
 // booted). Several commands may run at once. "VM died" is told apart from "command failed" by the
 // owner's `dead` marker and by the qemu wrapper's pid disappearing.
-import { existsSync } from "node:fs";
+import { existsSync, watch, type FSWatcher } from "node:fs";
 import { readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { ExecTimeoutError, KernelTargetError, VmDiedError } from "../kernel-target-errors.js";
-import { processAlive, tail, type VmInfo } from "./qemu.js";
+import { processAlive, ringDoorbell, tail, type VmInfo } from "./qemu.js";
 
 export interface ExecResult {
   code: number;
@@ -39,6 +41,38 @@ export class VmChannel {
 
   markClosed(): void {
     this.closed = true;
+    this.unwatch();
+  }
+
+  // One inotify watch on out/ while commands of this channel are pending: file name -> its signal.
+  private watcher: FSWatcher | undefined;
+  private readonly signals = new Map<string, Signal>();
+
+  /** Starts noting changes of `name` in out/ (before the command can finish: no change is missed). */
+  private signal(name: string): Signal {
+    const sig = new Signal();
+    this.signals.set(name, sig);
+    if (!this.watcher) {
+      try {
+        this.watcher = watch(join(this.info.chanDir, "out"), { persistent: false }, (_ev, file) => {
+          if (file) this.signals.get(file.toString())?.fire();
+        });
+        this.watcher.on("error", () => this.unwatch());
+      } catch {
+        /* no inotify (watch limit): the timed re-checks still find the result */
+      }
+    }
+    return sig;
+  }
+
+  private unsignal(name: string): void {
+    this.signals.delete(name);
+    if (this.signals.size === 0) this.unwatch();
+  }
+
+  private unwatch(): void {
+    this.watcher?.close();
+    this.watcher = undefined;
   }
 
   async exec(script: string, opts: { timeoutMs?: number; stdin?: string | Buffer } = {}): Promise<ExecResult> {
@@ -59,7 +93,14 @@ export class VmChannel {
     if (opts.stdin !== undefined) await writeFile(files.in, opts.stdin); // before the .sh appears
     await writeFile(tmp, script);
     await rename(tmp, files.cmd);
-    const cleanup = () => Promise.all(Object.values(files).map((f) => rm(f, { force: true })));
+    // A VM booted by an older harness has no doorbell: its guest polls cmd/ every 20 ms, and so do we.
+    const sig = this.signal(`${id}.code`);
+    const rung = ringDoorbell(this.info, `run ${id}`);
+    if (!rung) this.unsignal(`${id}.code`);
+    const cleanup = () => {
+      this.unsignal(`${id}.code`);
+      return Promise.all(Object.values(files).map((f) => rm(f, { force: true })));
+    };
     const t0 = Date.now();
     let wait = 2;
     let lastAliveCheck = t0;
@@ -83,14 +124,52 @@ export class VmChannel {
       if (now - t0 > timeoutMs) {
         const [stdout, stderr] = await Promise.all([readFile(files.out, "utf8").catch(() => ""), readFile(files.err, "utf8").catch(() => "")]);
         await writeFile(join(c, "kill", id), "").catch(() => {});
+        ringDoorbell(this.info, `kill ${id}`);
         // The pid file stays for the guest loop (it removes it when it kills the group). The script goes
         // after a moment, so a command still queued can no longer start.
+        this.unsignal(`${id}.code`);
         const { pid: _pid, ...rest } = files;
         setTimeout(() => void Promise.all(Object.values(rest).map((f) => rm(f, { force: true }))).catch(() => {}), 2000).unref();
         throw new ExecTimeoutError(`command in the VM did not finish within ${timeoutMs} ms (killed): ${script.trim().split("\n")[0].slice(0, 200)}`, stdout, stderr);
       }
-      await new Promise((r) => setTimeout(r, wait));
-      wait = Math.min(wait * 2, 20);
+      if (rung) {
+        // inotify wakes us when the guest writes the code; the timer only bounds the alive checks.
+        await sig.wait(Math.min(250, Math.max(1, timeoutMs - (now - t0) + 1)));
+      } else {
+        await new Promise((r) => setTimeout(r, wait));
+        wait = Math.min(wait * 2, 20);
+      }
     }
+  }
+}
+
+/** "Something changed" for one file: set by the watcher, consumed by wait(). */
+class Signal {
+  private changed = false;
+  private wake: (() => void) | undefined;
+
+  fire(): void {
+    this.changed = true;
+    this.wake?.();
+  }
+
+  /** Resolves at once when a change was noted since the last wait, else on the next change or after `ms`. */
+  wait(ms: number): Promise<void> {
+    if (this.changed) {
+      this.changed = false;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        this.wake = undefined;
+        resolve();
+      }, ms);
+      this.wake = () => {
+        clearTimeout(t);
+        this.wake = undefined;
+        this.changed = false;
+        resolve();
+      };
+    });
   }
 }

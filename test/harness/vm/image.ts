@@ -67,7 +67,7 @@ const REQUIRED_MODULES = [
   "ip_vs", ...["rr", "wrr", "lc", "wlc", "sed", "nq", "lblc", "lblcr", "dh", "sh", "mh", "fo", "ovf", "ftp", "pe_sip"].map((m) => `ip_vs_${m}`),
   "nf_tables", "nft_ct", "nft_nat", "nft_masq", "nft_chain_nat", "nft_fib_inet", "nft_reject_inet", "xt_ipvs",
   "veth", "bridge", "ipip", "ip_gre", "fou", "tun", "dummy", "macvlan", "vxlan", "8021q", "sch_netem",
-  "9p", "9pnet_virtio", "overlay", "virtio_pci",
+  "9p", "9pnet_virtio", "overlay", "virtio_pci", "virtio_console",
 ];
 
 /** Modules the initramfs loads itself (with their dependencies) to mount the 9p shares and the overlay. */
@@ -501,7 +501,7 @@ async function prepareFromLists(): Promise<VmImage> {
 
 /**
  * Touches the image's `last-used` and removes other images (older package versions, older IMAGE_FORMAT)
- * not used for a day. A VM lives at most LVSFLEET_VM_MAX_SECONDS (1 h), so none of them is in use.
+ * not used for a day. A VM lives at most LVSFLEET_VM_MAX_SECONDS (2 h), so none of them is in use.
  */
 async function markUsed(image: VmImage): Promise<void> {
   await writeFile(join(image.dir, "last-used"), new Date().toISOString() + "\n");

@@ -6,15 +6,20 @@
 //   chan/       the read-write 9p share (cache=none), mounted in the guest at the same absolute path:
 //               stage2.sh, loop.sh, run-one.sh, ready, boot.log, cmd/ run/ out/ kill/ (see channel.ts)
 //               and share/ (free for tests: files written there are visible on both sides)
+//   doorbell.in / doorbell.out
+//               FIFOs behind the guest's virtio-serial port "lvsfleet.doorbell" (qemu `-chardev pipe`):
+//               any host process writes one-line events to doorbell.in to wake the guest's command
+//               server (see channel.ts); qemu holds both open read-write, so writers never block on open
 //   dead        written by the owner when qemu exits without being asked to (connectors read it)
 //   info.json   the VmInfo, once the guest is ready (cli.ts --run <dir> uses it)
-import { spawn, type ChildProcess } from "node:child_process";
-import { createWriteStream, existsSync } from "node:fs";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { closeSync, constants, createWriteStream, existsSync, openSync, writeSync } from "node:fs";
 import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { ensureHostTools, REPO_ROOT, vmCacheDir, type VmImage } from "./image.js";
 import { VmDiedError } from "../kernel-target-errors.js";
-import { loopScript, runOneScript, stage2Script, type GuestParams } from "./guest.js";
+import { DOORBELL_PORT, loopScript, runOneScript, stage2Script, type GuestParams } from "./guest.js";
 
 /** What another process needs to use a booted VM (serialisable; passed through vitest `provide`). */
 export interface VmInfo {
@@ -22,6 +27,11 @@ export interface VmInfo {
   runDir: string;
   chanDir: string;
   shareDir: string;
+  /**
+   * Host FIFO feeding the guest's doorbell port (one line per event: "run <id>", "kill <id>", "stop").
+   * Absent in the info of a VM booted by an older harness: its guest polls the share instead.
+   */
+  doorbell?: string;
   serialLog: string;
   pid: number; // the process group leader wrapping qemu (see WRAPPER)
   kernelRelease: string;
@@ -112,8 +122,10 @@ export async function bootVm(image: VmImage, opts: BootOptions = {}): Promise<Ru
     binDir: image.binDir,
     repoRoot: REPO_ROOT,
     preload: opts.preload ?? (process.env.LVSFLEET_VM_PRELOAD ?? "ip_vs").split(/[\s,]+/).filter(Boolean),
-    pollMs: Number(process.env.LVSFLEET_VM_POLL_MS ?? 20),
   };
+  // qemu's pipe chardev needs <path>.in and <path>.out to exist as FIFOs.
+  const doorbell = join(runDir, "doorbell");
+  await promisify(execFile)("mkfifo", ["-m", "600", `${doorbell}.in`, `${doorbell}.out`]);
   await writeFile(join(chanDir, "stage2.sh"), stage2Script(params));
   await writeFile(join(chanDir, "loop.sh"), loopScript(params));
   await writeFile(join(chanDir, "run-one.sh"), runOneScript(params));
@@ -135,8 +147,14 @@ export async function bootVm(image: VmImage, opts: BootOptions = {}): Promise<Ru
     "-device", "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot",
     "-fsdev", `local,id=chan,path=${chanDir},security_model=none,multidevs=remap`,
     "-device", "virtio-9p-pci,fsdev=chan,mount_tag=chan",
+    // The doorbell: a virtio-serial port the guest's command server blocks on (guest.ts, channel.ts).
+    "-device", "virtio-serial-pci,id=vser0",
+    "-chardev", `pipe,id=doorbell,path=${doorbell}`,
+    "-device", `virtserialport,bus=vser0.0,chardev=doorbell,name=${DOORBELL_PORT}`,
   ];
-  const maxLife = opts.maxLifetimeSec ?? Number(process.env.LVSFLEET_VM_MAX_SECONDS ?? 3600);
+  // A backstop only (the wrapper already stops qemu when its parent dies). Not 1 h: a whole `npm test`
+  // on a loaded 2-core machine took 67 min, and the VM was killed under the last kernel test files.
+  const maxLife = opts.maxLifetimeSec ?? Number(process.env.LVSFLEET_VM_MAX_SECONDS ?? 7200);
   const keep = opts.keep ?? process.env.LVSFLEET_VM_KEEP === "1";
   const qemuLog = createWriteStream(join(runDir, "qemu.log"));
   const t0 = Date.now();
@@ -164,6 +182,7 @@ export async function bootVm(image: VmImage, opts: BootOptions = {}): Promise<Ru
     runDir,
     chanDir,
     shareDir: join(chanDir, "share"),
+    doorbell: `${doorbell}.in`,
     serialLog,
     pid,
     kernelRelease: image.kernelRelease,
@@ -174,6 +193,7 @@ export async function bootVm(image: VmImage, opts: BootOptions = {}): Promise<Ru
     stopping = true;
     if (child.exitCode === null && child.signalCode === null) {
       await writeFile(join(chanDir, "stop"), "").catch(() => {});
+      ringDoorbell(info, "stop");
       const t = setTimeout(() => killGroup(pid, "SIGTERM"), 5000);
       const k = setTimeout(() => killGroup(pid, "SIGKILL"), 10000);
       await exited;
@@ -204,8 +224,39 @@ export async function bootVm(image: VmImage, opts: BootOptions = {}): Promise<Ru
   }
   info.bootMs = Date.now() - t0;
   await writeFile(join(runDir, "info.json"), JSON.stringify(info, null, 2) + "\n"); // for connectKernelTarget / cli.ts --run
-  return { info, child, exited, stop: () => stop() };
+  // LVSFLEET_VM_KEEP: the VM outlives its owner (cli.ts --run, connectKernelTarget); stop it with chan/stop.
+  return { info, child, exited, stop: () => (keep ? Promise.resolve() : stop()) };
 }
+
+/**
+ * Writes one event line to the guest's doorbell (`run <id>`, `kill <id>`, `stop`). Never blocks: the FIFO
+ * is opened non-blocking (ENXIO when qemu is gone) and a line is far below PIPE_BUF, so concurrent writers
+ * from several processes never interleave. Returns false when the line could not be written (qemu gone,
+ * or the FIFO full because the guest stopped reading); the guest also rescans the share every 2 s.
+ */
+export function ringDoorbell(info: VmInfo, line: string): boolean {
+  if (!info.doorbell) return false;
+  let fd = doorbellFds.get(info.doorbell);
+  try {
+    if (fd === undefined) {
+      fd = openSync(info.doorbell, constants.O_WRONLY | constants.O_NONBLOCK);
+      doorbellFds.set(info.doorbell, fd);
+    }
+    writeSync(fd, `${line}\n`);
+    return true;
+  } catch {
+    if (fd !== undefined) {
+      doorbellFds.delete(info.doorbell);
+      try {
+        closeSync(fd);
+      } catch {
+        /* already closed */
+      }
+    }
+    return false;
+  }
+}
+const doorbellFds = new Map<string, number>();
 
 function killGroup(pid: number, sig: NodeJS.Signals): void {
   try {
