@@ -197,6 +197,8 @@ try {
     const cu = process.cpuUsage(c0);
     quiesce.push(t1 - t0);
     detect.push(detectedAt - t0);
+    // The kernel holds weight 0 a moment before the backend has recorded the cycle: wait for it.
+    await until("the transition recorded", () => health.stats.fast + health.stats.full === 2 * i + 1);
     const c = backend.lastCycle!;
     console.log(`quiesce ${i + 1}: close → weight 0 ms=${(t1 - t0).toFixed(0)} (check down after ${(detectedAt - t0).toFixed(0)} ms, apply ${(t1 - detectedAt).toFixed(0)} ms; process cpu ${((cu.user + cu.system) / 1000).toFixed(0)} ms; last cycle ops=${c.ops} ipvs_requests=${c.ipvsRequests} path fast=${health.stats.fast} full=${health.stats.full})`);
     await listener.start();
