@@ -2,8 +2,8 @@
 // (store/db.ts) that records, inside the write transaction, which resources of which sites changed —
 // one row per (site, resource), so the relay re-reads and recompiles only what they can affect. The
 // rows commit or roll back with the change itself; the relay (relay.ts) turns them into per-host
-// desired states and publishes them. NOTIFY is delivered at COMMIT only, so it wakes the relay
-// exactly when the rows become visible (the relay also polls, in case a notification is missed).
+// desired states and publishes them. The NOTIFY is sent right after COMMIT, so it wakes the relay
+// when the rows are visible (the relay also polls, in case a notification is missed).
 import type { AfterWriteHook } from "../store/index.js";
 
 export const OUTBOX_CHANNEL = "lvsfleet_outbox";
@@ -36,13 +36,14 @@ export const outboxHook: AfterWriteHook = async (tx, record) => {
       resources.push(name);
     }
   }
-  // One round trip: a data-modifying WITH runs exactly once whether or not it is referenced.
-  await tx.query(
-    `WITH rows AS (
-       INSERT INTO outbox (revision, site, kind, resource)
-       SELECT $1::bigint, s, k, r FROM unnest($2::text[], $3::text[], $4::text[]) AS u(s, k, r)
-     )
-     SELECT pg_notify($5, $1::text)`,
-    [record.revision.toString(), sites, kinds, resources, OUTBOX_CHANNEL],
+  // No round trip of its own: the insert rides in the COMMIT round trip (tx.defer) and commits or rolls
+  // back with the write; the wake-up NOTIFY goes right after COMMIT (tx.notify — a NOTIFY inside the
+  // transaction would make every write's commit queue on Postgres's database-wide notify lock through
+  // its WAL flush). A lost wake-up (writer died in between) is caught by the relay's polling.
+  tx.defer(
+    `INSERT INTO outbox (revision, site, kind, resource)
+     SELECT $1::bigint, s, k, r FROM unnest($2::text[], $3::text[], $4::text[]) AS u(s, k, r)`,
+    [record.revision.toString(), sites, kinds, resources],
   );
+  tx.notify(OUTBOX_CHANNEL, record.revision.toString());
 };

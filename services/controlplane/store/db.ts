@@ -80,6 +80,16 @@ export interface WriteTx {
    * if the statement cannot be written with literals (then use query()).
    */
   defer(text: string, values?: unknown[]): void;
+  /**
+   * NOTIFY `channel` with `payload` once the write has committed: in the COMMIT round trip, right
+   * after COMMIT, in an implicit transaction of its own (errors ignored). Not
+   * inside the write transaction on purpose: a transaction that NOTIFYs takes Postgres's database-wide
+   * notify lock in PreCommit_Notify and holds it through its commit's WAL flush, so concurrent
+   * notifying writers commit one fsync at a time (no group commit). A standalone NOTIFY writes no WAL
+   * and waits for no flush. Skipped when the write rolls back. Receivers must tolerate a lost one
+   * (Postgres dies between the two): the relay polls; read-cache listeners reconnect and start over.
+   */
+  notify(channel: string, payload: string): void;
 }
 
 export interface Database {
@@ -271,7 +281,11 @@ async function runOnce<T>(
       if (sql === undefined) throw new Error(`cannot defer (no literal form): ${text}`);
       deferred.push(sql);
     },
+    notify(channel, payload) {
+      notifies.push(`PERFORM pg_notify(${client.escapeLiteral(channel)}, ${client.escapeLiteral(payload)});`);
+    },
   };
+  const notifies: string[] = [];
   let broken = false;
   // Set once COMMIT is sent: from then on the write may have committed, so the read cache must drop
   // what it wrote (read-cache.ts) before anyone hears back from this write — even if COMMIT failed.
@@ -286,11 +300,14 @@ async function runOnce<T>(
     const rev = pending.length > 0 || revision === undefined ? await insertAudit(tx, meta, pending) : revision;
     const record: WriteRecord = { revision: rev, meta, changes };
     for (const hook of db.afterWrite) await hook(tx, record);
-    // Other processes' read caches learn of the write when it commits (NOTIFY is delivered at COMMIT).
+    // Other processes' read caches learn of the write once it committed (see notify()).
     written = [...new Set(changes.map((c) => c.resourceName))];
-    tx.defer("SELECT pg_notify($1, $2)", [TOPOLOGY_CHANNEL, db.readCache.payload(written, rev)]);
-    // Deferred statements and COMMIT in one round trip; if one fails, COMMIT does not run.
-    await client.query(deferred.length > 0 ? `${deferred.join("; ")}; COMMIT` : "COMMIT");
+    tx.notify(TOPOLOGY_CHANNEL, db.readCache.payload(written, rev));
+    // Deferred statements, COMMIT and the NOTIFYs in one round trip; if a deferred statement fails,
+    // neither COMMIT nor the NOTIFYs run. The NOTIFYs run after COMMIT in an implicit transaction of
+    // their own (simple-query protocol), inside a block that swallows their errors (a full notify
+    // queue must not make a committed write look failed).
+    await client.query(`${deferred.map((d) => `${d}; `).join("")}COMMIT${notifyBlock(notifies)}`);
     db.readCache.invalidate(written, rev);
     return { result, revision: rev };
   } catch (err) {
@@ -306,6 +323,16 @@ async function runOnce<T>(
   } finally {
     client.release(broken ? true : undefined);
   }
+}
+
+/** `; DO … PERFORM pg_notify(…) … EXCEPTION WHEN OTHERS THEN NULL …` for the queued NOTIFYs, or "". */
+function notifyBlock(notifies: readonly string[]): string {
+  if (notifies.length === 0) return "";
+  const tag = "$lvsfleet_notify$";
+  const body = notifies.join(" ");
+  // Literals from escapeLiteral never end a dollar quote with this tag unless a payload contains it.
+  if (body.includes(tag)) throw new Error("a NOTIFY payload contains the dollar-quote tag");
+  return `; DO ${tag} BEGIN ${body} EXCEPTION WHEN OTHERS THEN NULL; END ${tag}`;
 }
 
 async function insertAudit(tx: WriteTx, meta: WriteMeta, changes: Change[]): Promise<bigint> {

@@ -14,14 +14,15 @@
  *   that began before a write's COMMIT therefore cannot leave pre-write data behind after it. A miss
  *   joins a fill already in flight for the same key only under the same condition, so a read never
  *   takes a result whose SQL started before a write it must see.
- * - **Other processes** (a second control plane, tools): every write transaction NOTIFYs
- *   `lvsfleet_topology` with its revision and resource names, sent with COMMIT (db.ts). The cache is
+ * - **Other processes** (a second control plane, tools): every write NOTIFYs `lvsfleet_topology` with
+ *   its revision and resource names right after its COMMIT (db.ts WriteTx.notify; entries also expire
+ *   after `maxAgeMs`, in case a writer died between the two). The cache is
  *   enabled only while its LISTEN connection is up (`startListener`); on connect — and after any
  *   connection loss, when notifications may have been missed — it drops everything and starts over.
  *   Writes of other processes are seen once their notification arrives (milliseconds), not
  *   synchronously: the synchronous guarantee is per process.
  * - **Revision.** A hit returns max(revision the entry was read at, `knownRevision`): the highest
- *   revision whose write this process has seen commit (own writes, notifications, reads). Every such
+ *   revision whose write this process has seen commit (its own writes, notifications). Every such
  *   write that touched the entry would have dropped it, so the data is the same at that revision —
  *   and a caller who wrote at revision N and then reads gets a revision ≥ N, as from Postgres.
  *
@@ -41,6 +42,8 @@ interface Entry {
   value: unknown;
   deps: readonly string[];
   size: number;
+  /** performance.now() when its fill started. */
+  at: number;
 }
 
 interface Fill {
@@ -53,6 +56,12 @@ export interface ReadCacheOptions {
   /** Upper bound on the cached entries' encoded bytes (oldest entries go first). */
   maxBytes?: number;
   maxEntries?: number;
+  /**
+   * Entries older than this are read again. Only a safety net for a lost notification (a writer
+   * process that died between its COMMIT and its NOTIFY, see db.ts WriteTx.notify): every write that
+   * is notified invalidates at once.
+   */
+  maxAgeMs?: number;
 }
 
 export interface ReadCacheStats {
@@ -89,10 +98,12 @@ export class ReadCache {
   private known = 0n;
   private readonly maxBytes: number;
   private readonly maxEntries: number;
+  private readonly maxAgeMs: number;
 
   constructor(opts: ReadCacheOptions = {}) {
     this.maxBytes = opts.maxBytes ?? 256 << 20;
     this.maxEntries = opts.maxEntries ?? 100_000;
+    this.maxAgeMs = opts.maxAgeMs ?? 60_000;
   }
 
   get isEnabled(): boolean {
@@ -176,9 +187,9 @@ export class ReadCache {
     }
   }
 
-  private keep(key: string, deps: readonly string[], value: unknown, size: number): void {
+  private keep(key: string, deps: readonly string[], value: unknown, size: number, at: number): void {
     this.drop(key);
-    this.entries.set(key, { value, deps, size });
+    this.entries.set(key, { value, deps, size, at });
     this.bytes += size;
     for (const d of deps) {
       let set = this.byScope.get(d);
@@ -200,18 +211,22 @@ export class ReadCache {
     if (!this.enabled) return fill();
     const hit = this.entries.get(key);
     if (hit) {
-      this.stats.hits++;
-      return hit.value as V;
+      if (performance.now() - hit.at <= this.maxAgeMs) {
+        this.stats.hits++;
+        return hit.value as V;
+      }
+      this.drop(key);
     }
     this.stats.misses++;
     const running = this.inflight.get(key);
     if (running && this.validSince(running.deps, running.start)) return running.promise as Promise<V>;
     const start = this.seq;
+    const at = performance.now();
     const fl: Fill = { start, deps, promise: undefined as unknown as Promise<V> };
     fl.promise = (async () => {
       try {
         const v = await fill();
-        if (this.enabled && this.validSince(deps, start)) this.keep(key, deps, v, size(v));
+        if (this.enabled && this.validSince(deps, start)) this.keep(key, deps, v, size(v), at);
         else this.stats.discarded++;
         return v;
       } finally {
