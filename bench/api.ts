@@ -11,14 +11,17 @@
  *    commit, audit row, outbox row, revision) for `--seconds`; writes/s and p50/p99 latency.
  * 3. Reference: pgbench with the same client count for the same time, a single-row UPDATE script on a
  *    pgbench-initialised table in another fresh database of the same Postgres.
- * 4. Reads: a virtual service holding `--reals` real servers; GetVirtualService and ListRealServers
- *    (page_size 100, a random page via its token) from the same clients; reads/s.
+ * 4. Reads: a virtual service holding `--reals` real servers (created by one keepalived.conf import,
+ *    OperatorService.ImportKeepalived, one transaction; no Director carries it); GetVirtualService and ListRealServers (page_size 100, a
+ *    random page via its token) from the same clients; reads/s.
+ * CPU per operation (server process and its main thread, client processes, the database's Postgres
+ * backends) is read from /proc around each phase: unlike rates, it hardly depends on the machine's load.
  *
  * The load comes from `--client-procs` processes (this script forked, `--clients` split among them,
  * one gRPC channel per client) so that one client event loop is not what saturates: the figure is the
  * server's. `--server-args="--cpu-prof --cpu-prof-dir=/tmp/prof"` passes node flags to the control
  * plane (profiling).
- * Last line: api_writes_per_s=… pgbench_tps=… ratio=… reads_per_s=… (plus the latencies).
+ * Last line: api_writes_per_s=… pgbench_tps=… ratio=… reads_per_s=… (plus the latencies and CPU ms per op).
  */
 import { spawn, execFile, fork, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
@@ -31,6 +34,7 @@ import { parseArgs, promisify } from "node:util";
 import { connect } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
 import { ForwardMethod, Protocol } from "../gen/lvsfleet/v1/types_pb.js";
+import { OperatorService } from "../gen/lvsfleet/v1/operator_service_pb.js";
 import { TopologyService } from "../gen/lvsfleet/v1/topology_service_pb.js";
 import { createClient, type Client } from "../lib/grpc/client.js";
 import { createTestDatabase } from "../test/harness/postgres.js";
@@ -65,6 +69,9 @@ async function freePort(): Promise<number> {
   s.close();
   return port;
 }
+
+/** The service the reads phase reads: the import's id for TCP 192.0.2.10:443 (operator/common.ts). */
+const READS_VS = "sites/bench/virtualServices/tcp-192-0-2-10-443";
 
 // Real server addresses walk 198.18.0.0/15 (131,072 addresses).
 const addr = (n: number) => `198.${18 + ((n >> 16) & 1)}.${(n >> 8) & 255}.${n & 255}`;
@@ -124,7 +131,6 @@ const fmtCpu = (c: ReturnType<typeof cpuPerOp>) =>
 /** One job for a client process; every process gets its share of the clients. */
 type Job =
   | { kind: "writes"; ms: number }
-  | { kind: "fill"; from: number; to: number }
   | { kind: "reads"; ms: number; tokens: string[] };
 interface JobResult {
   lat: number[];
@@ -170,27 +176,14 @@ async function clientRole(): Promise<void> {
       });
       return { ...r, listed: 0 };
     }
-    if (job.kind === "fill") {
-      let next = job.from;
-      const r = await load(n, 3_600_000, async (w) => {
-        const k = next++;
-        if (k >= job.to) return false;
-        await pool[w]!.createRealServer({
-          parent: "sites/bench/virtualServices/reads",
-          realServerId: `rs${k}`,
-          realServer: { address: addr(k), forwardMethod: ForwardMethod.NAT, port: 8443, weight: 1 },
-        });
-      });
-      return { ...r, listed: 0 };
-    }
     let listed = 0;
     const r = await load(n, job.ms, async (w, i) => {
       const cl = pool[w]!;
       if (i % 2 === 0) {
-        await cl.getVirtualService({ name: "sites/bench/virtualServices/reads" });
+        await cl.getVirtualService({ name: READS_VS });
       } else {
         const t = job.tokens[((proc * n + w) * 7919 + i) % job.tokens.length]!;
-        const page = await cl.listRealServers({ parent: "sites/bench/virtualServices/reads", pageSize: 100, pageToken: t });
+        const page = await cl.listRealServers({ parent: READS_VS, pageSize: 100, pageToken: t });
         listed += page.realServers.length;
       }
     });
@@ -297,7 +290,7 @@ async function main(): Promise<void> {
         virtualService: { protocol: Protocol.TCP, address: "192.0.2.10", port, scheduler: "wlc" },
       });
     await mkVs("writes", 80);
-    await mkVs("reads", 443);
+    const op = createClient(OperatorService, `127.0.0.1:${port}`);
     procs = await startClientProcs(port);
 
     const dbName = new URL(db.url).pathname.slice(1);
@@ -313,12 +306,18 @@ async function main(): Promise<void> {
     const tps = await pgbench();
 
     // --- reads: a service with `reals` real servers ---------------------------------------------------
-    const per = Math.ceil(reals / procs.length);
-    await runAll(procs, (i) => ({ kind: "fill", from: i * per, to: Math.min(reals, (i + 1) * per) }));
+    // Filled by one import (OperatorService.ImportKeepalived: one transaction, as an operator
+    // migrating a keepalived Director would) rather than 10 000 CreateRealServer calls: on a busy
+    // machine those take many minutes and measure nothing. No Director carries the service, so the
+    // relay has no 10 000-destination state to compile and publish during the reads.
+    const conf = ["virtual_server 192.0.2.10 443 {", "  lb_algo wlc", "  lb_kind NAT", "  protocol TCP"];
+    for (let k = 0; k < reals; k++) conf.push(`  real_server ${addr(k)} 8443 {`, "    weight 1", "  }");
+    conf.push("}");
+    await op.importKeepalived({ parent: "sites/bench", text: conf.join("\n") + "\n", fileName: "bench.conf" }, { timeoutMs: 600_000 });
     // Page tokens of the list, so readers hit random pages, not just the first.
     const tokens = [""];
     for (let tok = ""; ; ) {
-      const page = await c.listRealServers({ parent: "sites/bench/virtualServices/reads", pageSize: 100, pageToken: tok });
+      const page = await c.listRealServers({ parent: READS_VS, pageSize: 100, pageToken: tok });
       if (!page.nextPageToken) break;
       tokens.push((tok = page.nextPageToken));
     }
@@ -328,6 +327,7 @@ async function main(): Promise<void> {
     const readsPerS = (reads.lat.length / reads.elapsedMs) * 1000;
     if (reads.listed === 0) throw new Error("ListRealServers returned nothing");
     c.close();
+    op.close();
 
     console.log(`writes: ${writes.lat.length} CreateRealServer in ${(writes.elapsedMs / 1000).toFixed(1)} s with ${clients} clients in ${procs.length} processes`);
     console.log(`reads: ${reads.lat.length} Get/List over ${tokens.length} pages of ${reals} real servers`);
