@@ -18,6 +18,7 @@ interface StateFile {
 
 export class StateStore {
   readonly path: string;
+  private dirReady = false;
 
   constructor(
     dir: string,
@@ -44,9 +45,22 @@ export class StateStore {
 
   async save(s: AppliedState): Promise<void> {
     const f: StateFile = { site: this.site, host: this.host, appliedRevision: s.revision.toString(), appliedHash: s.hash };
-    await mkdir(join(this.path, ".."), { recursive: true });
+    // The directory once per process (an apply per timeout change on 1 000 agents made mkdir a
+    // visible cost in bench:fanout); a directory removed behind our back is made again.
+    if (!this.dirReady) {
+      await mkdir(join(this.path, ".."), { recursive: true });
+      this.dirReady = true;
+    }
     const tmp = `${this.path}.${process.pid}.tmp`;
-    await writeFile(tmp, JSON.stringify(f) + "\n", { mode: 0o644 });
+    try {
+      await writeFile(tmp, JSON.stringify(f) + "\n", { mode: 0o644 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+      this.dirReady = false;
+      await mkdir(join(this.path, ".."), { recursive: true });
+      this.dirReady = true;
+      await writeFile(tmp, JSON.stringify(f) + "\n", { mode: 0o644 });
+    }
     await rename(tmp, this.path);
   }
 }

@@ -1,7 +1,15 @@
 // Watches this host's own key (`<site>.<host>`, the host part of its desired state) and the site's
 // shared key (`<site>._site`, the site part) in the JetStream KV bucket, joins the two
-// (combine.ts) and hands every whole desired state to `onState`. Two single-key watches per agent:
-// fine on nats-server 2.9 (a multi-filter consumer would need 2.10).
+// (combine.ts) and hands every whole desired state to `onState`.
+//  - the own key: one single-key KV watch (an ordered consumer; fine on nats-server 2.9, where a
+//    multi-filter consumer would need 2.10);
+//  - the site key: a plain subscription to its subject `$KV.<bucket>.<site>._site` (every put is a
+//    message on it) plus a get of the key whenever the host watch (re)starts and on every resync.
+//    Every agent of the site shares that key: 1 000 agents each with a second consumer on it made
+//    the server spend its time creating and feeding consumers (JetStream API timeouts at start, a
+//    timeout change took seconds to reach them all — bench:fanout), while one message to 1 000
+//    subscribers is plain NATS fan-out. A put missed while disconnected is caught by the get that
+//    follows every reconnect; an older value arriving late is dropped by the join (newest wins).
 //
 // What makes it robust:
 //  - the watch starts with the key's last value (KV "LastValue"), so a (re)started watch always
@@ -12,10 +20,11 @@
 //  - every retry waits a jittered backoff so a fleet does not reconnect in lockstep.
 // Ordering/"never older" is the caller's job (sync/agent.ts): this module only delivers.
 import { fromBinary } from "@bufbuild/protobuf";
-import type { NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { Kvm, type KV, type KvEntry } from "@nats-io/kv";
-import { HostDesiredStateSchema, SiteDesiredStateSchema, type HostDesiredState } from "../../../gen/lvsfleet/v1/desired_state_pb.js";
+import { HostDesiredStateSchema, type HostDesiredState } from "../../../gen/lvsfleet/v1/desired_state_pb.js";
 import { DesiredStateJoin } from "./combine.js";
+import { decodeSitePartFor } from "./site-part-codec.js";
 import { jitteredBackoff, sleep } from "./backoff.js";
 import type { Log } from "./log.js";
 
@@ -46,6 +55,7 @@ export class DesiredStateWatch {
   private readonly join = new DesiredStateJoin();
   private kv: KV | undefined;
   private loops: Promise<void>[] = [];
+  private siteSub: Subscription | undefined;
   private statusLoop: Promise<void> | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
   /** False between a disconnect and the reconnect: requests then only sit until they time out. */
@@ -58,7 +68,15 @@ export class DesiredStateWatch {
   }
 
   start(): void {
-    this.loops = [this.watchLoop(this.key), this.watchLoop(this.siteKey)];
+    this.loops = [this.watchLoop(this.key)];
+    this.siteSub = this.o.nc.subscribe(`$KV.${this.o.bucket}.${this.siteKey}`, {
+      callback: (err, msg) => {
+        if (err || this.stop.signal.aborted) return;
+        // Deletes and purges carry a KV-Operation header and no value: not a state.
+        if (msg.headers?.get("KV-Operation")) return;
+        this.deliverValue(this.siteKey, msg.data);
+      },
+    });
     this.statusLoop = this.watchStatus();
     this.resyncTimer = setInterval(() => void this.resync(), this.o.resyncMs);
     this.resyncTimer.unref();
@@ -68,6 +86,7 @@ export class DesiredStateWatch {
     this.stop.abort();
     clearInterval(this.resyncTimer);
     for (const it of this.iters.values()) it.stop();
+    this.siteSub?.unsubscribe();
     await Promise.all(this.loops);
     // The status iterator ends when the connection closes (the caller owns the connection).
   }
@@ -93,11 +112,17 @@ export class DesiredStateWatch {
 
   private deliver(e: KvEntry): void {
     // Deletes/purges carry no state; a removed host gets an empty HostDesiredState instead.
-    if (e.operation !== "PUT" || e.value.length === 0) return;
+    if (e.operation !== "PUT") return;
+    this.deliverValue(e.key, e.value);
+  }
+
+  private deliverValue(key: string, value: Uint8Array): void {
+    if (value.length === 0) return;
+    const e = { key, value };
     let whole: HostDesiredState | undefined;
     try {
       if (e.key === this.siteKey) {
-        const part = fromBinary(SiteDesiredStateSchema, e.value);
+        const part = decodeSitePartFor(e.value, this.o.host);
         if (part.site !== this.o.site) {
           this.o.log.warn({ key: e.key, site: part.site }, "site part of another site ignored");
           return;
@@ -131,6 +156,9 @@ export class DesiredStateWatch {
         this.kv = kv;
         this.iters.set(key, iter);
         if (this.stop.signal.aborted) iter.stop();
+        // The site part has no watch (see the top): read it now that the subscription is live, so
+        // a put before it is not missed.
+        void this.resync();
         let got = false;
         for await (const e of iter) {
           if (!got) {
