@@ -17,6 +17,11 @@
  * CPU per operation (server process and its main thread, client processes, the database's Postgres
  * backends) is read from /proc around each phase: unlike rates, it hardly depends on the machine's load.
  *
+ * `--decode full` (default): the read clients decode every response into protobuf-es messages (100
+ * RealServers per List page — most of the clients' CPU). `--decode count`: they take the response
+ * bytes and walk only their top level (count the items, read the revision), as a C load generator
+ * would; the server does exactly the same work either way, the machine's two cores are just not spent
+ * on protobuf-es decoding in the load generator.
  * The load comes from `--client-procs` processes (this script forked, `--clients` split among them,
  * one gRPC channel per client) so that one client event loop is not what saturates: the figure is the
  * server's. `--server-args="--cpu-prof --cpu-prof-dir=/tmp/prof"` passes node flags to the control
@@ -31,11 +36,14 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs, promisify } from "node:util";
+import * as grpc from "@grpc/grpc-js";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import { connect } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
 import { ForwardMethod, Protocol } from "../gen/lvsfleet/v1/types_pb.js";
 import { OperatorService } from "../gen/lvsfleet/v1/operator_service_pb.js";
-import { TopologyService } from "../gen/lvsfleet/v1/topology_service_pb.js";
+import { GetVirtualServiceRequestSchema, ListRealServersRequestSchema, TopologyService } from "../gen/lvsfleet/v1/topology_service_pb.js";
 import { createClient, type Client } from "../lib/grpc/client.js";
 import { createTestDatabase } from "../test/harness/postgres.js";
 
@@ -47,12 +55,15 @@ const { values: args } = parseArgs({
     reals: { type: "string", default: "10000" },
     "client-procs": { type: "string", default: "2" },
     "server-args": { type: "string", default: "" },
+    decode: { type: "string", default: "full" },
     role: { type: "string", default: "main" },
   },
 });
 const seconds = Number(args.seconds);
 const clients = Number(args.clients);
 const reals = Number(args.reals);
+const decode = args.decode === "count" ? "count" : "full";
+if (args.decode !== decode) throw new Error(`--decode ${args.decode}: full or count`);
 const clientProcs = Math.max(1, Math.min(clients, Number(args["client-procs"])));
 const root = join(import.meta.dirname, "..");
 
@@ -131,7 +142,7 @@ const fmtCpu = (c: ReturnType<typeof cpuPerOp>) =>
 /** One job for a client process; every process gets its share of the clients. */
 type Job =
   | { kind: "writes"; ms: number }
-  | { kind: "reads"; ms: number; tokens: string[] };
+  | { kind: "reads"; ms: number; tokens: string[]; decode: "full" | "count" };
 interface JobResult {
   lat: number[];
   elapsedMs: number;
@@ -153,6 +164,20 @@ async function load(n: number, ms: number, fn: (worker: number, i: number) => Pr
     }),
   );
   return { lat, elapsedMs: performance.now() - start };
+}
+
+/** The top level of a response: how many field-1 entries (the resource / the items) and the revision. */
+function scanTop(buf: Uint8Array, revisionField: number): { items: number; revision: bigint } {
+  const r = new BinaryReader(buf);
+  let items = 0;
+  let revision = 0n;
+  while (r.pos < r.len) {
+    const [no, wt] = r.tag();
+    if (no === 1 && wt === WireType.LengthDelimited) items++;
+    if (no === revisionField && wt === WireType.Varint) revision = BigInt(r.int64());
+    else r.skip(wt);
+  }
+  return { items, revision };
 }
 
 /** Client process: `n` channels to the server at `port`, running jobs sent by the main process. */
@@ -177,6 +202,31 @@ async function clientRole(): Promise<void> {
       return { ...r, listed: 0 };
     }
     let listed = 0;
+    if (job.decode === "count") {
+      // Raw bytes: the responses are received whole but not decoded into messages — only their top
+      // level is walked (items counted, revision read), as a load generator in C would. See --decode.
+      const raw = Array.from({ length: n }, () => new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure()));
+      const getReq = Buffer.from(toBinary(GetVirtualServiceRequestSchema, create(GetVirtualServiceRequestSchema, { name: READS_VS })));
+      const listReqs = job.tokens.map((t) => Buffer.from(toBinary(ListRealServersRequestSchema, create(ListRealServersRequestSchema, { parent: READS_VS, pageSize: 100, pageToken: t }))));
+      const call = (cl: grpc.Client, path: string, req: Buffer) =>
+        new Promise<Buffer>((resolve, reject) =>
+          cl.makeUnaryRequest(path, (b: Buffer) => b, (b: Buffer) => b, req, (err, res) => (err ? reject(err) : resolve(res!))),
+        );
+      const r = await load(n, job.ms, async (w, i) => {
+        const cl = raw[w]!;
+        if (i % 2 === 0) {
+          const top = scanTop(await call(cl, "/lvsfleet.v1.TopologyService/GetVirtualService", getReq), 2);
+          if (top.items !== 1 || top.revision === 0n) throw new Error("GetVirtualService: no service or no revision");
+        } else {
+          const k = ((proc * n + w) * 7919 + i) % listReqs.length;
+          const top = scanTop(await call(cl, "/lvsfleet.v1.TopologyService/ListRealServers", listReqs[k]!), 3);
+          if (top.revision === 0n) throw new Error("ListRealServers: no revision");
+          listed += top.items;
+        }
+      });
+      for (const c of raw) c.close();
+      return { ...r, listed };
+    }
     const r = await load(n, job.ms, async (w, i) => {
       const cl = pool[w]!;
       if (i % 2 === 0) {
@@ -322,7 +372,7 @@ async function main(): Promise<void> {
       tokens.push((tok = page.nextPageToken));
     }
     const r0 = cpu();
-    const reads = await runAll(procs, () => ({ kind: "reads", ms: seconds * 1000, tokens }));
+    const reads = await runAll(procs, () => ({ kind: "reads", ms: seconds * 1000, tokens, decode }));
     const readCpu = cpuPerOp(r0, cpu(), reads.lat.length);
     const readsPerS = (reads.lat.length / reads.elapsedMs) * 1000;
     if (reads.listed === 0) throw new Error("ListRealServers returned nothing");
@@ -336,7 +386,7 @@ async function main(): Promise<void> {
     console.log(
       `api_writes_per_s=${writesPerS.toFixed(0)} pgbench_tps=${tps.toFixed(0)} ratio=${(writesPerS / tps).toFixed(2)} reads_per_s=${readsPerS.toFixed(0)} ` +
         `write_p50_ms=${percentile(writes.lat, 50).toFixed(2)} write_p99_ms=${percentile(writes.lat, 99).toFixed(2)} ` +
-        `read_p50_ms=${percentile(reads.lat, 50).toFixed(2)} read_p99_ms=${percentile(reads.lat, 99).toFixed(2)} clients=${clients} client_procs=${procs.length} reals=${reals} ` +
+        `read_p50_ms=${percentile(reads.lat, 50).toFixed(2)} read_p99_ms=${percentile(reads.lat, 99).toFixed(2)} decode=${decode} clients=${clients} client_procs=${procs.length} reals=${reals} ` +
         `write_cpu_ms_server=${writeCpu.server.toFixed(3)} write_cpu_ms_pg=${writeCpu.postgres.toFixed(3)} read_cpu_ms_server=${readCpu.server.toFixed(3)} read_cpu_ms_clients=${readCpu.clients.toFixed(3)}`,
     );
   } finally {
