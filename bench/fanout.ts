@@ -159,7 +159,9 @@ async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), "lvsfleet-bench-fanout-"));
   stateDir = dir;
   const t1 = Date.now();
-  child = spawn(process.execPath, ["--import", "tsx", join(import.meta.dirname, "fanout-agents.ts"),
+  // LVSFLEET_BENCH_CPU_PROF=<dir>: a V8 CPU profile of the agents' process, written when it exits.
+  const prof = process.env.LVSFLEET_BENCH_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.LVSFLEET_BENCH_CPU_PROF}`] : [];
+  child = spawn(process.execPath, [...prof, "--import", "tsx", join(import.meta.dirname, "fanout-agents.ts"),
     "--agents", String(N), "--site", SITE, "--bucket", BUCKET, "--nats", NATS_URL, "--state-dir", dir,
     // Reports on a subject of this run only: no status ingest of another test picks them up.
     "--status-prefix", `bench.${RUN}.status`], { stdio: ["ignore", "pipe", "inherit"] });
