@@ -142,6 +142,7 @@ describe("NAT return path on resync", () => {
         addresses: [{ $typeName: "lvsfleet.v1.VipAddress", interface: "lo", address: "192.0.2.20", prefixLength: 32 }],
         tunnels: [],
         natReturnPaths: [{ $typeName: "lvsfleet.v1.NatReturnPath", virtualService: "web", directorAddresses: ["198.51.100.1"] }],
+        fouPorts: [],
       },
     });
     const b = backend();

@@ -52,7 +52,7 @@ function desired(opts: { weight?: number; scheduler?: string; director?: boolean
     ds.sysctls = [{ $typeName: "lvsfleet.v1.Sysctl", key: "net.ipv4.ip_forward", value: "1" }];
   }
   if (opts.rs) {
-    ds.realServer = { $typeName: "lvsfleet.v1.RealServerState", addresses: [{ $typeName: "lvsfleet.v1.VipAddress", interface: "lo", address: "192.0.2.20", prefixLength: 32 }], tunnels: [], natReturnPaths: [] };
+    ds.realServer = { $typeName: "lvsfleet.v1.RealServerState", addresses: [{ $typeName: "lvsfleet.v1.VipAddress", interface: "lo", address: "192.0.2.20", prefixLength: 32 }], tunnels: [], natReturnPaths: [], fouPorts: [] };
     ds.sysctls = [...ds.sysctls, { $typeName: "lvsfleet.v1.Sysctl", key: "net.ipv4.conf.all.arp_ignore", value: "1" }];
   }
   return ds;
@@ -200,6 +200,7 @@ describe("LinuxBackend (fakes)", () => {
       addresses: [vip("ip6tnl0", "2001:db8::10", 128), vip("gre0", "192.0.2.30", 32)],
       tunnels: [tunnel("ip6tnl0", TunnelType.IPIP), tunnel("gre0", TunnelType.GRE)],
       natReturnPaths: [],
+      fouPorts: [],
     };
     const b = backend();
     expect((await b.apply(ds)).errors).toEqual([]);
@@ -224,6 +225,7 @@ describe("LinuxBackend (fakes)", () => {
       addresses: [{ $typeName: "lvsfleet.v1.VipAddress", interface: "lo", address: "192.0.2.20", prefixLength: 32 }],
       tunnels: [{ $typeName: "lvsfleet.v1.TunnelInterface", name: "ip6tnl0", type: TunnelType.IPIP }],
       natReturnPaths: [],
+      fouPorts: [],
     };
     const r = await backend().apply(ds);
     expect(r.errors.map((e) => e.object).join(" ")).toMatch(/ip6tnl0/);

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file lvsfleet/v1/desired_state.proto.
  */
 export const file_lvsfleet_v1_desired_state: GenFile = /*@__PURE__*/
-  fileDesc("Ch9sdnNmbGVldC92MS9kZXNpcmVkX3N0YXRlLnByb3RvEgtsdnNmbGVldC52MSLsAQoQSG9zdERlc2lyZWRTdGF0ZRIMCgRzaXRlGAEgASgJEgwKBGhvc3QYAiABKAkSEAoIcmV2aXNpb24YAyABKAMSDAoEaGFzaBgEIAEoCRIsCghkaXJlY3RvchgFIAEoCzIaLmx2c2ZsZWV0LnYxLkRpcmVjdG9yU3RhdGUSMQoLcmVhbF9zZXJ2ZXIYBiABKAsyHC5sdnNmbGVldC52MS5SZWFsU2VydmVyU3RhdGUSJAoHc3lzY3RscxgHIAMoCzITLmx2c2ZsZWV0LnYxLlN5c2N0bBIVCg1zaXRlX3JldmlzaW9uGAggASgDIsMBCg1EaXJlY3RvclN0YXRlEioKCHNlcnZpY2VzGAEgAygLMhgubHZzZmxlZXQudjEuSXB2c1NlcnZpY2USKwoIdGltZW91dHMYAiABKAsyGS5sdnNmbGVldC52MS5JcHZzVGltZW91dHMSKgoJYWRkcmVzc2VzGAMgAygLMhcubHZzZmxlZXQudjEuVmlwQWRkcmVzcxItCgxmd21hcmtfcnVsZXMYBCADKAsyFy5sdnNmbGVldC52MS5Gd21hcmtSdWxlIpoECgtJcHZzU2VydmljZRIXCg92aXJ0dWFsX3NlcnZpY2UYASABKAkSMgoOYWRkcmVzc19mYW1pbHkYAiABKA4yGi5sdnNmbGVldC52MS5BZGRyZXNzRmFtaWx5EicKCHByb3RvY29sGAMgASgOMhUubHZzZmxlZXQudjEuUHJvdG9jb2wSDwoHYWRkcmVzcxgEIAEoCRIMCgRwb3J0GAUgASgNEg4KBmZ3bWFyaxgGIAEoDRIRCglzY2hlZHVsZXIYByABKAkSFwoPc2NoZWR1bGVyX2ZsYWdzGAggAygJEhsKE3BlcnNpc3RlbmNlX3RpbWVvdXQYCSABKA0SIQoZcGVyc2lzdGVuY2VfcHJlZml4X2xlbmd0aBgKIAEoDRISCgpvbmVfcGFja2V0GAsgASgIEhoKEnBlcnNpc3RlbmNlX2VuZ2luZRgMIAEoCRIyCgxkZXN0aW5hdGlvbnMYDSADKAsyHC5sdnNmbGVldC52MS5JcHZzRGVzdGluYXRpb24SLgoMaGVhbHRoX2NoZWNrGA4gASgLMhgubHZzZmxlZXQudjEuSGVhbHRoQ2hlY2sSMgoOZmFpbHVyZV9hY3Rpb24YDyABKA4yGi5sdnNmbGVldC52MS5GYWlsdXJlQWN0aW9uEjIKDHNvcnJ5X3NlcnZlchgQIAEoCzIcLmx2c2ZsZWV0LnYxLklwdnNEZXN0aW5hdGlvbiKaAgoPSXB2c0Rlc3RpbmF0aW9uEhMKC3JlYWxfc2VydmVyGAEgASgJEjIKDmFkZHJlc3NfZmFtaWx5GAIgASgOMhoubHZzZmxlZXQudjEuQWRkcmVzc0ZhbWlseRIPCgdhZGRyZXNzGAMgASgJEgwKBHBvcnQYBCABKA0SMgoOZm9yd2FyZF9tZXRob2QYBSABKA4yGi5sdnNmbGVldC52MS5Gb3J3YXJkTWV0aG9kEg4KBndlaWdodBgGIAEoDRIXCg91cHBlcl90aHJlc2hvbGQYByABKA0SFwoPbG93ZXJfdGhyZXNob2xkGAggASgNEikKBnR1bm5lbBgJIAEoCzIZLmx2c2ZsZWV0LnYxLlR1bm5lbENvbmZpZyJHCgpWaXBBZGRyZXNzEhEKCWludGVyZmFjZRgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEhUKDXByZWZpeF9sZW5ndGgYAyABKA0iRQoKRndtYXJrUnVsZRIMCgRtYXJrGAEgASgNEikKB21hdGNoZXMYAiADKAsyGC5sdnNmbGVldC52MS5Gd21hcmtNYXRjaCJzCgtGd21hcmtNYXRjaBIUCgxkZXN0aW5hdGlvbnMYASADKAkSJwoIcHJvdG9jb2wYAiABKA4yFS5sdnNmbGVldC52MS5Qcm90b2NvbBIlCgVwb3J0cxgDIAMoCzIWLmx2c2ZsZWV0LnYxLlBvcnRSYW5nZSKiAQoPUmVhbFNlcnZlclN0YXRlEioKCWFkZHJlc3NlcxgBIAMoCzIXLmx2c2ZsZWV0LnYxLlZpcEFkZHJlc3MSLQoHdHVubmVscxgCIAMoCzIcLmx2c2ZsZWV0LnYxLlR1bm5lbEludGVyZmFjZRI0ChBuYXRfcmV0dXJuX3BhdGhzGAMgAygLMhoubHZzZmxlZXQudjEuTmF0UmV0dXJuUGF0aCJGCg9UdW5uZWxJbnRlcmZhY2USDAoEbmFtZRgBIAEoCRIlCgR0eXBlGAIgASgOMhcubHZzZmxlZXQudjEuVHVubmVsVHlwZSJECg1OYXRSZXR1cm5QYXRoEhcKD3ZpcnR1YWxfc2VydmljZRgBIAEoCRIaChJkaXJlY3Rvcl9hZGRyZXNzZXMYAiADKAkiJAoGU3lzY3RsEgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCSLtAQoQU2l0ZURlc2lyZWRTdGF0ZRIMCgRzaXRlGAEgASgJEhAKCHJldmlzaW9uGAIgASgDEgwKBGhhc2gYAyABKAkSKwoIdGltZW91dHMYBCABKAsyGS5sdnNmbGVldC52MS5JcHZzVGltZW91dHMSSAoOaG9zdF9yZXZpc2lvbnMYBSADKAsyMC5sdnNmbGVldC52MS5TaXRlRGVzaXJlZFN0YXRlLkhvc3RSZXZpc2lvbnNFbnRyeRo0ChJIb3N0UmV2aXNpb25zRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgDOgI4AWIGcHJvdG8z", [file_lvsfleet_v1_types]);
+  fileDesc("Ch9sdnNmbGVldC92MS9kZXNpcmVkX3N0YXRlLnByb3RvEgtsdnNmbGVldC52MSLsAQoQSG9zdERlc2lyZWRTdGF0ZRIMCgRzaXRlGAEgASgJEgwKBGhvc3QYAiABKAkSEAoIcmV2aXNpb24YAyABKAMSDAoEaGFzaBgEIAEoCRIsCghkaXJlY3RvchgFIAEoCzIaLmx2c2ZsZWV0LnYxLkRpcmVjdG9yU3RhdGUSMQoLcmVhbF9zZXJ2ZXIYBiABKAsyHC5sdnNmbGVldC52MS5SZWFsU2VydmVyU3RhdGUSJAoHc3lzY3RscxgHIAMoCzITLmx2c2ZsZWV0LnYxLlN5c2N0bBIVCg1zaXRlX3JldmlzaW9uGAggASgDIsMBCg1EaXJlY3RvclN0YXRlEioKCHNlcnZpY2VzGAEgAygLMhgubHZzZmxlZXQudjEuSXB2c1NlcnZpY2USKwoIdGltZW91dHMYAiABKAsyGS5sdnNmbGVldC52MS5JcHZzVGltZW91dHMSKgoJYWRkcmVzc2VzGAMgAygLMhcubHZzZmxlZXQudjEuVmlwQWRkcmVzcxItCgxmd21hcmtfcnVsZXMYBCADKAsyFy5sdnNmbGVldC52MS5Gd21hcmtSdWxlIpoECgtJcHZzU2VydmljZRIXCg92aXJ0dWFsX3NlcnZpY2UYASABKAkSMgoOYWRkcmVzc19mYW1pbHkYAiABKA4yGi5sdnNmbGVldC52MS5BZGRyZXNzRmFtaWx5EicKCHByb3RvY29sGAMgASgOMhUubHZzZmxlZXQudjEuUHJvdG9jb2wSDwoHYWRkcmVzcxgEIAEoCRIMCgRwb3J0GAUgASgNEg4KBmZ3bWFyaxgGIAEoDRIRCglzY2hlZHVsZXIYByABKAkSFwoPc2NoZWR1bGVyX2ZsYWdzGAggAygJEhsKE3BlcnNpc3RlbmNlX3RpbWVvdXQYCSABKA0SIQoZcGVyc2lzdGVuY2VfcHJlZml4X2xlbmd0aBgKIAEoDRISCgpvbmVfcGFja2V0GAsgASgIEhoKEnBlcnNpc3RlbmNlX2VuZ2luZRgMIAEoCRIyCgxkZXN0aW5hdGlvbnMYDSADKAsyHC5sdnNmbGVldC52MS5JcHZzRGVzdGluYXRpb24SLgoMaGVhbHRoX2NoZWNrGA4gASgLMhgubHZzZmxlZXQudjEuSGVhbHRoQ2hlY2sSMgoOZmFpbHVyZV9hY3Rpb24YDyABKA4yGi5sdnNmbGVldC52MS5GYWlsdXJlQWN0aW9uEjIKDHNvcnJ5X3NlcnZlchgQIAEoCzIcLmx2c2ZsZWV0LnYxLklwdnNEZXN0aW5hdGlvbiKaAgoPSXB2c0Rlc3RpbmF0aW9uEhMKC3JlYWxfc2VydmVyGAEgASgJEjIKDmFkZHJlc3NfZmFtaWx5GAIgASgOMhoubHZzZmxlZXQudjEuQWRkcmVzc0ZhbWlseRIPCgdhZGRyZXNzGAMgASgJEgwKBHBvcnQYBCABKA0SMgoOZm9yd2FyZF9tZXRob2QYBSABKA4yGi5sdnNmbGVldC52MS5Gb3J3YXJkTWV0aG9kEg4KBndlaWdodBgGIAEoDRIXCg91cHBlcl90aHJlc2hvbGQYByABKA0SFwoPbG93ZXJfdGhyZXNob2xkGAggASgNEikKBnR1bm5lbBgJIAEoCzIZLmx2c2ZsZWV0LnYxLlR1bm5lbENvbmZpZyJHCgpWaXBBZGRyZXNzEhEKCWludGVyZmFjZRgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEhUKDXByZWZpeF9sZW5ndGgYAyABKA0iRQoKRndtYXJrUnVsZRIMCgRtYXJrGAEgASgNEikKB21hdGNoZXMYAiADKAsyGC5sdnNmbGVldC52MS5Gd21hcmtNYXRjaCJzCgtGd21hcmtNYXRjaBIUCgxkZXN0aW5hdGlvbnMYASADKAkSJwoIcHJvdG9jb2wYAiABKA4yFS5sdnNmbGVldC52MS5Qcm90b2NvbBIlCgVwb3J0cxgDIAMoCzIWLmx2c2ZsZWV0LnYxLlBvcnRSYW5nZSLLAQoPUmVhbFNlcnZlclN0YXRlEioKCWFkZHJlc3NlcxgBIAMoCzIXLmx2c2ZsZWV0LnYxLlZpcEFkZHJlc3MSLQoHdHVubmVscxgCIAMoCzIcLmx2c2ZsZWV0LnYxLlR1bm5lbEludGVyZmFjZRI0ChBuYXRfcmV0dXJuX3BhdGhzGAMgAygLMhoubHZzZmxlZXQudjEuTmF0UmV0dXJuUGF0aBInCglmb3VfcG9ydHMYBCADKAsyFC5sdnNmbGVldC52MS5Gb3VQb3J0IksKB0ZvdVBvcnQSDAoEcG9ydBgBIAEoDRIyCg5hZGRyZXNzX2ZhbWlseRgCIAEoDjIaLmx2c2ZsZWV0LnYxLkFkZHJlc3NGYW1pbHkiRgoPVHVubmVsSW50ZXJmYWNlEgwKBG5hbWUYASABKAkSJQoEdHlwZRgCIAEoDjIXLmx2c2ZsZWV0LnYxLlR1bm5lbFR5cGUiRAoNTmF0UmV0dXJuUGF0aBIXCg92aXJ0dWFsX3NlcnZpY2UYASABKAkSGgoSZGlyZWN0b3JfYWRkcmVzc2VzGAIgAygJIiQKBlN5c2N0bBILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAki7QEKEFNpdGVEZXNpcmVkU3RhdGUSDAoEc2l0ZRgBIAEoCRIQCghyZXZpc2lvbhgCIAEoAxIMCgRoYXNoGAMgASgJEisKCHRpbWVvdXRzGAQgASgLMhkubHZzZmxlZXQudjEuSXB2c1RpbWVvdXRzEkgKDmhvc3RfcmV2aXNpb25zGAUgAygLMjAubHZzZmxlZXQudjEuU2l0ZURlc2lyZWRTdGF0ZS5Ib3N0UmV2aXNpb25zRW50cnkaNAoSSG9zdFJldmlzaW9uc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAzoCOAFiBnByb3RvMw", [file_lvsfleet_v1_types]);
 
 /**
  * Everything one host must realise in its kernel, compiled by the control plane from the topology.
@@ -406,6 +406,14 @@ export type RealServerState = Message<"lvsfleet.v1.RealServerState"> & {
    * @generated from field: repeated lvsfleet.v1.NatReturnPath nat_return_paths = 3;
    */
   natReturnPaths: NatReturnPath[];
+
+  /**
+   * Foo-over-UDP receive ports in GUE mode for TUN services whose tunnel type is GUE (one per UDP
+   * port and outer family, sorted by family then port). GRE and plain IPIP need none.
+   *
+   * @generated from field: repeated lvsfleet.v1.FouPort fou_ports = 4;
+   */
+  fouPorts: FouPort[];
 };
 
 /**
@@ -414,6 +422,38 @@ export type RealServerState = Message<"lvsfleet.v1.RealServerState"> & {
  */
 export const RealServerStateSchema: GenMessage<RealServerState> = /*@__PURE__*/
   messageDesc(file_lvsfleet_v1_desired_state, 7);
+
+/**
+ * A fou receive port in GUE mode (`ip fou add port <port> gue [-6]`, generic netlink family "fou"):
+ * the kernel strips the UDP + GUE header of packets to that port and hands the inner packet to its
+ * protocol's handler (IPIP -> tunl0, IPv6-in-IPv4 -> sit0, IPv6 outer -> ip6tnl0), where the VIP is.
+ * IPVS encapsulates UDP only as GUE (ip_vs_xmit.c ipvs_gue_encap), so a "direct" port (one fixed
+ * inner protocol) is never needed and has no field here.
+ *
+ * @generated from message lvsfleet.v1.FouPort
+ */
+export type FouPort = Message<"lvsfleet.v1.FouPort"> & {
+  /**
+   * UDP port the Directors send to (the real server's TunnelConfig.port), 1..65535.
+   *
+   * @generated from field: uint32 port = 1;
+   */
+  port: number;
+
+  /**
+   * Outer family: the real server's address family (a fou port listens on one family).
+   *
+   * @generated from field: lvsfleet.v1.AddressFamily address_family = 2;
+   */
+  addressFamily: AddressFamily;
+};
+
+/**
+ * Describes the message lvsfleet.v1.FouPort.
+ * Use `create(FouPortSchema)` to create a new message.
+ */
+export const FouPortSchema: GenMessage<FouPort> = /*@__PURE__*/
+  messageDesc(file_lvsfleet_v1_desired_state, 8);
 
 /**
  * A tunnel device on a TUN real server.
@@ -437,7 +477,7 @@ export type TunnelInterface = Message<"lvsfleet.v1.TunnelInterface"> & {
  * Use `create(TunnelInterfaceSchema)` to create a new message.
  */
 export const TunnelInterfaceSchema: GenMessage<TunnelInterface> = /*@__PURE__*/
-  messageDesc(file_lvsfleet_v1_desired_state, 8);
+  messageDesc(file_lvsfleet_v1_desired_state, 9);
 
 /**
  * A NAT real server's requirement: its route to the clients goes through one of the Directors.
@@ -463,7 +503,7 @@ export type NatReturnPath = Message<"lvsfleet.v1.NatReturnPath"> & {
  * Use `create(NatReturnPathSchema)` to create a new message.
  */
 export const NatReturnPathSchema: GenMessage<NatReturnPath> = /*@__PURE__*/
-  messageDesc(file_lvsfleet_v1_desired_state, 9);
+  messageDesc(file_lvsfleet_v1_desired_state, 10);
 
 /**
  * A sysctl key (dotted, e.g. "net.ipv4.conf.lo.arp_ignore") and its value.
@@ -487,7 +527,7 @@ export type Sysctl = Message<"lvsfleet.v1.Sysctl"> & {
  * Use `create(SysctlSchema)` to create a new message.
  */
 export const SysctlSchema: GenMessage<Sysctl> = /*@__PURE__*/
-  messageDesc(file_lvsfleet_v1_desired_state, 10);
+  messageDesc(file_lvsfleet_v1_desired_state, 11);
 
 /**
  * The part of every host's desired state that is the same for the whole site, published once under
@@ -539,5 +579,5 @@ export type SiteDesiredState = Message<"lvsfleet.v1.SiteDesiredState"> & {
  * Use `create(SiteDesiredStateSchema)` to create a new message.
  */
 export const SiteDesiredStateSchema: GenMessage<SiteDesiredState> = /*@__PURE__*/
-  messageDesc(file_lvsfleet_v1_desired_state, 11);
+  messageDesc(file_lvsfleet_v1_desired_state, 12);
 
