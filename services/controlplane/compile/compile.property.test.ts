@@ -229,6 +229,13 @@ describe("compileSite properties", () => {
             const dev = k.split(".")[3];
             expect(dev === "all" || s.realServer!.tunnels.some((x) => x.name === dev)).toBe(true);
           }
+          // GUE receive ports: exactly one per (outer family, port) of the GUE TUN real servers on this
+          // host, sorted by family then port; none for anything else.
+          const gue = t.realServers.filter((r) => r.host === h.name && r.forwardMethod === ForwardMethod.TUN && r.tunnel?.type === TunnelType.GUE);
+          const wantFou = [...new Set(gue.map((r) => `${r.address.includes(":") ? AddressFamily.IPV6 : AddressFamily.IPV4} ${r.tunnel!.port}`))]
+            .map((k) => k.split(" ").map(Number))
+            .sort((x, y) => x[0]! - y[0]! || x[1]! - y[1]!);
+          expect((s.realServer?.fouPorts ?? []).map((p) => [p.addressFamily, p.port])).toEqual(wantFou);
         }
       }),
       RUNS,

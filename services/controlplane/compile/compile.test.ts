@@ -12,6 +12,7 @@ import {
   ForwardMethod,
   HostRole,
   Protocol,
+  TunnelConfigSchema,
   TunnelType,
 } from "../../../gen/lvsfleet/v1/types_pb.js";
 import { affectedHosts, changedHosts, compileSite, compileSiteWithNotes, hashDesiredState, type SiteTopology } from "./compile.js";
@@ -212,13 +213,15 @@ describe("compileSite: forwarding methods", () => {
   });
 
   it.each([
-    { name: "GRE over IPv4", rsAddr: "198.51.100.31", vip: "192.0.2.100", tun: TunnelType.GRE, dev: "gre0", rp: true, arp: true },
-    { name: "GUE over IPv4", rsAddr: "198.51.100.31", vip: "192.0.2.100", tun: TunnelType.GUE, dev: "tunl0", rp: true, arp: true },
-    { name: "IPIP, IPv6 service", rsAddr: "2001:db8:2::31", vip: "2001:db8:1::100", tun: TunnelType.IPIP, dev: "ip6tnl0", rp: false, arp: false },
-    { name: "GRE, IPv6 service", rsAddr: "2001:db8:2::31", vip: "2001:db8:1::100", tun: TunnelType.GRE, dev: "ip6gre0", rp: false, arp: false },
-    { name: "IPv6 outer, IPv4 inner", rsAddr: "2001:db8:2::31", vip: "192.0.2.100", tun: TunnelType.IPIP, dev: "ip6tnl0", rp: true, arp: true },
-    { name: "IPv4 outer, IPv6 inner", rsAddr: "198.51.100.31", vip: "2001:db8:1::100", tun: TunnelType.IPIP, dev: "sit0", rp: false, arp: false },
-  ])("TUN $name → device $dev", ({ rsAddr, vip, tun, dev, rp, arp: wantArp }) => {
+    { name: "GRE over IPv4", rsAddr: "198.51.100.31", vip: "192.0.2.100", tun: TunnelType.GRE, dev: "gre0", rp: true, arp: true, fou: undefined },
+    { name: "GUE over IPv4", rsAddr: "198.51.100.31", vip: "192.0.2.100", tun: TunnelType.GUE, dev: "tunl0", rp: true, arp: true, fou: AddressFamily.IPV4 },
+    { name: "GUE, IPv6 service", rsAddr: "2001:db8:2::31", vip: "2001:db8:1::100", tun: TunnelType.GUE, dev: "ip6tnl0", rp: false, arp: false, fou: AddressFamily.IPV6 },
+    { name: "GUE, IPv4 outer, IPv6 inner", rsAddr: "198.51.100.31", vip: "2001:db8:1::100", tun: TunnelType.GUE, dev: "sit0", rp: false, arp: false, fou: AddressFamily.IPV4 },
+    { name: "IPIP, IPv6 service", rsAddr: "2001:db8:2::31", vip: "2001:db8:1::100", tun: TunnelType.IPIP, dev: "ip6tnl0", rp: false, arp: false, fou: undefined },
+    { name: "GRE, IPv6 service", rsAddr: "2001:db8:2::31", vip: "2001:db8:1::100", tun: TunnelType.GRE, dev: "ip6gre0", rp: false, arp: false, fou: undefined },
+    { name: "IPv6 outer, IPv4 inner", rsAddr: "2001:db8:2::31", vip: "192.0.2.100", tun: TunnelType.IPIP, dev: "ip6tnl0", rp: true, arp: true, fou: undefined },
+    { name: "IPv4 outer, IPv6 inner", rsAddr: "198.51.100.31", vip: "2001:db8:1::100", tun: TunnelType.IPIP, dev: "sit0", rp: false, arp: false, fou: undefined },
+  ])("TUN $name → device $dev", ({ rsAddr, vip, tun, dev, rp, arp: wantArp, fou }) => {
     const v6 = vip.includes(":");
     const topo = topology({
       hosts: [director("lb1", { eth0: ["192.0.2.10/24", "2001:db8:1::10/64"] }), realServerHost("far1", { eth0: [`${rsAddr}/24`] })],
@@ -233,6 +236,9 @@ describe("compileSite: forwarding methods", () => {
     expect(keys.includes(`net.ipv4.conf.${dev}.rp_filter`)).toBe(rp);
     expect(keys.includes("net.ipv4.conf.all.rp_filter")).toBe(rp);
     expect(keys.includes("net.ipv4.conf.eth0.arp_ignore")).toBe(wantArp);
+    // GUE: a fou receive port on the tunnel port, of the real server's (outer) family; nothing else needs one.
+    expect(far.realServer!.fouPorts).toEqual(fou === undefined ? [] : [expect.objectContaining({ port: 5555, addressFamily: fou })]);
+    expect(got.get("lb1")!.realServer).toBeUndefined();
     const dest = got.get("lb1")!.director!.services[0].destinations[0];
     expect(dest.tunnel).toEqual(expect.objectContaining({ type: tun, port: tun === TunnelType.GUE ? 5555 : 0 }));
     expect(dest.addressFamily).toBe(rsAddr.includes(":") ? AddressFamily.IPV6 : AddressFamily.IPV4);
@@ -249,6 +255,88 @@ describe("compileSite: forwarding methods", () => {
     const b = compileSite(mk(2), 1n).get("lb1")!;
     expect(a.director!.services[0].destinations[0].tunnel).toBeUndefined();
     expect(a.hash).toBe(b.hash);
+  });
+});
+
+describe("compileSite: GUE receive ports (fou)", () => {
+  // far1 serves four TUN services: two GUE on port 6080 (one IPv4, one IPv6 VIP — both IPv4 outer),
+  // one GUE on 7000, one plain IPIP; far2 (IPv6 address) one GUE on 6080; near1 GRE only.
+  const gue = (port: number) => ({ type: TunnelType.GUE, port });
+  const topo = (drop: string[] = []) =>
+    topology({
+      hosts: [
+        director("lb1", { eth0: ["192.0.2.10/24", "2001:db8:1::10/64"] }),
+        realServerHost("far1", { eth0: ["198.51.100.31/24"] }),
+        realServerHost("far2", { eth0: ["2001:db8:2::32/64"] }),
+        realServerHost("near1", { eth0: ["198.51.100.33/24"] }),
+      ],
+      virtualServices: [
+        vs("a", { address: "192.0.2.100", port: 80, directors: ["lb1"] }),
+        vs("b", { address: "2001:db8:1::100", port: 80, addressFamily: AddressFamily.IPV6, directors: ["lb1"] }),
+        vs("c", { address: "192.0.2.101", port: 443, directors: ["lb1"] }),
+        vs("d", { address: "192.0.2.102", port: 80, directors: ["lb1"] }),
+        vs("e", { address: "2001:db8:1::101", port: 80, addressFamily: AddressFamily.IPV6, directors: ["lb1"] }),
+        vs("f", { address: "192.0.2.103", port: 80, directors: ["lb1"] }),
+      ].filter((v) => !drop.includes(v.name.split("/").pop()!)),
+      realServers: [
+        rs("a", "far1", { address: "198.51.100.31", forwardMethod: ForwardMethod.TUN, tunnel: gue(6080), host: "far1" }),
+        rs("b", "far1", { address: "198.51.100.31", forwardMethod: ForwardMethod.TUN, tunnel: gue(6080), host: "far1" }),
+        rs("c", "far1", { address: "198.51.100.31", forwardMethod: ForwardMethod.TUN, tunnel: gue(7000), host: "far1" }),
+        rs("d", "far1", { address: "198.51.100.31", forwardMethod: ForwardMethod.TUN, tunnel: { type: TunnelType.IPIP }, host: "far1" }),
+        rs("e", "far2", { address: "2001:db8:2::32", forwardMethod: ForwardMethod.TUN, tunnel: gue(6080), host: "far2" }),
+        rs("f", "near1", { address: "198.51.100.33", forwardMethod: ForwardMethod.TUN, tunnel: { type: TunnelType.GRE }, host: "near1" }),
+      ].filter((r) => !drop.includes(r.name.split("/")[3]!)),
+    });
+  const fouOf = (states: Map<string, HostDesiredState>, h: string) => (states.get(h)!.realServer?.fouPorts ?? []).map((p) => [p.addressFamily, p.port]);
+
+  it("one fou port per (outer family, port) on each GUE real-server host, sorted; GRE and IPIP hosts and the Director get none", () => {
+    const got = compileSite(topo(), 1n);
+    expect(fouOf(got, "far1")).toEqual([
+      [AddressFamily.IPV4, 6080],
+      [AddressFamily.IPV4, 7000],
+    ]);
+    expect(fouOf(got, "far2")).toEqual([[AddressFamily.IPV6, 6080]]);
+    expect(fouOf(got, "near1")).toEqual([]);
+    expect(got.get("lb1")!.realServer).toBeUndefined();
+    // The devices the ports feed: tunl0 (IPv4 in GUE/IPv4), sit0 (IPv6 in GUE/IPv4), ip6tnl0 (GUE/IPv6).
+    expect(got.get("far1")!.realServer!.tunnels.map((t) => [t.name, t.type])).toEqual([
+      ["sit0", TunnelType.GUE],
+      ["tunl0", TunnelType.IPIP],
+      ["tunl0", TunnelType.GUE],
+    ]);
+    expect(got.get("far2")!.realServer!.tunnels.map((t) => t.name)).toEqual(["ip6tnl0"]);
+  });
+
+  it("a port stays while any GUE service uses it, and goes with the last one; only the real-server hosts involved are affected", () => {
+    const before = topo();
+    // a goes: b still holds 6080/IPv4 on far1 — far1 changes (VIP) but keeps its ports.
+    const noA = compileSite(topo(["a"]), 2n);
+    expect(fouOf(noA, "far1")).toEqual([
+      [AddressFamily.IPV4, 6080],
+      [AddressFamily.IPV4, 7000],
+    ]);
+    // a and b go: 6080/IPv4 goes from far1; far2's 6080/IPv6 is another port and stays.
+    const noAB = compileSite(topo(["a", "b"]), 3n);
+    expect(fouOf(noAB, "far1")).toEqual([[AddressFamily.IPV4, 7000]]);
+    expect(fouOf(noAB, "far2")).toEqual([[AddressFamily.IPV6, 6080]]);
+    // Every GUE service gone: no fou port anywhere; far1 keeps only its IPIP tunnel.
+    const noGue = compileSite(topo(["a", "b", "c", "e"]), 4n);
+    for (const h of ["far1", "far2", "near1", "lb1"]) expect(fouOf(noGue, h)).toEqual([]);
+    expect(noGue.get("far2")!.realServer).toBeUndefined();
+    expect(noGue.get("far1")!.realServer!.tunnels.map((t) => t.name)).toEqual(["tunl0"]);
+    expect(affectedHosts(before, topo(["e"]))).toEqual(["far2", "lb1"]);
+  });
+
+  it("changing a GUE port moves the fou port (Director and that real server affected); GUE → GRE drops it", () => {
+    const before = topo(["b", "c", "d", "e", "f"]);
+    const after = topo(["b", "c", "d", "e", "f"]);
+    after.realServers[0]!.tunnel!.port = 6081;
+    expect(fouOf(compileSite(after, 1n), "far1")).toEqual([[AddressFamily.IPV4, 6081]]);
+    expect(affectedHosts(before, after)).toEqual(["far1", "lb1"]);
+    after.realServers[0]!.tunnel = create(TunnelConfigSchema, { type: TunnelType.GRE });
+    const gre = compileSite(after, 2n).get("far1")!;
+    expect(gre.realServer!.fouPorts).toEqual([]);
+    expect(gre.realServer!.tunnels.map((t) => t.name)).toEqual(["gre0"]);
   });
 });
 

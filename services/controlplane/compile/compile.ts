@@ -9,6 +9,7 @@ import { clone, create, toBinary } from "@bufbuild/protobuf";
 import { createHash } from "node:crypto";
 import {
   DirectorStateSchema,
+  FouPortSchema,
   FwmarkMatchSchema,
   FwmarkRuleSchema,
   HostDesiredStateSchema,
@@ -19,6 +20,7 @@ import {
   SysctlSchema,
   TunnelInterfaceSchema,
   VipAddressSchema,
+  type FouPort,
   type FwmarkMatch,
   type FwmarkRule,
   type HostDesiredState,
@@ -197,6 +199,8 @@ interface HostAcc {
   nat6: boolean;
   rsVips: Map<string, VipAddress>;
   tunnels: Map<string, TunnelInterface>;
+  /** GUE receive ports (fou), keyed "<family> <port>". */
+  fouPorts: Map<string, FouPort>;
   /** Tunnel devices that receive IPv4 inner packets (need rp_filter relaxed). */
   rpFilterDevices: Set<string>;
   natPaths: Map<string, NatReturnPath>;
@@ -325,6 +329,7 @@ class Compiler {
         nat6: false,
         rsVips: new Map(),
         tunnels: new Map(),
+        fouPorts: new Map(),
         rpFilterDevices: new Set(),
         natPaths: new Map(),
       });
@@ -602,10 +607,21 @@ class Compiler {
 
     let ifname = LOOPBACK;
     if (fwd === ForwardMethod.TUN) {
-      const type = this.tunnelConfig(rs).type;
+      const cfg = this.tunnelConfig(rs);
+      const type = cfg.type;
       ifname = tunnelDevice(rsAddr.family, family, type);
       const t = create(TunnelInterfaceSchema, { name: ifname, type });
       acc.tunnels.set(`${t.name}\u0000${t.type}`, t);
+      if (type === TunnelType.GUE) {
+        // GUE is IPIP (or IPv6) inside UDP to cfg.port: only a fou port in GUE mode on that port, of
+        // the real server's (outer) family, strips the UDP + GUE header and hands the inner packet
+        // to the device above. One port per (family, port), however many services share it.
+        if (cfg.port === 0 || cfg.port > 65535) {
+          this.note(acc.id, rs.name, `GUE tunnel without a valid port (${cfg.port}); no fou receive port`);
+        } else {
+          acc.fouPorts.set(`${rsAddr.family} ${cfg.port}`, create(FouPortSchema, { port: cfg.port, addressFamily: afOf(rsAddr.family) }));
+        }
+      }
       // rp_filter is IPv4 source validation: it applies when the decapsulated packet is IPv4.
       if (family === 4) acc.rpFilterDevices.add(ifname);
     }
@@ -673,12 +689,13 @@ class Compiler {
     // itself (LOCALNODE). A second copy on lo / the tunnel would only duplicate the local route.
     const directorHeld = new Set(state.director?.addresses.map((a) => a.address) ?? []);
     const rsVips = sortVips([...acc.rsVips.values()].filter((v) => !directorHeld.has(v.address)));
-    const hasRs = rsVips.length > 0 || acc.tunnels.size > 0 || acc.natPaths.size > 0;
+    const hasRs = rsVips.length > 0 || acc.tunnels.size > 0 || acc.natPaths.size > 0 || acc.fouPorts.size > 0;
     if (hasRs) {
       state.realServer = create(RealServerStateSchema, {
         addresses: rsVips,
         tunnels: [...acc.tunnels.values()].sort((a, b) => compareStrings(a.name, b.name) || a.type - b.type),
         natReturnPaths: [...acc.natPaths.values()].sort((a, b) => compareStrings(a.virtualService, b.virtualService)),
+        fouPorts: [...acc.fouPorts.values()].sort((a, b) => a.addressFamily - b.addressFamily || a.port - b.port),
       });
       if (rsVips.some((v) => parseAddress(v.address)?.family === 4)) {
         // The VIP is a local address, and by default Linux answers ARP for any local address on any

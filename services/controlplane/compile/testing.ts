@@ -128,6 +128,7 @@ const rsArb = fc.record({
   method: fc.constantFrom(ForwardMethod.NAT, ForwardMethod.DR, ForwardMethod.TUN),
   weight: fc.nat(100),
   tun: fc.constantFrom(TunnelType.IPIP, TunnelType.GRE, TunnelType.GUE),
+  guePort: fc.constantFrom(5555, 6080),
   addr: fc.integer({ min: 1, max: 200 }),
   port: fc.constantFrom(0, 8080),
 });
@@ -209,7 +210,7 @@ export function build(spec: TopoSpec): SiteTopology {
           // Only NAT may remap the port (validation rule); DR/TUN use 0 = the service port.
           port: r.method === ForwardMethod.NAT && !v.fwmark && v.port !== 0 ? r.port : 0,
           forwardMethod: r.method,
-          tunnel: r.method === ForwardMethod.TUN ? { type: r.tun, port: r.tun === TunnelType.GUE ? 5555 : 0 } : undefined,
+          tunnel: r.method === ForwardMethod.TUN ? { type: r.tun, port: r.tun === TunnelType.GUE ? r.guePort : 0 } : undefined,
           weight: r.weight,
           host: hostIdx === undefined ? undefined : `h${hostIdx}`,
         }),
