@@ -10,7 +10,7 @@
 import type { HostDesiredState, IpvsDestination as PbDestination, IpvsService as PbService } from "../../../gen/lvsfleet/v1/desired_state_pb.js";
 import { AddressFamily, ForwardMethod, Protocol, TunnelType } from "../../../gen/lvsfleet/v1/types_pb.js";
 import { addressKey, canonicalIp, destinationKey, serviceKey } from "./keys.js";
-import type { DesiredHost, DestinationSpec, Family, Forward, FwmarkRule, ServiceSpec, ServiceState, TunnelDevice, TunnelKind, Vip } from "./types.js";
+import type { DesiredHost, DestinationSpec, Family, FouPortSpec, Forward, FwmarkRule, ServiceSpec, ServiceState, TunnelDevice, TunnelKind, Vip } from "./types.js";
 
 // linux/ip_vs.h (copied, not imported: reconcile/ imports nothing from netlink/).
 const IP_VS_SVC_F_PERSISTENT = 0x0001;
@@ -174,6 +174,13 @@ export function desiredFromProto(ds: HostDesiredState, opts: DesiredOptions = {}
   const tunnels: TunnelDevice[] = [];
   for (const t of ds.realServer?.tunnels ?? []) if (!tunnels.some((x) => x.name === t.name)) tunnels.push({ name: t.name, type: tunnelKind(t.type) });
 
+  const fouPorts: FouPortSpec[] = [];
+  for (const p of ds.realServer?.fouPorts ?? []) {
+    if (!Number.isInteger(p.port) || p.port < 1 || p.port > 65535) throw new DesiredStateError(`fou port ${p.port}: not 1..65535`);
+    const family: Family = p.addressFamily === AddressFamily.IPV6 ? "ipv6" : "ipv4";
+    if (!fouPorts.some((x) => x.port === p.port && x.family === family)) fouPorts.push({ port: p.port, family });
+  }
+
   const t = ds.director?.timeouts;
   const host: DesiredHost = {
     services,
@@ -182,6 +189,7 @@ export function desiredFromProto(ds: HostDesiredState, opts: DesiredOptions = {}
     sysctls: ds.sysctls.map((s) => ({ key: s.key, value: s.value })),
     tunnels,
   };
+  if (fouPorts.length > 0) host.fouPorts = fouPorts;
   if (t && (t.tcpSeconds || t.tcpFinSeconds || t.udpSeconds)) host.timeouts = { tcp: t.tcpSeconds, tcpFin: t.tcpFinSeconds, udp: t.udpSeconds };
   return host;
 }

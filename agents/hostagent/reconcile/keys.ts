@@ -104,6 +104,8 @@ export const destinationObject = (svcKey: string, dKey: string): string => `ipvs
 export const addressObject = (v: Vip): string => `address ${v.ifname} ${v.address}/${v.prefixLen}`;
 export const sysctlObject = (key: string): string => `sysctl ${key}`;
 export const linkObject = (name: string): string => `link ${name}`;
+export const fouKey = (p: { family: string; port: number }): string => `${p.family} ${p.port}`;
+export const fouObject = (p: { family: string; port: number }): string => `fou ${p.family} port ${p.port}`;
 export const FWMARK_OBJECT = "nftables table lvsfleet";
 export const TIMEOUTS_OBJECT = "ipvs-timeouts";
 

@@ -4,7 +4,7 @@
 // lvsfleet created, edited or adopted it, and forgotten once it deleted it (or found it gone). Ops
 // that failed leave the previous record (a failed delete stays owned, so the next apply retries it)
 // and mark the service unclean: after a partial failure, differences are not "drift".
-import { addressKey, serviceKey } from "./keys.js";
+import { addressKey, fouKey, serviceKey } from "./keys.js";
 import { emptyOwned } from "./reconcile.js";
 import type { DesiredHost, Op, OwnedService, OwnedSet, Plan, ServiceState, Timeouts, FwmarkRule } from "./types.js";
 
@@ -117,7 +117,27 @@ export function nextOwned(prev: OwnedSet, desired: DesiredHost, plan: Plan, fail
   for (const v of desired.addresses) if (!failedAdds.has(addressKey(v))) addresses.add(addressKey(v));
   if (addresses.size !== prev.addresses.size || [...addresses].some((a) => !prev.addresses.has(a))) changed = true;
 
-  const owned: OwnedSet = { services, sysctls, links, addresses };
+  // fou ports: what lvsfleet added is its own, what it deleted (or found gone) is forgotten. In op
+  // order, so a repair (del, then add) ends owned. Unread (the read failed): the record stays.
+  const prevFou = prev.fouPorts ?? new Set<string>();
+  const fouPorts = new Set(prevFou);
+  if (!plan.unread?.includes("fou")) {
+    const wantFou = new Set((desired.fouPorts ?? []).map(fouKey));
+    const delOps = new Set<string>();
+    for (const op of plan.ops) {
+      if (op.kind !== "fou-add" && op.kind !== "fou-del") continue;
+      const k = fouKey(op.port);
+      if (op.kind === "fou-del") delOps.add(k);
+      if (failed.has(op)) continue;
+      if (op.kind === "fou-add") fouPorts.add(k);
+      else fouPorts.delete(k);
+    }
+    // Owned, not desired, and no delete planned: already gone from the kernel.
+    for (const k of prevFou) if (!wantFou.has(k) && !delOps.has(k)) fouPorts.delete(k);
+    if (fouPorts.size !== prevFou.size || [...fouPorts].some((k) => !prevFou.has(k))) changed = true;
+  }
+
+  const owned: OwnedSet = { services, sysctls, links, addresses, fouPorts };
   if (fwmark) owned.fwmark = fwmark;
   if (timeouts) owned.timeouts = timeouts;
   return { owned, changed };
@@ -143,6 +163,8 @@ interface OwnedFileV1 {
   addresses: string[];
   fwmark?: FwmarkRule[];
   timeouts?: Timeouts;
+  /** fou ports lvsfleet created (fouKey); absent in files written before fou was managed. */
+  fouPorts?: string[];
 }
 
 export function serializeOwned(o: OwnedSet): string {
@@ -155,6 +177,7 @@ export function serializeOwned(o: OwnedSet): string {
   };
   if (o.fwmark) f.fwmark = o.fwmark;
   if (o.timeouts) f.timeouts = o.timeouts;
+  if (o.fouPorts && o.fouPorts.size > 0) f.fouPorts = [...o.fouPorts];
   return JSON.stringify(f);
 }
 
@@ -179,5 +202,6 @@ export function parseOwned(text: string): OwnedSet {
   for (const a of f.addresses ?? []) o.addresses.add(a);
   if (f.fwmark) o.fwmark = f.fwmark;
   if (f.timeouts) o.timeouts = f.timeouts;
+  for (const k of Array.isArray(f.fouPorts) ? f.fouPorts : []) o.fouPorts!.add(k);
   return o;
 }

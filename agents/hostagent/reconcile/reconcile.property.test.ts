@@ -5,7 +5,7 @@
 //  - obeys the ordering rules, and a second reconcile is empty.
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { addressKey, destinationKey, emptyOwned, nextOwned, reconcile, serviceKey } from "./index.js";
+import { addressKey, destinationKey, emptyOwned, fouKey, nextOwned, reconcile, serviceKey } from "./index.js";
 import { KernelModel, orderingViolations } from "./testing.js";
 import type { DesiredHost, DestinationSpec, FwmarkRule, ServiceSpec, ServiceState, Vip } from "./types.js";
 
@@ -52,6 +52,7 @@ const desiredArb: fc.Arbitrary<DesiredHost> = fc
     tunnel: fc.boolean(),
     marks: fc.uniqueArray(fc.integer({ min: 1, max: 3 }), { maxLength: 2 }),
     timeouts: fc.option(fc.record({ tcp: fc.constantFrom(0, 900, 7200), tcpFin: fc.constantFrom(0, 60), udp: fc.constant(0) }), { nil: undefined }),
+    fou: fc.uniqueArray(fc.record({ port: fc.constantFrom(5555, 6080), family: fc.constantFrom("ipv4" as const, "ipv6" as const) }), { maxLength: 3, selector: fouKey }),
   })
   .map((r) => {
     const tunnel = r.tunnel || r.vips.some((v) => v.ifname === "tunl0");
@@ -66,6 +67,7 @@ const desiredArb: fc.Arbitrary<DesiredHost> = fc
       tunnels: tunnel ? [{ name: "tunl0", type: "ipip" }] : [],
     };
     if (r.timeouts) d.timeouts = r.timeouts;
+    if (r.fou.length > 0) d.fouPorts = r.fou;
     return d;
   });
 
@@ -78,7 +80,9 @@ type Mutation =
   | { m: "addDest"; i: number; d: DestinationSpec }
   | { m: "sysctl"; i: number; v: string }
   | { m: "delAddr"; i: number }
-  | { m: "fwmark" };
+  | { m: "fwmark" }
+  | { m: "delFou"; i: number }
+  | { m: "fouDirect"; i: number };
 
 const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
   fc.record({ m: fc.constant("weight" as const), i: fc.nat(), w: fc.integer({ min: 0, max: 9 }) }),
@@ -89,6 +93,8 @@ const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
   fc.record({ m: fc.constant("sysctl" as const), i: fc.nat(), v: fc.constantFrom("0", "5") }),
   fc.record({ m: fc.constant("delAddr" as const), i: fc.nat() }),
   fc.record({ m: fc.constant("fwmark" as const) }),
+  fc.record({ m: fc.constant("delFou" as const), i: fc.nat() }),
+  fc.record({ m: fc.constant("fouDirect" as const), i: fc.nat() }),
 );
 
 function mutate(k: KernelModel, mut: Mutation, foreignKeys: Set<string>): void {
@@ -134,6 +140,16 @@ function mutate(k: KernelModel, mut: Mutation, foreignKeys: Set<string>): void {
     case "fwmark":
       if (k.fwmark) k.fwmark = { rules: k.fwmark.rules, problems: ["hand-added rule"] };
       return;
+    case "delFou": {
+      const key = pick([...k.fou.keys()].filter((x) => x !== FOREIGN_FOU), mut.i);
+      if (key) k.fou.delete(key);
+      return;
+    }
+    case "fouDirect": {
+      const p = pick([...k.fou.values()].filter((x) => fouKey(x) !== FOREIGN_FOU), mut.i);
+      if (p) k.fou.set(fouKey(p), { port: p.port, family: p.family, encap: "direct", ipproto: 4 });
+      return;
+    }
   }
 }
 
@@ -145,13 +161,17 @@ function newKernel(foreign: ServiceState[]): KernelModel {
   k.addresses.set("lo 127.0.0.1", { ifname: "lo", address: "127.0.0.1", prefixLen: 8, owned: false });
   for (const a of FOREIGN_VIPS) k.addresses.set(`lo ${a}`, { ifname: "lo", address: a, prefixLen: a.includes(":") ? 128 : 32, owned: false });
   for (const key of SYSCTL_KEYS) k.sysctls.set(key, "0");
+  k.fou.set(FOREIGN_FOU, { port: 7777, family: "ipv4", encap: "gue" }); // someone's `ip fou add port 7777 gue`
   return k;
 }
+
+const FOREIGN_FOU = "ipv4 7777";
 
 function snapshotForeign(k: KernelModel, foreign: ServiceState[]) {
   return {
     services: foreign.map((f) => JSON.stringify([...(k.services.get(serviceKey(f.service))?.destinations.entries() ?? [])])),
     addresses: [...k.addresses.values()].filter((a) => !a.owned),
+    fou: k.fou.get(FOREIGN_FOU),
   };
 }
 
@@ -170,6 +190,11 @@ function expectHolds(k: KernelModel, d: DesiredHost, foreign: ServiceState[], fo
   for (const s of d.sysctls) expect(k.sysctls.get(s.key)).toBe(s.value);
   expect(k.fwmark?.rules ?? []).toEqual(d.fwmarkRules);
   for (const t of d.tunnels) expect(k.links.get(t.name)?.up).toBe(true);
+  // Desired fou ports are GUE ports; a port someone turned direct after lvsfleet stopped needing it is theirs.
+  const wantFou = new Set((d.fouPorts ?? []).map(fouKey));
+  expect([...k.fou.values()].filter((p) => fouKey(p) !== FOREIGN_FOU && (p.encap === "gue" || wantFou.has(fouKey(p)))).map((p) => `${fouKey(p)} ${p.encap}`).sort()).toEqual(
+    [...wantFou].map((x) => `${x} gue`).sort(),
+  );
   expect(snapshotForeign(k, foreign)).toEqual(foreignBefore);
 }
 
@@ -194,7 +219,8 @@ describe("reconcile: properties", () => {
         expect(r2.errors.map((e) => e.message)).toEqual([]);
         owned = nextOwned(owned, after, p2, r2.failed).owned;
         expectHolds(k, after, foreign, foreignBefore);
-        expect(p2.foreign.map((f) => f.object).sort()).toEqual(foreign.map((f) => `ipvs-service ${serviceKey(f.service)}`).sort());
+        expect(p2.foreign.map((f) => f.object).filter((o) => !o.startsWith("fou ")).sort()).toEqual(foreign.map((f) => `ipvs-service ${serviceKey(f.service)}`).sort());
+        expect(p2.foreign.map((f) => f.object)).toContain("fou ipv4 port 7777");
 
         const p3 = reconcile(after, k.observe(), owned);
         expect(p3.ops).toEqual([]);
@@ -236,7 +262,7 @@ describe("reconcile: properties", () => {
         // Adopting an unmarked VIP aside, every repaired object is named in the drift.
         const drifted = new Set(p2.drift.map((x) => x.object));
         for (const op of p2.ops) {
-          if (op.kind === "service-add" || op.kind === "service-edit" || op.kind === "sysctl-set" || op.kind === "fwmark-apply") expect(drifted.has(op.object)).toBe(true);
+          if (op.kind === "service-add" || op.kind === "service-edit" || op.kind === "sysctl-set" || op.kind === "fwmark-apply" || op.kind === "fou-add" || op.kind === "fou-del") expect(drifted.has(op.object)).toBe(true);
         }
       }),
       { numRuns: 300 },

@@ -5,6 +5,9 @@
 // Ordering — make before break. Ops are emitted in phases, in this order:
 //
 //   1 link-up          tunnel devices exist and are up      before the sysctls and VIPs that live on them
+//   1b fou-add         GUE receive ports (fou)              before the VIPs they deliver to: the first GUE
+//                                                           packet a VIP attracts is decapsulated (a port
+//                                                           repaired from "direct" to GUE: del, then add)
 //   2 sysctl-set       ip_forward, arp_ignore/arp_announce, before the services that need them (NAT needs
 //                      rp_filter, net.ipv4.vs.*             ip_forward) and before real-server VIPs (a VIP
 //                                                           on lo without arp_ignore steals the Director's ARP)
@@ -23,6 +26,7 @@
 //  10 address-del      VIPs go after the service that used them
 //  11 fwmark-apply/clear  the final table, after the fwmark services that used removed marks are gone
 //  12 sysctl-restore   put back what lvsfleet changed and no longer needs, after what needed it left
+//  12b fou-del        GUE receive ports lvsfleet created and no longer needs, after the VIPs they fed
 //  13 link-down        tunnel devices lvsfleet brought up and no longer needs, after their VIPs went
 //
 // Ownership. IPVS has no owner field: the OwnedSet remembers the services lvsfleet created or adopted.
@@ -32,7 +36,9 @@
 // destination list is desired state. Addresses are ours when they carry the rtnetlink marker; an
 // unmarked address that is desired is left as it is (present is present) and never removed.
 // Everything else — services neither owned nor desired, unmarked addresses — is reported as foreign
-// and never touched. Nothing is ever flushed.
+// and never touched. Nothing is ever flushed. fou ports have no owner field and no marker: only the
+// ones lvsfleet created (OwnedSet.fouPorts) are ever deleted or repaired; any other port — desired
+// (someone's `ip fou add` already there: it works, it is kept) or not — is reported as foreign.
 //
 // Adoption. A desired service that the kernel already holds exactly as desired costs no write: it is
 // adopted (existing connections keep flowing — nothing is deleted and re-added).
@@ -47,6 +53,8 @@ import {
   addressObject,
   canonicalIp,
   computeServiceKey,
+  fouKey,
+  fouObject,
   destinationDiff,
   destinationEqual,
   destinationKey,
@@ -79,6 +87,7 @@ import type {
 /** Phase of each op kind (see the table above); `reconcile` emits ops sorted by phase. */
 export const PHASES = [
   "link-up",
+  "fou-add",
   "sysctl-set",
   "fwmark-early",
   "ipvs-timeouts",
@@ -90,12 +99,13 @@ export const PHASES = [
   "address-del",
   "fwmark-late",
   "sysctl-restore",
+  "fou-del",
   "link-down",
 ] as const;
 export type Phase = (typeof PHASES)[number];
 
 export function emptyOwned(): OwnedSet {
-  return { services: new Map(), sysctls: new Map(), links: new Set(), addresses: new Set() };
+  return { services: new Map(), sysctls: new Map(), links: new Set(), addresses: new Set(), fouPorts: new Set() };
 }
 
 function fwmarkEqual(a: FwmarkRule[], b: FwmarkRule[]): boolean {
@@ -127,6 +137,49 @@ export function reconcile(desired: DesiredHost, observed: ObservedHost, owned: O
     if (wantLinks.has(name)) continue;
     const l = links.get(name);
     if (l?.up) put("link-down", { kind: "link-down", object: linkObject(name), name });
+  }
+
+  // ---- fou (GUE receive ports) ---------------------------------------------------------------
+  let unread: Plan["unread"];
+  const ownedFou = owned.fouPorts ?? EMPTY_SET;
+  if (observed.fouPorts) {
+    const obsFou = new Map(observed.fouPorts.map((p) => [fouKey(p), p]));
+    const wantFou = new Set<string>();
+    for (const p of desired.fouPorts ?? []) {
+      const k = fouKey(p);
+      if (wantFou.has(k)) continue;
+      wantFou.add(k);
+      const o = obsFou.get(k);
+      const object = fouObject(p);
+      if (!o) {
+        put("fou-add", { kind: "fou-add", object, port: { port: p.port, family: p.family } });
+        if (ownedFou.has(k)) drift.push({ object, found: "missing" });
+      } else if (o.encap === "gue") {
+        if (!ownedFou.has(k)) foreign.push({ object, note: "desired, but not created by lvsfleet: kept as it is and never removed" });
+      } else if (ownedFou.has(k)) {
+        // Ours, turned into a direct port behind our back: the kernel keys ports by (port, family),
+        // so it goes before it comes back as GUE.
+        put("fou-add", { kind: "fou-del", object, port: { port: p.port, family: p.family } });
+        put("fou-add", { kind: "fou-add", object, port: { port: p.port, family: p.family } });
+        drift.push({ object, found: `direct ipproto ${o.ipproto ?? "?"} (want gue)` });
+      } else {
+        foreign.push({ object, note: `not created by lvsfleet: a direct port (ipproto ${o.ipproto ?? "?"}), wanted gue; left alone` });
+      }
+    }
+    for (const k of ownedFou) {
+      if (wantFou.has(k)) continue;
+      const o = obsFou.get(k);
+      if (o?.encap === "gue") put("fou-del", { kind: "fou-del", object: fouObject(o), port: { port: o.port, family: o.family } });
+      // Made a direct port by someone since lvsfleet created it: theirs now (like a sysctl someone
+      // changed since), forgotten and left alone.
+      else if (o) foreign.push({ object: fouObject(o), note: `created by lvsfleet, changed since to a direct port (ipproto ${o.ipproto ?? "?"}); left alone` });
+    }
+    for (const [k, o] of obsFou) {
+      if (wantFou.has(k) || ownedFou.has(k)) continue;
+      foreign.push({ object: fouObject(o), note: `not created by lvsfleet (${o.encap === "gue" ? "gue" : `direct ipproto ${o.ipproto ?? "?"}`}); left alone` });
+    }
+  } else if ((desired.fouPorts?.length ?? 0) > 0 || ownedFou.size > 0) {
+    unread = ["fou"];
   }
 
   // ---- sysctls -------------------------------------------------------------------------------
@@ -303,10 +356,13 @@ export function reconcile(desired: DesiredHost, observed: ObservedHost, owned: O
 
   const ops: Op[] = [];
   for (const p of PHASES) ops.push(...phase.get(p)!);
-  return { ops, drift, foreign, adopted };
+  const plan: Plan = { ops, drift, foreign, adopted };
+  if (unread) plan.unread = unread;
+  return plan;
 }
 
 const EMPTY = new Uint8Array(0);
+const EMPTY_SET: ReadonlySet<string> = new Set();
 
 /** Index of the destination with d's address and port (canonical text on both sides), or -1. */
 function findDest(list: DestinationSpec[], d: { address: string; port: number }): number {

@@ -1,8 +1,8 @@
 // Test support (pure): an in-memory kernel model that executes Ops with the kernel's errors (EEXIST,
 // ESRCH, ENOENT, EADDRNOTAVAIL), so a wrong order or a non-minimal plan shows up as an error; and a
 // checker for the ordering rules of reconcile.ts. Used by the unit and property tests and the bench.
-import { addressKey, destinationKey, serviceKey } from "./keys.js";
-import type { DestinationSpec, FwmarkRule, ObservedAddress, ObservedHost, ObservedLink, Op, ServiceSpec, ServiceState, Timeouts } from "./types.js";
+import { addressKey, destinationKey, fouKey, serviceKey } from "./keys.js";
+import type { DestinationSpec, FwmarkRule, ObservedAddress, ObservedFouPort, ObservedHost, ObservedLink, Op, ServiceSpec, ServiceState, Timeouts } from "./types.js";
 
 export class ModelError extends Error {
   constructor(readonly code: string, readonly op: Op) {
@@ -17,6 +17,8 @@ export class KernelModel {
   sysctls = new Map<string, string>();
   fwmark: { rules: FwmarkRule[]; problems: string[] } | null = null;
   timeouts: Timeouts = { tcp: 900, tcpFin: 120, udp: 300 };
+  /** fou ports by fouKey (FOU_CMD_ADD of an existing (port, family) fails, as in the kernel). */
+  fou = new Map<string, ObservedFouPort>();
   /** Every op executed, in order. */
   readonly log: Op[] = [];
 
@@ -33,6 +35,7 @@ export class KernelModel {
       links: [...this.links.values()].map((l) => ({ ...l })),
       fwmark: this.fwmark && structuredClone(this.fwmark),
       sysctls: new Map(this.sysctls),
+      fouPorts: [...this.fou.values()].map((p) => ({ ...p })),
     };
   }
 
@@ -108,6 +111,15 @@ export class KernelModel {
         this.addresses.delete(k);
         return;
       }
+      case "fou-add": {
+        const k = fouKey(op.port);
+        if (this.fou.has(k)) fail("EEXIST");
+        this.fou.set(k, { ...op.port, encap: "gue" });
+        return;
+      }
+      case "fou-del":
+        if (!this.fou.delete(fouKey(op.port))) fail("ENOENT");
+        return;
     }
   }
 
@@ -174,6 +186,16 @@ export function orderingViolations(ops: Op[]): string[] {
         (x, j) => j < i && ((x.kind === "address-add" && x.vip.ifname === o.tunnel.name) || (x.kind === "sysctl-set" && x.key.split(".").includes(o.tunnel.name.replaceAll(".", "/")))),
       );
       if (before >= 0) out.push(`${o.object}: link-up at ${i} after ${ops[before]!.object} at ${before} that needs it`);
+    }
+    // fou ports: a port is in before any VIP is added (the VIP attracts GUE packets only the port can
+    // decapsulate), and goes only after the VIPs that went (a repair — del then add — is one step).
+    if (o.kind === "fou-add") {
+      const before = ops.findIndex((x, j) => j < i && x.kind === "address-add");
+      if (before >= 0) out.push(`${o.object}: fou-add at ${i} after address-add ${ops[before]!.object} at ${before}`);
+    }
+    if (o.kind === "fou-del" && !ops.slice(i + 1).some((x) => x.kind === "fou-add" && fouKey(x.port) === fouKey(o.port))) {
+      const after = ops.findIndex((x, j) => j > i && x.kind === "address-del");
+      if (after >= 0) out.push(`${o.object}: fou-del at ${i} before address-del ${ops[after]!.object} at ${after}`);
     }
     if (o.kind === "link-down") {
       const after = ops.findIndex((x, j) => j > i && x.kind === "address-del" && x.vip.ifname === o.name);

@@ -77,6 +77,22 @@ export interface TunnelDevice {
   type: TunnelKind;
 }
 
+/**
+ * A fou receive port in GUE mode (`ip fou add port <port> gue [-6]`) a GUE TUN real server needs: it
+ * strips UDP + GUE and hands the inner packet to the tunnel device. Keyed by outer family + port.
+ */
+export interface FouPortSpec {
+  port: number;
+  /** Outer family (the real server's). */
+  family: Family;
+}
+
+/** A fou port as the kernel lists it (FOU_CMD_GET): GUE, or "direct" with one fixed inner protocol. */
+export interface ObservedFouPort extends FouPortSpec {
+  encap: "gue" | "direct";
+  ipproto?: number;
+}
+
 export interface SysctlSetting {
   /** sysctl(8) dotted form ("net.ipv4.conf.eth0/100.arp_ignore"). */
   key: string;
@@ -94,6 +110,8 @@ export interface DesiredHost {
   fwmarkRules: FwmarkRule[];
   sysctls: SysctlSetting[];
   tunnels: TunnelDevice[];
+  /** GUE receive ports (absent = none). */
+  fouPorts?: FouPortSpec[];
 }
 
 export interface ObservedAddress extends Vip {
@@ -124,6 +142,8 @@ export interface ObservedHost {
   fwmark?: ObservedFwmark | null;
   /** Current values of the sysctls looked at; undefined = the key does not exist (yet). */
   sysctls: Map<string, string | undefined>;
+  /** Every fou port of the namespace; undefined: not read (nothing to do with fou, or the read failed). */
+  fouPorts?: ObservedFouPort[];
 }
 
 /** A service the agent manages, as it last applied it. */
@@ -152,6 +172,11 @@ export interface OwnedSet {
   addresses: Set<string>;
   fwmark?: FwmarkRule[];
   timeouts?: Timeouts;
+  /**
+   * fou ports (fouKey) lvsfleet created. fou has no owner field either: only these are ever deleted;
+   * a port found already there (someone's `ip fou add`) is reported as foreign, never taken over.
+   */
+  fouPorts?: Set<string>;
 }
 
 export type Op =
@@ -168,7 +193,9 @@ export type Op =
   | { kind: "dest-edit"; object: string; key: string; service: ServiceKey; destination: DestinationSpec }
   | { kind: "dest-del"; object: string; key: string; service: ServiceKey; destination: DestinationKey }
   | { kind: "address-add"; object: string; vip: Vip }
-  | { kind: "address-del"; object: string; vip: Vip };
+  | { kind: "address-del"; object: string; vip: Vip }
+  | { kind: "fou-add"; object: string; port: FouPortSpec }
+  | { kind: "fou-del"; object: string; port: FouPortSpec };
 
 export type OpKind = Op["kind"];
 
@@ -192,4 +219,6 @@ export interface Plan {
   foreign: ForeignObject[];
   /** Objects found already as desired and taken over without a write (service keys). */
   adopted: string[];
+  /** Object types the observed state lacks although desired or owned ("fou"): their ownership records stay as they were. */
+  unread?: "fou"[];
 }
