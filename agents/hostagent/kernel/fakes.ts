@@ -14,6 +14,8 @@ import { canonicalFwmarkRules, validateFwmarkRules } from "./nftables.js";
 import { isValidIfname, sysctlKeyToString, SYSCTL_RANGES } from "./sysctl.js";
 import type {
   AddressManager,
+  FouManager,
+  FouPortInfo,
   FwmarkManager,
   FwmarkRule,
   FwmarkState,
@@ -51,6 +53,12 @@ export class FakeKernel {
   tunnelKindsSupported = new Set<TunnelFallbackKind>(["ip6tnl", "sit", "gre", "ip6gre"]);
   /** Whether net.ipv4.vs.* exist (ip_vs loaded). */
   ipvsLoaded = false;
+  /** fou ports by "<family> <port>" (the kernel keys them so). */
+  readonly fou = new Map<string, FouPortInfo>();
+  /** Whether the kernel has fou (CONFIG_NET_FOU); false: opening it fails with ENOENT. */
+  fouSupported = true;
+  /** UDP ports ("<family> <port>") bound by some other socket: FOU_CMD_ADD fails with EADDRINUSE. */
+  readonly udpHeld = new Set<string>();
   private nextIndex = 1;
 
   constructor() {
@@ -263,6 +271,44 @@ export class FakeFwmarkManager implements FwmarkManager {
     this.k.calls.push("nft clear");
     this.k.fwmarkTable = undefined;
   }
+}
+
+/** FouManager over FakeKernel.fou, with the kernel's errors (EADDRINUSE, EEXIST, ENOENT). */
+export class FakeFouManager implements FouManager {
+  constructor(private readonly k: FakeKernel) {}
+
+  /** What LinuxBackend's `fou` option wants: fails like FouClient.open when the kernel has no fou. */
+  static opener(k: FakeKernel): () => Promise<FouManager> {
+    return async () => {
+      if (!k.fouSupported) throw new NetlinkError("CTRL_CMD_GETFAMILY fou", errno("ENOENT"), { message: "no fou in this kernel" });
+      return new FakeFouManager(k);
+    };
+  }
+
+  async list(): Promise<FouPortInfo[]> {
+    return [...this.k.fou.values()].map((p) => ({ ...p }));
+  }
+
+  async ensureGue(port: number, family: IpFamily): Promise<void> {
+    const key = `${family} ${port}`;
+    const op = `FOU_CMD_ADD gue ${port}`;
+    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new NetlinkEncodeError(`fou port: ${port} is not 1..65535`);
+    const have = this.k.fou.get(key);
+    if (have?.encap === "gue") return;
+    if (have) throw new NetlinkError(op, errno("EEXIST"), { message: `fou port ${port} exists as direct ipproto ${have.ipproto}, not gue` });
+    if (this.k.udpHeld.has(key)) throw new NetlinkError(op, errno("EADDRINUSE"));
+    this.k.calls.push(`fou add port ${port} gue${family === 6 ? " -6" : ""}`);
+    this.k.fou.set(key, { port, family, encap: "gue" });
+  }
+
+  async remove(port: number, family: IpFamily): Promise<void> {
+    const key = `${family} ${port}`;
+    if (!this.k.fou.has(key)) throw new NetlinkError(`FOU_CMD_DEL ${port}`, errno("ENOENT"));
+    this.k.calls.push(`fou del port ${port}${family === 6 ? " -6" : ""}`);
+    this.k.fou.delete(key);
+  }
+
+  close(): void {}
 }
 
 export class FakeSysctlManager implements SysctlManager {

@@ -2,7 +2,9 @@
 //
 //   snapshot   one read per object type: IpvsClient.snapshot() (one service dump + the destination
 //              dumps), IPVS timeouts when managed, one address dump, the link list and lvsfleet's nft
-//              table when they matter, the sysctls desired or owned
+//              table when they matter, the sysctls desired or owned, the fou port dump when a GUE
+//              port is desired or owned (fou is opened only then; a failed read is an error on
+//              "fou" and the cycle goes on without fou ops)
 //   reconcile  pure (../reconcile): ordered, make-before-break ops + drift + foreign objects
 //   execute    runs of consecutive IPVS ops go out as one netlink batch (IpvsClient.batch: few
 //              sendmsg calls, one result per op); addresses, links, nft and sysctls one by one.
@@ -60,7 +62,8 @@ import type { IpvsServiceState } from "../netlink/ipvs/client.js";
 import { SysctlNotFoundError } from "./errors.js";
 import { canonicalFwmarkRules, NftFwmarkManager } from "./nftables.js";
 import { parseSysctlKey, ProcSysctlManager } from "./sysctl.js";
-import type { AddressManager, FwmarkManager, LinkManager, SysctlManager } from "./types.js";
+import type { AddressManager, FouManager, FwmarkManager, LinkManager, SysctlManager } from "./types.js";
+import { GenlFouManager } from "./fou.js";
 import { fallbackKindOf, TUNNEL_FALLBACK_DEVICES } from "./types.js";
 
 /** What the backend needs of IPVS; IpvsClient has it, FakeIpvs (fake-ipvs.ts) too. */
@@ -88,6 +91,8 @@ export interface LinuxBackendOptions {
   addresses?: AddressManager;
   fwmarks?: FwmarkManager;
   sysctls?: SysctlManager;
+  /** Opens fou (GUE receive ports; default GenlFouManager.open()). Called only when a fou port is desired or owned. */
+  openFou?: () => Promise<FouManager>;
   /** Routes, for the NAT return-path check (default: rtnetlink). */
   routes?: RouteReader;
   log?: Log;
@@ -137,6 +142,7 @@ export class LinuxBackend implements KernelBackend {
   private ipvs: IpvsPort | undefined;
   private ipvsOpening: Promise<IpvsPort> | undefined;
   private rtnl: NetlinkSocket | undefined;
+  private fou: FouManager | undefined;
   private readonly links: LinkManager;
   private readonly addresses: AddressManager;
   private readonly fwmarks: FwmarkManager;
@@ -368,6 +374,7 @@ export class LinuxBackend implements KernelBackend {
     clearTimeout(this.timer);
     await this.chain.catch(() => undefined);
     this.ipvs?.close();
+    this.fou?.close();
     this.rtnl?.close();
   }
 
@@ -497,6 +504,12 @@ export class LinuxBackend implements KernelBackend {
     return this.ipvsOpening;
   }
 
+  /** fou, opened on first need (a retry after a failed open opens again). */
+  private async fouManager(): Promise<FouManager> {
+    this.fou ??= await (this.opts.openFou ?? (() => GenlFouManager.open()))();
+    return this.fou;
+  }
+
   private async snapshot(d: DesiredHost, errors: ObjectError[]): Promise<{ observed: ObservedHost; ipvs?: IpvsPort; requestsBefore: number }> {
     const o = this.owned;
     const observed: ObservedHost = { addresses: [], links: [], sysctls: new Map() };
@@ -534,6 +547,20 @@ export class LinuxBackend implements KernelBackend {
       tasks.push(
         (async () => {
           observed.links = (await this.links.list()).map((l) => ({ name: l.name, kind: l.kind, up: l.up }));
+        })(),
+      );
+    }
+    if ((d.fouPorts?.length ?? 0) > 0 || (o.fouPorts?.size ?? 0) > 0) {
+      tasks.push(
+        (async () => {
+          try {
+            const ports = await (await this.fouManager()).list();
+            observed.fouPorts = ports.map((p) => ({ ...p, family: p.family === 6 ? ("ipv6" as const) : ("ipv4" as const) }));
+          } catch (e) {
+            // Not fatal for the rest: reconcile plans no fou ops and keeps the ownership records.
+            observed.fouPorts = undefined;
+            errors.push({ object: "fou", operation: "read", message: String((e as Error).message ?? e) });
+          }
         })(),
       );
     }
@@ -674,6 +701,12 @@ export class LinuxBackend implements KernelBackend {
         return;
       case "address-del":
         await this.addresses.remove({ ifname: op.vip.ifname, address: op.vip.address, prefixLen: op.vip.prefixLen });
+        return;
+      case "fou-add":
+        await (await this.fouManager()).ensureGue(op.port.port, op.port.family === "ipv6" ? 6 : 4);
+        return;
+      case "fou-del":
+        await (await this.fouManager()).remove(op.port.port, op.port.family === "ipv6" ? 6 : 4);
         return;
       default:
         throw new Error(`not an address/link/nft/sysctl op: ${op.kind}`);

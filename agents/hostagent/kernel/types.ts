@@ -88,6 +88,32 @@ export interface LinkManager {
 }
 
 // ---------------------------------------------------------------------------------------------
+// fou (Foo-over-UDP / GUE receive ports)
+// ---------------------------------------------------------------------------------------------
+
+/** A fou receive port as the kernel lists it (`ip fou show`). */
+export interface FouPortInfo {
+  port: number;
+  family: IpFamily;
+  encap: "gue" | "direct";
+  /** Inner protocol of a "direct" port. */
+  ipproto?: number;
+}
+
+/**
+ * fou receive ports (generic netlink family "fou"): what a TUN real server whose Directors encapsulate
+ * with GUE needs next to its tunnel device. The real adapter is kernel/fou.ts over netlink/fou.ts.
+ */
+export interface FouManager {
+  list(): Promise<FouPortInfo[]>;
+  /** A GUE port on (port, family) exists afterwards; EEXIST when it exists as a direct port, the kernel's error (EADDRINUSE) when another socket holds the UDP port. */
+  ensureGue(port: number, family: IpFamily): Promise<void>;
+  /** Deletes the port (any encapsulation); the kernel's error when there is none. */
+  remove(port: number, family: IpFamily): Promise<void>;
+  close(): void;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Addresses (VIPs)
 // ---------------------------------------------------------------------------------------------
 
