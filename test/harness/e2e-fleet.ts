@@ -46,36 +46,67 @@ export const CLIENT_MGMT = "198.18.0.5";
 
 const NAMESPACES = ["e2e-dir", "e2e-rs1", "e2e-rs2", "e2e-client"];
 
-const NETWORK = `
-set -e
-for n in ${NAMESPACES.join(" ")}; do ip netns del $n 2>/dev/null || true; ip netns add $n; ip -n $n link set lo up; done
-for b in e2emg e2elan; do ip link del $b 2>/dev/null || true; ip link add $b type bridge; ip link set $b up; done
-ip addr add ${MGMT}/24 dev e2emg
-port() { # port <ns> <ifname in ns> <bridge> <host-side name>
-  ip link add $4 type veth peer name $2 netns $1
-  ip link set $4 master $3 && ip link set $4 up && ip -n $1 link set $2 up
-}
-i=1
-for h in dir rs1 rs2; do
-  i=$((i+1))
-  port e2e-$h mg0 e2emg e2e-mg-$h
-  ip -n e2e-$h addr add 198.18.0.$i/24 dev mg0
-  port e2e-$h lan0 e2elan e2e-lan-$h
-done
-ip -n e2e-dir addr add ${HOSTS.director.lan}/24 dev lan0
-ip -n e2e-rs1 addr add ${HOSTS.rs1.lan}/24 dev lan0
-ip -n e2e-rs2 addr add ${HOSTS.rs2.lan}/24 dev lan0
-ip -n e2e-rs1 route add default via ${HOSTS.director.lan}
-ip -n e2e-rs2 route add default via ${HOSTS.director.lan}
-# client: a veth straight to the Director (NAT) and a leg on the LAN (DR, TUN)
-ip link add cl0 netns e2e-dir type veth peer name eth0 netns e2e-client
-ip -n e2e-dir addr add 203.0.113.1/24 dev cl0 && ip -n e2e-dir link set cl0 up
-ip -n e2e-client addr add ${CLIENT_WAN}/24 dev eth0 && ip -n e2e-client link set eth0 up
-port e2e-client lan0 e2elan e2e-lan-cl
-ip -n e2e-client addr add ${CLIENT_LAN}/24 dev lan0
-port e2e-client mg0 e2emg e2e-mg-cl
-ip -n e2e-client addr add ${CLIENT_MGMT}/24 dev mg0
+// One `ip -batch` per namespace instead of one `ip` process per change: starting a process under TCG
+// costs 0.1 s quiet and 1–2 s on a loaded machine (~60 of them took 22 s quiet, >60 s at load 18).
+const VETHS = [
+  // [namespace, name in it, bridge, name of the bridge side]
+  ["e2e-dir", "mg0", "e2emg", "e2e-mg-dir"],
+  ["e2e-dir", "lan0", "e2elan", "e2e-lan-dir"],
+  ["e2e-rs1", "mg0", "e2emg", "e2e-mg-rs1"],
+  ["e2e-rs1", "lan0", "e2elan", "e2e-lan-rs1"],
+  ["e2e-rs2", "mg0", "e2emg", "e2e-mg-rs2"],
+  ["e2e-rs2", "lan0", "e2elan", "e2e-lan-rs2"],
+  ["e2e-client", "lan0", "e2elan", "e2e-lan-cl"],
+  ["e2e-client", "mg0", "e2emg", "e2e-mg-cl"],
+] as const;
+
+const ROOT_BATCH = [
+  ...NAMESPACES.map((n) => `netns add ${n}`),
+  ...["e2emg", "e2elan"].flatMap((b) => [`link add ${b} type bridge`, `link set ${b} up`]),
+  `addr add ${MGMT}/24 dev e2emg`,
+  ...VETHS.flatMap(([ns, ifname, bridge, side]) => [`link add ${side} type veth peer name ${ifname} netns ${ns}`, `link set ${side} master ${bridge}`, `link set ${side} up`]),
+  // the client's veth straight to the Director (NAT VIPs are routed there)
+  "link add cl0 netns e2e-dir type veth peer name eth0 netns e2e-client",
+];
+
+/** Per namespace: "<interface> <address>" (brought up, address added) and extra `ip` commands. */
+const NS_SETUP: Record<string, { ifs: string[]; extra?: string[] }> = {
+  "e2e-dir": { ifs: ["mg0 198.18.0.2/24", `lan0 ${HOSTS.director.lan}/24`, "cl0 203.0.113.1/24"] },
+  "e2e-rs1": { ifs: ["mg0 198.18.0.3/24", `lan0 ${HOSTS.rs1.lan}/24`], extra: [`route add default via ${HOSTS.director.lan}`] },
+  "e2e-rs2": { ifs: ["mg0 198.18.0.4/24", `lan0 ${HOSTS.rs2.lan}/24`], extra: [`route add default via ${HOSTS.director.lan}`] },
+  "e2e-client": { ifs: [`eth0 ${CLIENT_WAN}/24`, `lan0 ${CLIENT_LAN}/24`, `mg0 ${CLIENT_MGMT}/24`] },
+};
+
+/**
+ * Bash functions for waiting in the VM without starting processes: under TCG every process start (`sleep`,
+ * `grep`, `cat`, `date`) costs 0.1 s of guest CPU quiet and 1–2 s on a loaded machine, taken from the
+ * node processes being waited for. `nap` reads with a timeout from a pipe nobody writes.
+ */
+export const WAIT_LIB = `exec 9<> <(:)
+nap() { read -r -t "\${1:-0.1}" -u 9 _ || true; }
+has() { local t=; IFS= read -r -d '' t 2>/dev/null < "$1"; [[ $t == *"$2"* ]]; }
+occurrences() { local t= r; IFS= read -r -d '' t 2>/dev/null < "$1"; r=\${t//"$2"/}; echo $(( (\${#t} - \${#r}) / \${#2} )); }
+alive() { local p=; read -r p 2>/dev/null < "$1"; [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
+now_ms() { local t=\${EPOCHREALTIME/./}; NOW_MS=$((10#$t / 1000)); }
 `;
+
+const batch = (args: string, lines: string[]) => `ip ${args} -batch - <<'EOF'\n${lines.join("\n")}\nEOF`;
+
+const NETWORK = [
+  `${batch("-force", [...NAMESPACES.map((n) => `netns del ${n}`), "link del e2emg", "link del e2elan"])} >/dev/null 2>&1 || true`,
+  "set -e",
+  batch("", ROOT_BATCH),
+  ...Object.entries(NS_SETUP).map(([ns, { ifs, extra }]) =>
+    batch(`-n ${ns}`, [
+      "link set lo up",
+      ...ifs.flatMap((x) => {
+        const [dev, addr] = x.split(" ");
+        return [`link set ${dev} up`, `addr add ${addr} dev ${dev}`];
+      }),
+      ...(extra ?? []),
+    ]),
+  ),
+].join("\n");
 
 export interface FleetOptions {
   /** Agent heartbeat and counters interval (seconds). */
@@ -127,10 +158,10 @@ export class E2eFleet {
     const template = await this.pgTemplate();
     const out = await mustExec(
       this.target,
-      `set -e
+      `${WAIT_LIB}
+       set -e
        mkdir -p ${w}/log ${w}/pid ${w}/nats ${w}/pgsock
-       ms() { echo $(( $(date +%s%N) / 1000000 )); }
-       t0=$(ms)
+       now_ms; t0=$NOW_MS
        install -d -o postgres -g postgres -m 700 ${w}/pg ${w}/pgsock
        if [ -s "${template}" ]; then tar -xpf ${template} -C ${w}/pg --same-owner; rm -f ${template}
        else runuser -u postgres -- ${PG_BIN}/initdb -D ${w}/pg -A trust -U postgres --no-sync -E UTF8 >${w}/log/initdb.log 2>&1; fi
@@ -138,18 +169,18 @@ export class E2eFleet {
        (setsid runuser -u postgres -- ${PG_BIN}/postgres -D ${w}/pg -c listen_addresses=${MGMT} -c port=5432 \
           -c unix_socket_directories=${w}/pgsock -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
           -c shared_buffers=32MB -c max_connections=50 </dev/null >${w}/log/postgres.log 2>&1 & echo $! >${w}/pid/postgres)
-       for i in $(seq 600); do runuser -u postgres -- ${PG_BIN}/pg_isready -q -h ${MGMT} -p 5432 && break; sleep 0.1; done
-       runuser -u postgres -- ${PG_BIN}/pg_isready -h ${MGMT} -p 5432 >/dev/null
-       t1=$(ms)
+       for i in {1..600}; do has ${w}/log/postgres.log "ready to accept connections" && break; alive ${w}/pid/postgres || break; nap; done
+       runuser -u postgres -- ${PG_BIN}/pg_isready -h ${MGMT} -p 5432 >/dev/null || { tail -20 ${w}/log/postgres.log >&2; exit 1; }
+       now_ms; t1=$NOW_MS
        (setsid nats-server -js -a ${MGMT} -p 4222 -sd ${w}/nats </dev/null >${w}/log/nats.log 2>&1 & echo $! >${w}/pid/nats)
-       for i in $(seq 300); do grep -q "Server is ready" ${w}/log/nats.log && break; sleep 0.1; done
-       grep -q "Server is ready" ${w}/log/nats.log
-       t2=$(ms)
+       for i in {1..300}; do has ${w}/log/nats.log "Server is ready" && break; nap; done
+       has ${w}/log/nats.log "Server is ready" || { tail -20 ${w}/log/nats.log >&2; exit 1; }
+       now_ms; t2=$NOW_MS
        (DATABASE_URL=${DATABASE_URL} NATS_URL=${NATS_URL} LVSFLEET_GRPC_ADDR=${GRPC_ADDR} LVSFLEET_LOG_LEVEL=info LVSFLEET_SHUTDOWN_GRACE_MS=2000 \
           setsid node ${this.bundles.controlplane} </dev/null >${w}/log/controlplane.log 2>&1 & echo $! >${w}/pid/controlplane)
-       for i in $(seq 1200); do grep -q '"msg":"serving"' ${w}/log/controlplane.log && break; kill -0 $(cat ${w}/pid/controlplane) 2>/dev/null || break; sleep 0.1; done
-       grep -q '"msg":"serving"' ${w}/log/controlplane.log || { tail -50 ${w}/log/controlplane.log >&2; exit 1; }
-       t3=$(ms)
+       for i in {1..1200}; do has ${w}/log/controlplane.log '"msg":"serving"' && break; alive ${w}/pid/controlplane || break; nap; done
+       has ${w}/log/controlplane.log '"msg":"serving"' || { tail -50 ${w}/log/controlplane.log >&2; exit 1; }
+       now_ms; t3=$NOW_MS
        echo "$((t1-t0)) $((t2-t1)) $((t3-t2))"`,
       { timeoutMs: 300_000 },
     );
@@ -188,15 +219,15 @@ export class E2eFleet {
     const one = (host: HostName) => `
        mkdir -p ${w}/state-${host}
        echo '${cfg}' > ${w}/agent-${host}.json
-       touch ${w}/log/agent-${host}.log; n_${host}=$(grep -c '"msg":"agent started"' ${w}/log/agent-${host}.log || true)
+       touch ${w}/log/agent-${host}.log; n_${host}=$(occurrences ${w}/log/agent-${host}.log '"msg":"agent started"')
        (setsid ip netns exec ${HOSTS[host].ns} node ${this.bundles.agent} --site e2e --host ${host} --nats ${NATS_URL} --kernel linux \
           --state-dir ${w}/state-${host} --heartbeat ${o.heartbeatSeconds} --counters-seconds ${o.countersSeconds} --config ${w}/agent-${host}.json \
           </dev/null >>${w}/log/agent-${host}.log 2>&1 & echo $! >${w}/pid/agent-${host})`;
     const wait = (host: HostName) => `
-       started() { [ "$(grep -c '"msg":"agent started"' ${w}/log/agent-${host}.log)" -gt "$n_${host}" ]; }
-       for i in $(seq 1800); do started && break; kill -0 $(cat ${w}/pid/agent-${host}) 2>/dev/null || break; sleep 0.1; done
+       started() { [ "$(occurrences ${w}/log/agent-${host}.log '"msg":"agent started"')" -gt "$n_${host}" ]; }
+       for i in {1..1800}; do has ${w}/log/agent-${host}.log '"msg":"agent started"' && started && break; alive ${w}/pid/agent-${host} || break; nap; done
        started || { echo "agent ${host} did not start:" >&2; tail -30 ${w}/log/agent-${host}.log >&2; exit 1; }`;
-    await mustExec(this.target, `set -e\n${hosts.map(one).join("\n")}\n${hosts.map(wait).join("\n")}`, { timeoutMs: 240_000 });
+    await mustExec(this.target, `${WAIT_LIB}\nset -e\n${hosts.map(one).join("\n")}\n${hosts.map(wait).join("\n")}`, { timeoutMs: 240_000 });
   }
 
   /** SIGTERM to the agent of `host`; resolves when it has exited (SIGKILL after 20 s). */
@@ -209,9 +240,10 @@ export class E2eFleet {
     const p = `${this.work}/pid/${name}`;
     await mustExec(
       this.target,
-      `[ -e ${p} ] || exit 0
-       pid=$(cat ${p}); kill -TERM $pid 2>/dev/null || { rm -f ${p}; exit 0; }
-       for i in $(seq 200); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+      `${WAIT_LIB}
+       [ -e ${p} ] || exit 0
+       read -r pid < ${p}; kill -TERM $pid 2>/dev/null || { rm -f ${p}; exit 0; }
+       for i in {1..200}; do kill -0 $pid 2>/dev/null || break; nap; done
        kill -KILL $pid 2>/dev/null || true; rm -f ${p}`,
       { timeoutMs: 60_000 },
     );
@@ -222,15 +254,33 @@ export class E2eFleet {
     const w = this.work;
     await mustExec(
       this.target,
-      `set -e; rm -f ${w}/http-${name}.ready
+      `${WAIT_LIB}
+       set -e; rm -f ${w}/http-${name}.ready
        (setsid ip netns exec ${ns} node ${this.bundles.http} serve ${port} ${name} ${w}/http-${name}.ready </dev/null >>${w}/log/http-${name}.log 2>&1 & echo $! >${w}/pid/http-${name})
-       for i in $(seq 600); do [ -e ${w}/http-${name}.ready ] && break; sleep 0.1; done; test -e ${w}/http-${name}.ready`,
+       for i in {1..600}; do [ -e ${w}/http-${name}.ready ] && break; nap; done; test -e ${w}/http-${name}.ready`,
       { timeoutMs: 120_000 },
     );
   }
 
   async stopHttp(name: string): Promise<void> {
     await this.stopProcess(`http-${name}`);
+  }
+
+  /**
+   * Takes the running HTTP server `name` down (`up` false: it stops listening and drops its connections,
+   * so connections are refused as from a stopped server) or back up, without a node start; resolves once
+   * it has done so.
+   */
+  async setHttp(name: string, up: boolean): Promise<void> {
+    const w = this.work;
+    await mustExec(
+      this.target,
+      `${WAIT_LIB}
+       read -r pid < ${w}/pid/http-${name}; kill -${up ? "USR2" : "USR1"} $pid
+       for i in {1..600}; do [ ${up ? "" : "!"} -e ${w}/http-${name}.ready ] && exit 0; kill -0 $pid || break; nap; done
+       echo "HTTP server ${name} did not go ${up ? "up" : "down"}" >&2; tail -20 ${w}/log/http-${name}.log >&2; exit 1`,
+      { timeoutMs: 120_000 },
+    );
   }
 
   /** Where the driver (guest/e2e-api.ts) picks up requests: a directory in the share. */
@@ -243,8 +293,9 @@ export class E2eFleet {
     const w = this.work;
     await mustExec(
       this.target,
-      `(setsid ip netns exec ${CLIENT_NS} node ${this.bundles.api} ${this.driverDir} ${GRPC_ADDR} </dev/null >>${w}/log/driver.log 2>&1 & echo $! >${w}/pid/driver)
-       for i in $(seq 1800); do [ -e ${this.driverDir}/driver.ready ] && break; kill -0 $(cat ${w}/pid/driver) 2>/dev/null || break; sleep 0.1; done
+      `${WAIT_LIB}
+       (setsid ip netns exec ${CLIENT_NS} node ${this.bundles.api} ${this.driverDir} ${GRPC_ADDR} </dev/null >>${w}/log/driver.log 2>&1 & echo $! >${w}/pid/driver)
+       for i in {1..1800}; do [ -e ${this.driverDir}/driver.ready ] && break; alive ${w}/pid/driver || break; nap; done
        test -e ${this.driverDir}/driver.ready || { tail -20 ${w}/log/driver.log >&2; exit 1; }`,
       { timeoutMs: 240_000 },
     );
@@ -292,6 +343,45 @@ export class E2eFleet {
     return r;
   }
 
+  /**
+   * Waits (in the VM) until the IPVS table in namespace `ns` shows TCP service `vip:port` with `want`:
+   * a scheduler, or a real server's weight. Reads /proc/net/ip_vs with bash builtins every 0.1 s — one
+   * `ip netns exec` in all instead of a few process starts per round, which under TCG took the CPU the
+   * agents being waited for need. With `stableS` the table must show it on every read for that long (a
+   * new health check starts up and may still fall on a loaded machine). Resolves with the milliseconds
+   * until it was first seen; throws with the table after `timeoutS`.
+   */
+  async waitIpvs(
+    ns: string,
+    vip: string,
+    port: number,
+    want: { scheduler: string } | { rs: string; rsPort?: number; weight: number },
+    timeoutS = 60,
+    stableS = 0,
+  ): Promise<number> {
+    const hex = (ip: string, p: number) => `${ip.split(".").map((o) => Number(o).toString(16).toUpperCase().padStart(2, "0")).join("")}:${p.toString(16).toUpperCase().padStart(4, "0")}`;
+    const svc = hex(vip, port);
+    const rs = "rs" in want ? hex(want.rs, want.rsPort ?? port) : "";
+    const script = `${WAIT_LIB}
+      now_ms; t0=$NOW_MS; since=
+      while now_ms; [ $((NOW_MS - t0)) -lt ${(timeoutS + stableS) * 1000} ]; do
+        in=; got=
+        while read -r a b c d e; do
+          [ "$a" = TCP ] && { [ "$b" = ${svc} ] && in=1 || in=; ${"scheduler" in want ? `[ -n "$in" ] && got=$c;` : ""} continue; }
+          ${"rs" in want ? `[ -n "$in" ] && [ "$a" = "->" ] && [ "$b" = ${rs} ] && got=$d` : ":"}
+        done < /proc/net/ip_vs
+        now_ms
+        if [ "$got" = ${"scheduler" in want ? want.scheduler : want.weight} ]; then
+          since=\${since:-$NOW_MS}; [ $((NOW_MS - since)) -ge ${stableS * 1000} ] && { echo $((since - t0)); exit 0; }
+        else
+          since=
+        fi
+        nap
+      done
+      echo "${vip}:${port}: want ${JSON.stringify(want).replaceAll('"', "")}, have '$got'" >&2; ipvsadm -Ln >&2; exit 1`;
+    return Number(await mustExec(this.target, `ip netns exec ${ns} bash -c ${shq(script)}`, { timeoutMs: (timeoutS + stableS + 60) * 1000 }));
+  }
+
   /** Runs a command inside a namespace (stdout). */
   async inNs(ns: string, script: string): Promise<string> {
     return mustExec(this.target, `ip netns exec ${ns} bash -c ${shq(script)}`);
@@ -306,10 +396,13 @@ export class E2eFleet {
   async close(): Promise<void> {
     const w = this.work;
     await this.target.exec(
-      `for p in $(ls ${w}/pid 2>/dev/null | grep -v -e postgres -e nats -e controlplane) controlplane nats postgres; do
-         [ -e ${w}/pid/$p ] || continue; pid=$(cat ${w}/pid/$p); kill -TERM $pid 2>/dev/null
-         for i in $(seq 100); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done; kill -KILL $pid 2>/dev/null; rm -f ${w}/pid/$p
-       done
+      `${WAIT_LIB}
+       # agents, driver and HTTP servers first (all at once), then the services they use
+       stop() { local pids= p pid; for p in "$@"; do [ -e ${w}/pid/$p ] || continue; read -r pid < ${w}/pid/$p; kill -TERM $pid 2>/dev/null && pids="$pids $pid"; rm -f ${w}/pid/$p; done
+         for i in {1..100}; do local left=; for pid in $pids; do kill -0 $pid 2>/dev/null && left="$left $pid"; done; pids=$left; [ -z "$pids" ] && break; nap; done
+         [ -z "$pids" ] || kill -KILL $pids 2>/dev/null; }
+       shopt -s nullglob; clients=(); for f in ${w}/pid/*; do case \${f##*/} in postgres|nats|controlplane) ;; *) clients+=("\${f##*/}") ;; esac; done
+       stop "\${clients[@]}"; stop controlplane; stop nats; stop postgres
        for n in ${NAMESPACES.join(" ")}; do ip netns del $n 2>/dev/null; done
        ip link del e2emg 2>/dev/null; ip link del e2elan 2>/dev/null
        rm -rf ${w}; true`,

@@ -5,14 +5,15 @@
 // (DR, NAT, TUN — one `it` each, sharing the services):
 //   create a service with two real servers → the real-server agents prepare their hosts (DR: VIP on lo
 //   + ARP sysctls; TUN: VIP on tunl0; NAT: the return-path check), the Director agent programs IPVS →
-//   requests reach both real servers; stop rs2's HTTP server → within fall × interval its weight is 0
-//   and every request goes to rs1; start it → weight 1 again; restart the Director agent while a
+//   requests reach both real servers; rs2's HTTP server stops listening (connections refused, as from
+//   a stopped server) → within fall × interval its weight is 0 and every request goes to rs1; it
+//   listens again → weight 1 again; restart the Director agent while a
 //   keep-alive connection runs through the VIP, then change the scheduler through the API → the
 //   connection survives both on the same real server, the destination is not re-created (its active
 //   connection stays counted); the counters the API serves match ipvsadm's.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { randomUUID } from "node:crypto";
-import { mustExec, type KernelTarget } from "../harness/kernel-target.js";
+import type { KernelTarget } from "../harness/kernel-target.js";
 import { kernelTarget } from "../harness/kernel-vitest.js";
 import { CLIENT_NS, E2eFleet, HOSTS } from "../harness/e2e-fleet.js";
 
@@ -46,21 +47,9 @@ async function destinations(vip: string): Promise<Map<string, { fwd: string; wei
   return m;
 }
 
-/** Polls (in the VM) until rs's weight in the Director's IPVS table is `weight`; ms it took. */
-async function waitWeight(vip: string, rs: string, weight: number, timeoutS = 60): Promise<number> {
-  const out = await mustExec(
-    target,
-    `t0=$(date +%s%N)
-     for i in $(seq ${timeoutS * 10}); do
-       w=$(ip netns exec ${HOSTS.director.ns} ipvsadm -Ln -t ${vip}:80 | awk '$2 == "${rs}:80" { print $4 }')
-       [ "$w" = "${weight}" ] && { echo $(( ($(date +%s%N) - t0) / 1000000 )); exit 0; }
-       sleep 0.1
-     done
-     echo "weight of ${rs} is '$w', want ${weight}" >&2; ip netns exec ${HOSTS.director.ns} ipvsadm -Ln >&2; exit 1`,
-    { timeoutMs: (timeoutS + 30) * 1000 },
-  );
-  return Number(out.trim());
-}
+/** Waits (in the VM) until rs's weight in the Director's IPVS table is `weight` (for `stableS`); ms it took. */
+const waitWeight = (vip: string, rs: string, weight: number, timeoutS = 60, stableS = 0) =>
+  fleet.waitIpvs(HOSTS.director.ns, vip, 80, { rs, weight }, timeoutS, stableS);
 
 beforeAll(async () => {
   target = await kernelTarget();
@@ -143,7 +132,7 @@ async function scenario(mode: Mode): Promise<void> {
     { call: "topology.createRealServer", req: { parent: vsName, realServerId: "rs1", realServer: { address: HOSTS.rs1.lan, forwardMethod: fwd, host: `sites/${SITE}/hosts/rs1` } } },
     { call: "topology.createRealServer", req: { parent: vsName, realServerId: "rs2", realServer: { address: HOSTS.rs2.lan, forwardMethod: fwd, host: `sites/${SITE}/hosts/rs2` } } },
     ...(mode === "NAT"
-      ? [{ poll: "fleet.getHostStatus", req: { site: SITE, host: "rs2" }, until: { path: "status.errors", contains: "nat-return-path" }, timeoutMs: 180_000 }]
+      ? [{ poll: "fleet.getHostStatus", req: { site: SITE, host: "rs2" }, until: { path: "status.state", equals: "HOST_STATE_ERROR" }, timeoutMs: 180_000 }]
       : [{ call: "fleet.waitForRollout", req: { site: SITE, revision: "${2.revision}", timeout: ROLLOUT } }]),
   ]);
   mark("createdMs");
@@ -162,9 +151,11 @@ async function scenario(mode: Mode): Promise<void> {
     expect(created.results[3]).toMatchObject({ complete: true, totalHosts: 3, doneHosts: 3 });
   }
 
-  // What each agent made of it, in its own namespace. New health checks start up, but under TCG on a
-  // loaded machine a check can time out before the real server answers: wait for both weights first.
-  timings[`${mode}.firstUpMs`] = Math.max(await waitWeight(vip, HOSTS.rs1.lan, 1), await waitWeight(vip, HOSTS.rs2.lan, 1));
+  // What each agent made of it, in its own namespace. New health checks start up (weight 1 at once), but
+  // under TCG on a loaded machine a check can time out before the real server answers and take it down
+  // again: wait until both weights have held 1 for fall × interval.
+  const [up1, up2] = await Promise.all([waitWeight(vip, HOSTS.rs1.lan, 1, 60, FALL * INTERVAL_S), waitWeight(vip, HOSTS.rs2.lan, 1, 60, FALL * INTERVAL_S)]);
+  timings[`${mode}.firstUpMs`] = Math.max(up1, up2);
   const d = await destinations(vip);
   expect([...d.entries()].sort()).toEqual([
     [HOSTS.rs1.lan, { fwd: ipvsadmFwd, weight: 1, active: 0 }],
@@ -189,16 +180,17 @@ async function scenario(mode: Mode): Promise<void> {
   expect(first).toEqual({ rs1: 5, rs2: 5 });
   mark("trafficMs");
 
-  // rs2's HTTP server stops: the Director's checks take it to weight 0 within fall × interval (plus a
-  // check in flight and the kernel write), and every request goes to rs1.
-  await fleet.stopHttp("rs2");
+  // rs2's HTTP server stops listening (fleet.setHttp: no node restart, seconds under TCG): the
+  // Director's checks take it to weight 0 within fall × interval (plus a check in flight and the kernel
+  // write), and every request goes to rs1.
+  await fleet.setHttp("rs2", false);
   const downMs = await waitWeight(vip, HOSTS.rs2.lan, 0);
   timings[`${mode}.healthDownMs`] = downMs;
   // fall × interval, plus the check in flight (timeout) and the kernel write — and TCG on a shared
   // 2-core machine, where a 1 s timer can fire seconds late: generous slack, the figure is logged.
   expect(downMs).toBeLessThan((FALL + 1) * INTERVAL_S * 1000 + 30_000);
   expect(await fleet.get(vip, 6)).toEqual({ rs1: 6 });
-  await fleet.startHttp(HOSTS.rs2.ns, "rs2");
+  await fleet.setHttp("rs2", true);
   timings[`${mode}.healthUpMs`] = await waitWeight(vip, HOSTS.rs2.lan, 1);
   expect(await fleet.get(vip, 4)).toEqual({ rs1: 2, rs2: 2 });
   mark("healthMs");
@@ -229,12 +221,7 @@ async function scenario(mode: Mode): Promise<void> {
   // The rollout says the Director applied it; the kernel must show it. Before ecc7e50 a resync queued
   // behind the apply (right after the agent restart) put rr back until the next resync: the kernel is
   // polled briefly and the lag logged (timings.<mode>.schedulerLagMs; ~0 expected now).
-  timings[`${mode}.schedulerLagMs`] = await mustExec(
-    target,
-    `t0=$(date +%s%N); for i in $(seq 600); do ip netns exec ${HOSTS.director.ns} ipvsadm -Ln -t ${vip}:80 | grep -Eq "^TCP +${vip}:80 wlc" && { echo $(( ($(date +%s%N) - t0) / 1000000 )); exit 0; }; sleep 0.1; done
-     ip netns exec ${HOSTS.director.ns} ipvsadm -Ln >&2; exit 1`,
-    { timeoutMs: 120_000 },
-  ).then(Number);
+  timings[`${mode}.schedulerLagMs`] = await fleet.waitIpvs(HOSTS.director.ns, vip, 80, { scheduler: "wlc" });
   expect(await dir(`ipvsadm -Ln -t ${vip}:80`)).toMatch(new RegExp(`TCP\\s+${vip}:80 wlc`));
   // The destination kept its established connection: a re-created one would start at 0.
   const afterSched = await destinations(vip);
