@@ -166,7 +166,7 @@ export type PlanItem = Message<"lvsfleet.v1.PlanItem"> & {
   /**
    * "ipvs-service", "ipvs-destination", "ipvs-timeouts" (ipvsadm --set), "health-check" (the
    * Director's checks of a service's real servers, failure action, sorry server), "address",
-   * "fwmark-rule", "sysctl", "tunnel" or "nat-return-path".
+   * "fwmark-rule", "sysctl", "tunnel", "fou-port" or "nat-return-path".
    *
    * @generated from field: string kind = 1;
    */

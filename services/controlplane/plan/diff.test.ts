@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
-import { FailureAction, ForwardMethod, Protocol } from "../../../gen/lvsfleet/v1/types_pb.js";
+import { FailureAction, ForwardMethod, Protocol, TunnelType } from "../../../gen/lvsfleet/v1/types_pb.js";
 import { RealServerSchema, type RealServer, type VirtualService } from "../../../gen/lvsfleet/v1/topology_pb.js";
 import type { SiteTopology } from "../compile/index.js";
 import { director, realServerHost, rs, site, topology, vs } from "../compile/testing.js";
@@ -101,6 +101,16 @@ describe("planSite", () => {
     const p = planSite(base(), base({ virtualServices: [], realServers: [] }));
     expect(p.warnings).toContain("removes virtual service sites/fra1/virtualServices/web");
     expect(p.hosts.get("lb1")!.filter((d) => d.action === "REMOVE").map((d) => d.kind)).toContain("ipvs-service");
+  });
+
+  it("a real server turned TUN/GUE gets its tunnel device and its fou receive port", () => {
+    const gue = rs("web", "rs1", { address: "192.0.2.21", forwardMethod: ForwardMethod.TUN, tunnel: { type: TunnelType.GUE, port: 6080 }, weight: 1, host: "web1" });
+    const p = planSite(base(), base({ realServers: [gue, RS2] }));
+    const web1 = rows(p.hosts.get("web1"));
+    expect(web1).toContainEqual({ kind: "fou-port", action: "ADD", object: "ipv4 udp/6080 gue", before: "", after: "" });
+    expect(web1.map((r) => r.kind)).toContain("tunnel");
+    // And back: the port goes with the last GUE service.
+    expect(rows(planSite(base({ realServers: [gue, RS2] }), base()).hosts.get("web1"))).toContainEqual({ kind: "fou-port", action: "REMOVE", object: "ipv4 udp/6080 gue", before: "", after: "" });
   });
 
   it("forward method change warns", () => {

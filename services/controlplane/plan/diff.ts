@@ -4,7 +4,7 @@
  */
 import type { SiteTopology } from "../compile/index.js";
 import type { FwmarkRule, HostDesiredState, IpvsDestination, IpvsService, Sysctl, VipAddress } from "../../../gen/lvsfleet/v1/desired_state_pb.js";
-import { FailureAction, ForwardMethod, Protocol, type HealthCheck, type IpvsTimeouts } from "../../../gen/lvsfleet/v1/types_pb.js";
+import { AddressFamily, FailureAction, ForwardMethod, Protocol, type HealthCheck, type IpvsTimeouts } from "../../../gen/lvsfleet/v1/types_pb.js";
 
 export type PlanKind =
   | "ipvs-service"
@@ -15,6 +15,7 @@ export type PlanKind =
   | "fwmark-rule"
   | "sysctl"
   | "tunnel"
+  | "fou-port"
   | "nat-return-path";
 export type PlanActionName = "ADD" | "CHANGE" | "REMOVE";
 
@@ -184,6 +185,8 @@ export function diffDesired(before: HostDesiredState | undefined, after: HostDes
   keyed(out, "address", [...(before?.director?.addresses ?? []), ...(before?.realServer?.addresses ?? [])], [...(after?.director?.addresses ?? []), ...(after?.realServer?.addresses ?? [])], vipKey, () => []);
   keyed(out, "fwmark-rule", before?.director?.fwmarkRules ?? [], after?.director?.fwmarkRules ?? [], markKey, markFields);
   keyed(out, "tunnel", before?.realServer?.tunnels ?? [], after?.realServer?.tunnels ?? [], (t) => t.name, (t) => [["type", String(t.type)]]);
+  // GUE receive ports (`ip fou add port <p> gue`) a TUN/GUE real server holds.
+  keyed(out, "fou-port", before?.realServer?.fouPorts ?? [], after?.realServer?.fouPorts ?? [], (f) => `${f.addressFamily === AddressFamily.IPV6 ? "ipv6" : "ipv4"} udp/${f.port} gue`, () => []);
   keyed(out, "nat-return-path", before?.realServer?.natReturnPaths ?? [], after?.realServer?.natReturnPaths ?? [], (n) => n.virtualService, (n) => [["via", n.directorAddresses.join(",")]]);
   keyed(out, "sysctl", before?.sysctls ?? [], after?.sysctls ?? [], (s: Sysctl) => s.key, (s) => [["", s.value]]);
   for (const d of out) {
