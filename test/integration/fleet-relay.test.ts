@@ -67,6 +67,32 @@ afterAll(async () => {
   await t?.drop();
 });
 
+/**
+ * Holds every write whose operation is `operation` after its statements, before COMMIT: its
+ * revision is taken, it is not yet visible. `inHook` resolves when one is held; `release` lets it
+ * commit; `done` releases and removes the hook.
+ */
+function holdBeforeCommit(operation: string): { inHook: Promise<void>; release: () => void; done: () => void } {
+  let entered!: () => void;
+  const inHook = new Promise<void>((r) => (entered = r));
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const hold = async (_tx: unknown, rec: { meta: { operation: string } }) => {
+    if (rec.meta.operation !== operation) return;
+    entered();
+    await gate;
+  };
+  store.onWrite(hold);
+  return {
+    inHook,
+    release,
+    done: () => {
+      release();
+      store.db.afterWrite.splice(store.db.afterWrite.indexOf(hold), 1);
+    },
+  };
+}
+
 describe("relay", () => {
   it("publishes every host's compiled state; 50 agents converge", async () => {
     await relay();
@@ -129,16 +155,7 @@ describe("relay", () => {
   it("a site-wide change committing after a host was stamped higher is stamped above it (trap, site part)", async () => {
     const [vsId, svc] = [...shape.services.entries()][5]!;
     const director = fleet.agents.get(svc.director)!;
-    let entered!: () => void;
-    const inHook = new Promise<void>((r) => (entered = r));
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
-    const hold = async (_tx: unknown, rec: { meta: { operation: string } }) => {
-      if (rec.meta.operation !== "SlowSiteUpdate") return;
-      entered();
-      await gate;
-    };
-    store.onWrite(hold);
+    const { inHook, release, done } = holdBeforeCommit("SlowSiteUpdate");
     try {
       const a = store.sites.update({ actor: "test", operation: "SlowSiteUpdate" }, SITE, create(SiteSchema, { ipvsTimeouts: { tcpSeconds: 555, tcpFinSeconds: 60, udpSeconds: 200 } }), { paths: ["ipvs_timeouts"] });
       await inHook;
@@ -151,8 +168,7 @@ describe("relay", () => {
       expect(applied.revision).toBeGreaterThan(revB);
       await fleet.converged(pool);
     } finally {
-      release();
-      store.db.afterWrite.splice(store.db.afterWrite.indexOf(hold), 1);
+      done();
     }
     fleet.assertMonotonic();
   });
@@ -208,16 +224,7 @@ describe("relay", () => {
   it("a lower revision committing after a higher one is published with a newer stamp (deterministic trap)", async () => {
     const [vsId, svc] = [...shape.services.entries()][4]!;
     const director = fleet.agents.get(svc.director)!;
-    let entered!: () => void;
-    const inHook = new Promise<void>((r) => (entered = r));
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
-    const hold = async (_tx: unknown, rec: { meta: { operation: string } }) => {
-      if (rec.meta.operation !== "SlowUpdate") return;
-      entered();
-      await gate;
-    };
-    store.onWrite(hold);
+    const { inHook, release, done } = holdBeforeCommit("SlowUpdate");
     try {
       // A takes its revision first and stalls before COMMIT ...
       const a = store.realServers.update({ actor: "test", operation: "SlowUpdate" }, SITE, vsId, svc.rsHosts[0]!, create(RealServerSchema, { weight: 61 }), { paths: ["weight"] });
@@ -238,8 +245,7 @@ describe("relay", () => {
       const weights = director.backend.current!.director!.services.find((s) => s.virtualService.endsWith(`/${vsId}`))!.destinations.map((d) => d.weight);
       expect(weights.sort()).toEqual([61, 62]);
     } finally {
-      release();
-      store.db.afterWrite.splice(store.db.afterWrite.indexOf(hold), 1);
+      done();
     }
     fleet.assertMonotonic();
   });

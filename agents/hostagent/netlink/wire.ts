@@ -189,6 +189,19 @@ export function attrNested(a: NetlinkAttr): NetlinkAttr[] {
  * number throws NetlinkEncodeError rather than being silently truncated. Writes go straight into
  * one growing buffer (no per-attribute allocation: bulk programming encodes ~10^5 messages).
  */
+/**
+ * `buf` if it has room for `n` more bytes after the first `used`, else a buffer of doubled size
+ * holding those `used` bytes (the growth rule of every growable writer here).
+ */
+export function ensureCapacity(buf: Buffer, used: number, n: number): Buffer {
+  if (used + n <= buf.length) return buf;
+  let size = buf.length * 2;
+  while (size < used + n) size *= 2;
+  const nb = Buffer.allocUnsafe(size);
+  buf.copy(nb, 0, 0, used);
+  return nb;
+}
+
 export class AttrWriter {
   private buf: Buffer;
   private len = 0;
@@ -198,12 +211,7 @@ export class AttrWriter {
   }
 
   private reserve(n: number): void {
-    if (this.len + n <= this.buf.length) return;
-    let size = this.buf.length * 2;
-    while (size < this.len + n) size *= 2;
-    const nb = Buffer.allocUnsafe(size);
-    this.buf.copy(nb, 0, 0, this.len);
-    this.buf = nb;
+    this.buf = ensureCapacity(this.buf, this.len, n);
   }
 
   /** Start an attribute of `valueLen` bytes; returns the value offset. Padding is zeroed. */

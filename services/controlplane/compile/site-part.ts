@@ -11,7 +11,7 @@
 //                        join(hostPart(x), compileSitePart(t)) == x for random topologies)
 //
 // Pure: no I/O.
-import { clone, create, toBinary } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { createHash } from "node:crypto";
 import {
   HostDesiredStateSchema,
@@ -55,12 +55,17 @@ export function hashSitePart(p: SiteDesiredState): string {
 }
 
 /**
- * The host part of a whole state: a copy without `director.timeouts` (those come from the site
- * part), its hash recomputed (hashDesiredState ignores revision, hash and site_revision).
+ * The host part of a whole state: the same message without `director.timeouts` (those come from
+ * the site part), its hash recomputed. Shallow copies (protobuf-es v2 messages are plain objects):
+ * the relay runs this for every host it compiles, and only the top level and the DirectorState
+ * differ; the nested messages are shared with `whole`, which must not be changed afterwards.
  */
 export function hostPart(whole: HostDesiredState): HostDesiredState {
-  const part = clone(HostDesiredStateSchema, whole);
-  if (part.director) part.director.timeouts = undefined;
+  // Unstamped, so hashDesiredState hashes it as is (a stamped message it would deep-copy first).
+  const part: HostDesiredState = { ...whole, revision: 0n, hash: "", siteRevision: 0n };
+  if (whole.director) part.director = { ...whole.director, timeouts: undefined };
   part.hash = hashDesiredState(part);
+  part.revision = whole.revision;
+  part.siteRevision = whole.siteRevision;
   return part;
 }

@@ -8,6 +8,7 @@
 // length + the genl payload (padded to 4 bytes). A failed dump has an entry in `errors`; whatever it
 // delivered before failing may be packed too and is ignored.
 import { NetlinkDumpInterruptedError, NetlinkError, NetlinkTimeoutError } from "../errors.js";
+import { ensureCapacity } from "../wire.js";
 
 export interface DumpJob {
   id: number;
@@ -112,12 +113,7 @@ export class ReplyPacker {
   }
 
   private reserve(n: number): void {
-    if (this.len + n <= this.buf.length) return;
-    let size = this.buf.length * 2;
-    while (size < this.len + n) size *= 2;
-    const nb = Buffer.allocUnsafe(size);
-    this.buf.copy(nb, 0, 0, this.len);
-    this.buf = nb;
+    this.buf = ensureCapacity(this.buf, this.len, n);
   }
 }
 
