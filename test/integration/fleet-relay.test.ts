@@ -278,19 +278,27 @@ describe("relay", () => {
     // their changes: relay_compile_token must make A reload, or A's next change of the same service
     // would be compiled onto stale weights and published with a newer revision.
     await stopRelays();
-    const a = await relay({ lockConnection: { application_name: "relay-test-lock-a" } });
+    // Mutable lock-connection settings: the relay spreads them over the pool's on every (re)connect.
+    const lockA: pg.ClientConfig = { application_name: "relay-test-lock-a" };
+    const lockB: pg.ClientConfig = { application_name: "relay-test-lock-b" };
+    const a = await relay({ lockConnection: lockA });
     await waitFor("A leads", () => a.isLeader());
-    const b = await relay({ lockConnection: { application_name: "relay-test-lock-b" } });
+    const b = await relay({ lockConnection: lockB });
     const [vsId, svc] = [...shape.services.entries()][5]!;
     const [rs0, rs1] = svc.rsHosts as [string, string];
-    /** Ends the leader's lock session until `next` holds the lock. */
-    const handOver = async (from: string, next: Relay) => {
-      await waitFor(`${from} hands over`, async () => {
-        if (next.isLeader()) return true;
-        await pool.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", [from]);
-        await new Promise((r) => setTimeout(r, 300));
-        return next.isLeader();
-      }, 20_000);
+    /**
+     * Ends the leader's lock session and keeps it from coming back until `next` holds the lock: a
+     * relay whose lock session ends reconnects at once, which would usually beat `next`'s jittered
+     * lock poll (this test flaked on that race). Its reconnects go to a closed port meanwhile.
+     */
+    const handOver = async (from: pg.ClientConfig, next: Relay) => {
+      from.connectionString = "postgres://postgres@127.0.0.1:1/unreachable";
+      try {
+        await pool.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", [from.application_name]);
+        await waitFor(`${from.application_name} hands over`, () => next.isLeader(), 20_000);
+      } finally {
+        delete from.connectionString;
+      }
     };
     /** Waits until `r` compiled and published the Director's state at ≥ `rev`. */
     const publishedBy = async (r: Relay, rev: bigint) => {
@@ -302,10 +310,10 @@ describe("relay", () => {
     };
     await a.idle();
     expect(await publishedBy(a, await setWeight(store, SITE, vsId, rs0, 600))).toBeGreaterThan(0);
-    await handOver("relay-test-lock-a", b);
+    await handOver(lockA, b);
     await setWeight(store, SITE, vsId, rs1, 601);
     expect(await publishedBy(b, await setWeight(store, SITE, vsId, rs0, 602))).toBeGreaterThan(0);
-    await handOver("relay-test-lock-b", a);
+    await handOver(lockB, a);
     const drops = a.stats.cacheDrops;
     await publishedBy(a, await setWeight(store, SITE, vsId, rs1, 603));
     expect(a.stats.cacheDrops).toBe(drops + 1);
