@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file lvsfleet/v1/desired_state.proto.
  */
 export const file_lvsfleet_v1_desired_state: GenFile = /*@__PURE__*/
-  fileDesc("Ch9sdnNmbGVldC92MS9kZXNpcmVkX3N0YXRlLnByb3RvEgtsdnNmbGVldC52MSLsAQoQSG9zdERlc2lyZWRTdGF0ZRIMCgRzaXRlGAEgASgJEgwKBGhvc3QYAiABKAkSEAoIcmV2aXNpb24YAyABKAMSDAoEaGFzaBgEIAEoCRIsCghkaXJlY3RvchgFIAEoCzIaLmx2c2ZsZWV0LnYxLkRpcmVjdG9yU3RhdGUSMQoLcmVhbF9zZXJ2ZXIYBiABKAsyHC5sdnNmbGVldC52MS5SZWFsU2VydmVyU3RhdGUSJAoHc3lzY3RscxgHIAMoCzITLmx2c2ZsZWV0LnYxLlN5c2N0bBIVCg1zaXRlX3JldmlzaW9uGAggASgDIsMBCg1EaXJlY3RvclN0YXRlEioKCHNlcnZpY2VzGAEgAygLMhgubHZzZmxlZXQudjEuSXB2c1NlcnZpY2USKwoIdGltZW91dHMYAiABKAsyGS5sdnNmbGVldC52MS5JcHZzVGltZW91dHMSKgoJYWRkcmVzc2VzGAMgAygLMhcubHZzZmxlZXQudjEuVmlwQWRkcmVzcxItCgxmd21hcmtfcnVsZXMYBCADKAsyFy5sdnNmbGVldC52MS5Gd21hcmtSdWxlIpoECgtJcHZzU2VydmljZRIXCg92aXJ0dWFsX3NlcnZpY2UYASABKAkSMgoOYWRkcmVzc19mYW1pbHkYAiABKA4yGi5sdnNmbGVldC52MS5BZGRyZXNzRmFtaWx5EicKCHByb3RvY29sGAMgASgOMhUubHZzZmxlZXQudjEuUHJvdG9jb2wSDwoHYWRkcmVzcxgEIAEoCRIMCgRwb3J0GAUgASgNEg4KBmZ3bWFyaxgGIAEoDRIRCglzY2hlZHVsZXIYByABKAkSFwoPc2NoZWR1bGVyX2ZsYWdzGAggAygJEhsKE3BlcnNpc3RlbmNlX3RpbWVvdXQYCSABKA0SIQoZcGVyc2lzdGVuY2VfcHJlZml4X2xlbmd0aBgKIAEoDRISCgpvbmVfcGFja2V0GAsgASgIEhoKEnBlcnNpc3RlbmNlX2VuZ2luZRgMIAEoCRIyCgxkZXN0aW5hdGlvbnMYDSADKAsyHC5sdnNmbGVldC52MS5JcHZzRGVzdGluYXRpb24SLgoMaGVhbHRoX2NoZWNrGA4gASgLMhgubHZzZmxlZXQudjEuSGVhbHRoQ2hlY2sSMgoOZmFpbHVyZV9hY3Rpb24YDyABKA4yGi5sdnNmbGVldC52MS5GYWlsdXJlQWN0aW9uEjIKDHNvcnJ5X3NlcnZlchgQIAEoCzIcLmx2c2ZsZWV0LnYxLklwdnNEZXN0aW5hdGlvbiKaAgoPSXB2c0Rlc3RpbmF0aW9uEhMKC3JlYWxfc2VydmVyGAEgASgJEjIKDmFkZHJlc3NfZmFtaWx5GAIgASgOMhoubHZzZmxlZXQudjEuQWRkcmVzc0ZhbWlseRIPCgdhZGRyZXNzGAMgASgJEgwKBHBvcnQYBCABKA0SMgoOZm9yd2FyZF9tZXRob2QYBSABKA4yGi5sdnNmbGVldC52MS5Gb3J3YXJkTWV0aG9kEg4KBndlaWdodBgGIAEoDRIXCg91cHBlcl90aHJlc2hvbGQYByABKA0SFwoPbG93ZXJfdGhyZXNob2xkGAggASgNEikKBnR1bm5lbBgJIAEoCzIZLmx2c2ZsZWV0LnYxLlR1bm5lbENvbmZpZyJHCgpWaXBBZGRyZXNzEhEKCWludGVyZmFjZRgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEhUKDXByZWZpeF9sZW5ndGgYAyABKA0iRQoKRndtYXJrUnVsZRIMCgRtYXJrGAEgASgNEikKB21hdGNoZXMYAiADKAsyGC5sdnNmbGVldC52MS5Gd21hcmtNYXRjaCJzCgtGd21hcmtNYXRjaBIUCgxkZXN0aW5hdGlvbnMYASADKAkSJwoIcHJvdG9jb2wYAiABKA4yFS5sdnNmbGVldC52MS5Qcm90b2NvbBIlCgVwb3J0cxgDIAMoCzIWLmx2c2ZsZWV0LnYxLlBvcnRSYW5nZSLLAQoPUmVhbFNlcnZlclN0YXRlEioKCWFkZHJlc3NlcxgBIAMoCzIXLmx2c2ZsZWV0LnYxLlZpcEFkZHJlc3MSLQoHdHVubmVscxgCIAMoCzIcLmx2c2ZsZWV0LnYxLlR1bm5lbEludGVyZmFjZRI0ChBuYXRfcmV0dXJuX3BhdGhzGAMgAygLMhoubHZzZmxlZXQudjEuTmF0UmV0dXJuUGF0aBInCglmb3VfcG9ydHMYBCADKAsyFC5sdnNmbGVldC52MS5Gb3VQb3J0IksKB0ZvdVBvcnQSDAoEcG9ydBgBIAEoDRIyCg5hZGRyZXNzX2ZhbWlseRgCIAEoDjIaLmx2c2ZsZWV0LnYxLkFkZHJlc3NGYW1pbHkiRgoPVHVubmVsSW50ZXJmYWNlEgwKBG5hbWUYASABKAkSJQoEdHlwZRgCIAEoDjIXLmx2c2ZsZWV0LnYxLlR1bm5lbFR5cGUiRAoNTmF0UmV0dXJuUGF0aBIXCg92aXJ0dWFsX3NlcnZpY2UYASABKAkSGgoSZGlyZWN0b3JfYWRkcmVzc2VzGAIgAygJIiQKBlN5c2N0bBILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAki7QEKEFNpdGVEZXNpcmVkU3RhdGUSDAoEc2l0ZRgBIAEoCRIQCghyZXZpc2lvbhgCIAEoAxIMCgRoYXNoGAMgASgJEisKCHRpbWVvdXRzGAQgASgLMhkubHZzZmxlZXQudjEuSXB2c1RpbWVvdXRzEkgKDmhvc3RfcmV2aXNpb25zGAUgAygLMjAubHZzZmxlZXQudjEuU2l0ZURlc2lyZWRTdGF0ZS5Ib3N0UmV2aXNpb25zRW50cnkaNAoSSG9zdFJldmlzaW9uc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAzoCOAFiBnByb3RvMw", [file_lvsfleet_v1_types]);
+  fileDesc("Ch9sdnNmbGVldC92MS9kZXNpcmVkX3N0YXRlLnByb3RvEgtsdnNmbGVldC52MSKjAgoQSG9zdERlc2lyZWRTdGF0ZRIMCgRzaXRlGAEgASgJEgwKBGhvc3QYAiABKAkSEAoIcmV2aXNpb24YAyABKAMSDAoEaGFzaBgEIAEoCRIsCghkaXJlY3RvchgFIAEoCzIaLmx2c2ZsZWV0LnYxLkRpcmVjdG9yU3RhdGUSMQoLcmVhbF9zZXJ2ZXIYBiABKAsyHC5sdnNmbGVldC52MS5SZWFsU2VydmVyU3RhdGUSJAoHc3lzY3RscxgHIAMoCzITLmx2c2ZsZWV0LnYxLlN5c2N0bBIVCg1zaXRlX3JldmlzaW9uGAggASgDEjUKDHN0YXRlX29iamVjdBgJIAEoCzIfLmx2c2ZsZWV0LnYxLkRlc2lyZWRTdGF0ZU9iamVjdCJlChJEZXNpcmVkU3RhdGVPYmplY3QSDAoEbmFtZRgBIAEoCRIMCgRzaXplGAIgASgEEg4KBnNoYTI1NhgDIAEoCRIPCgdkZWZsYXRlGAQgASgIEhIKCnN0YXRlX3NpemUYBSABKAQiwwEKDURpcmVjdG9yU3RhdGUSKgoIc2VydmljZXMYASADKAsyGC5sdnNmbGVldC52MS5JcHZzU2VydmljZRIrCgh0aW1lb3V0cxgCIAEoCzIZLmx2c2ZsZWV0LnYxLklwdnNUaW1lb3V0cxIqCglhZGRyZXNzZXMYAyADKAsyFy5sdnNmbGVldC52MS5WaXBBZGRyZXNzEi0KDGZ3bWFya19ydWxlcxgEIAMoCzIXLmx2c2ZsZWV0LnYxLkZ3bWFya1J1bGUimgQKC0lwdnNTZXJ2aWNlEhcKD3ZpcnR1YWxfc2VydmljZRgBIAEoCRIyCg5hZGRyZXNzX2ZhbWlseRgCIAEoDjIaLmx2c2ZsZWV0LnYxLkFkZHJlc3NGYW1pbHkSJwoIcHJvdG9jb2wYAyABKA4yFS5sdnNmbGVldC52MS5Qcm90b2NvbBIPCgdhZGRyZXNzGAQgASgJEgwKBHBvcnQYBSABKA0SDgoGZndtYXJrGAYgASgNEhEKCXNjaGVkdWxlchgHIAEoCRIXCg9zY2hlZHVsZXJfZmxhZ3MYCCADKAkSGwoTcGVyc2lzdGVuY2VfdGltZW91dBgJIAEoDRIhChlwZXJzaXN0ZW5jZV9wcmVmaXhfbGVuZ3RoGAogASgNEhIKCm9uZV9wYWNrZXQYCyABKAgSGgoScGVyc2lzdGVuY2VfZW5naW5lGAwgASgJEjIKDGRlc3RpbmF0aW9ucxgNIAMoCzIcLmx2c2ZsZWV0LnYxLklwdnNEZXN0aW5hdGlvbhIuCgxoZWFsdGhfY2hlY2sYDiABKAsyGC5sdnNmbGVldC52MS5IZWFsdGhDaGVjaxIyCg5mYWlsdXJlX2FjdGlvbhgPIAEoDjIaLmx2c2ZsZWV0LnYxLkZhaWx1cmVBY3Rpb24SMgoMc29ycnlfc2VydmVyGBAgASgLMhwubHZzZmxlZXQudjEuSXB2c0Rlc3RpbmF0aW9uIpoCCg9JcHZzRGVzdGluYXRpb24SEwoLcmVhbF9zZXJ2ZXIYASABKAkSMgoOYWRkcmVzc19mYW1pbHkYAiABKA4yGi5sdnNmbGVldC52MS5BZGRyZXNzRmFtaWx5Eg8KB2FkZHJlc3MYAyABKAkSDAoEcG9ydBgEIAEoDRIyCg5mb3J3YXJkX21ldGhvZBgFIAEoDjIaLmx2c2ZsZWV0LnYxLkZvcndhcmRNZXRob2QSDgoGd2VpZ2h0GAYgASgNEhcKD3VwcGVyX3RocmVzaG9sZBgHIAEoDRIXCg9sb3dlcl90aHJlc2hvbGQYCCABKA0SKQoGdHVubmVsGAkgASgLMhkubHZzZmxlZXQudjEuVHVubmVsQ29uZmlnIkcKClZpcEFkZHJlc3MSEQoJaW50ZXJmYWNlGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSFQoNcHJlZml4X2xlbmd0aBgDIAEoDSJFCgpGd21hcmtSdWxlEgwKBG1hcmsYASABKA0SKQoHbWF0Y2hlcxgCIAMoCzIYLmx2c2ZsZWV0LnYxLkZ3bWFya01hdGNoInMKC0Z3bWFya01hdGNoEhQKDGRlc3RpbmF0aW9ucxgBIAMoCRInCghwcm90b2NvbBgCIAEoDjIVLmx2c2ZsZWV0LnYxLlByb3RvY29sEiUKBXBvcnRzGAMgAygLMhYubHZzZmxlZXQudjEuUG9ydFJhbmdlIssBCg9SZWFsU2VydmVyU3RhdGUSKgoJYWRkcmVzc2VzGAEgAygLMhcubHZzZmxlZXQudjEuVmlwQWRkcmVzcxItCgd0dW5uZWxzGAIgAygLMhwubHZzZmxlZXQudjEuVHVubmVsSW50ZXJmYWNlEjQKEG5hdF9yZXR1cm5fcGF0aHMYAyADKAsyGi5sdnNmbGVldC52MS5OYXRSZXR1cm5QYXRoEicKCWZvdV9wb3J0cxgEIAMoCzIULmx2c2ZsZWV0LnYxLkZvdVBvcnQiSwoHRm91UG9ydBIMCgRwb3J0GAEgASgNEjIKDmFkZHJlc3NfZmFtaWx5GAIgASgOMhoubHZzZmxlZXQudjEuQWRkcmVzc0ZhbWlseSJGCg9UdW5uZWxJbnRlcmZhY2USDAoEbmFtZRgBIAEoCRIlCgR0eXBlGAIgASgOMhcubHZzZmxlZXQudjEuVHVubmVsVHlwZSJECg1OYXRSZXR1cm5QYXRoEhcKD3ZpcnR1YWxfc2VydmljZRgBIAEoCRIaChJkaXJlY3Rvcl9hZGRyZXNzZXMYAiADKAkiJAoGU3lzY3RsEgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCSLtAQoQU2l0ZURlc2lyZWRTdGF0ZRIMCgRzaXRlGAEgASgJEhAKCHJldmlzaW9uGAIgASgDEgwKBGhhc2gYAyABKAkSKwoIdGltZW91dHMYBCABKAsyGS5sdnNmbGVldC52MS5JcHZzVGltZW91dHMSSAoOaG9zdF9yZXZpc2lvbnMYBSADKAsyMC5sdnNmbGVldC52MS5TaXRlRGVzaXJlZFN0YXRlLkhvc3RSZXZpc2lvbnNFbnRyeRo0ChJIb3N0UmV2aXNpb25zRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgDOgI4AWIGcHJvdG8z", [file_lvsfleet_v1_types]);
 
 /**
  * Everything one host must realise in its kernel, compiled by the control plane from the topology.
@@ -84,6 +84,16 @@ export type HostDesiredState = Message<"lvsfleet.v1.HostDesiredState"> & {
    * @generated from field: int64 site_revision = 8;
    */
   siteRevision: bigint;
+
+  /**
+   * Set only in a KV value whose host part is too large for one NATS message (above the server's
+   * max_payload): the value then holds site, host, revision, hash, site_revision and this reference,
+   * and the host part itself (the whole message, without this field) is an object in the JetStream
+   * Object Store bucket named like the KV bucket. Never set in a compiled state; not part of the hash.
+   *
+   * @generated from field: lvsfleet.v1.DesiredStateObject state_object = 9;
+   */
+  stateObject?: DesiredStateObject | undefined;
 };
 
 /**
@@ -92,6 +102,55 @@ export type HostDesiredState = Message<"lvsfleet.v1.HostDesiredState"> & {
  */
 export const HostDesiredStateSchema: GenMessage<HostDesiredState> = /*@__PURE__*/
   messageDesc(file_lvsfleet_v1_desired_state, 0);
+
+/**
+ * Where a host part too large for a KV value is stored (services/controlplane/relay/README.md).
+ *
+ * @generated from message lvsfleet.v1.DesiredStateObject
+ */
+export type DesiredStateObject = Message<"lvsfleet.v1.DesiredStateObject"> & {
+  /**
+   * Object name "<site>.<host>.<sha256>": content-addressed, so putting it again is idempotent.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Length of the object as stored (after deflate when `deflate` is set).
+   *
+   * @generated from field: uint64 size = 2;
+   */
+  size: bigint;
+
+  /**
+   * Hex SHA-256 of the object as stored.
+   *
+   * @generated from field: string sha256 = 3;
+   */
+  sha256: string;
+
+  /**
+   * The object is the zlib stream (RFC 1950, deflate) of the HostDesiredState encoding.
+   *
+   * @generated from field: bool deflate = 4;
+   */
+  deflate: boolean;
+
+  /**
+   * Length of the HostDesiredState encoding (equal to `size` unless `deflate`).
+   *
+   * @generated from field: uint64 state_size = 5;
+   */
+  stateSize: bigint;
+};
+
+/**
+ * Describes the message lvsfleet.v1.DesiredStateObject.
+ * Use `create(DesiredStateObjectSchema)` to create a new message.
+ */
+export const DesiredStateObjectSchema: GenMessage<DesiredStateObject> = /*@__PURE__*/
+  messageDesc(file_lvsfleet_v1_desired_state, 1);
 
 /**
  * A Director's IPVS table and what surrounds it.
@@ -129,7 +188,7 @@ export type DirectorState = Message<"lvsfleet.v1.DirectorState"> & {
  * Use `create(DirectorStateSchema)` to create a new message.
  */
 export const DirectorStateSchema: GenMessage<DirectorState> = /*@__PURE__*/
-  messageDesc(file_lvsfleet_v1_desired_state, 1);
+  messageDesc(file_lvsfleet_v1_desired_state, 2);
 
 /**
  * One IPVS service as the kernel knows it, with its destinations.
@@ -231,7 +290,7 @@ export type IpvsService = Message<"lvsfleet.v1.IpvsService"> & {
  * Use `create(IpvsServiceSchema)` to create a new message.
  */
 export const IpvsServiceSchema: GenMessage<IpvsService> = /*@__PURE__*/
-  messageDesc(file_lvsfleet_v1_desired_state, 2);
+  messageDesc(file_lvsfleet_v1_desired_state, 3);
 
 /**
  * One IPVS destination (real server) of a service.
@@ -292,7 +351,7 @@ export type IpvsDestination = Message<"lvsfleet.v1.IpvsDestination"> & {
  * Use `create(IpvsDestinationSchema)` to create a new message.
  */
 export const IpvsDestinationSchema: GenMessage<IpvsDestination> = /*@__PURE__*/
-  messageDesc(file_lvsfleet_v1_desired_state, 3);
+  messageDesc(file_lvsfleet_v1_desired_state, 4);
 
 /**
  * An address the agent adds to an interface and owns.
@@ -325,7 +384,7 @@ export type VipAddress = Message<"lvsfleet.v1.VipAddress"> & {
  * Use `create(VipAddressSchema)` to create a new message.
  */
 export const VipAddressSchema: GenMessage<VipAddress> = /*@__PURE__*/
-  messageDesc(file_lvsfleet_v1_desired_state, 4);
+  messageDesc(file_lvsfleet_v1_desired_state, 5);
 
 /**
  * A fwmark and the traffic nftables marks with it.
@@ -349,7 +408,7 @@ export type FwmarkRule = Message<"lvsfleet.v1.FwmarkRule"> & {
  * Use `create(FwmarkRuleSchema)` to create a new message.
  */
 export const FwmarkRuleSchema: GenMessage<FwmarkRule> = /*@__PURE__*/
-  messageDesc(file_lvsfleet_v1_desired_state, 5);
+  messageDesc(file_lvsfleet_v1_desired_state, 6);
 
 /**
  * Destination prefixes + protocol + port ranges that get one mark.
@@ -378,7 +437,7 @@ export type FwmarkMatch = Message<"lvsfleet.v1.FwmarkMatch"> & {
  * Use `create(FwmarkMatchSchema)` to create a new message.
  */
 export const FwmarkMatchSchema: GenMessage<FwmarkMatch> = /*@__PURE__*/
-  messageDesc(file_lvsfleet_v1_desired_state, 6);
+  messageDesc(file_lvsfleet_v1_desired_state, 7);
 
 /**
  * What a real server prepares for DR and TUN services.
@@ -421,7 +480,7 @@ export type RealServerState = Message<"lvsfleet.v1.RealServerState"> & {
  * Use `create(RealServerStateSchema)` to create a new message.
  */
 export const RealServerStateSchema: GenMessage<RealServerState> = /*@__PURE__*/
-  messageDesc(file_lvsfleet_v1_desired_state, 7);
+  messageDesc(file_lvsfleet_v1_desired_state, 8);
 
 /**
  * A fou receive port in GUE mode (`ip fou add port <port> gue [-6]`, generic netlink family "fou"):
@@ -453,7 +512,7 @@ export type FouPort = Message<"lvsfleet.v1.FouPort"> & {
  * Use `create(FouPortSchema)` to create a new message.
  */
 export const FouPortSchema: GenMessage<FouPort> = /*@__PURE__*/
-  messageDesc(file_lvsfleet_v1_desired_state, 8);
+  messageDesc(file_lvsfleet_v1_desired_state, 9);
 
 /**
  * A tunnel device on a TUN real server.
@@ -477,7 +536,7 @@ export type TunnelInterface = Message<"lvsfleet.v1.TunnelInterface"> & {
  * Use `create(TunnelInterfaceSchema)` to create a new message.
  */
 export const TunnelInterfaceSchema: GenMessage<TunnelInterface> = /*@__PURE__*/
-  messageDesc(file_lvsfleet_v1_desired_state, 9);
+  messageDesc(file_lvsfleet_v1_desired_state, 10);
 
 /**
  * A NAT real server's requirement: its route to the clients goes through one of the Directors.
@@ -503,7 +562,7 @@ export type NatReturnPath = Message<"lvsfleet.v1.NatReturnPath"> & {
  * Use `create(NatReturnPathSchema)` to create a new message.
  */
 export const NatReturnPathSchema: GenMessage<NatReturnPath> = /*@__PURE__*/
-  messageDesc(file_lvsfleet_v1_desired_state, 10);
+  messageDesc(file_lvsfleet_v1_desired_state, 11);
 
 /**
  * A sysctl key (dotted, e.g. "net.ipv4.conf.lo.arp_ignore") and its value.
@@ -527,7 +586,7 @@ export type Sysctl = Message<"lvsfleet.v1.Sysctl"> & {
  * Use `create(SysctlSchema)` to create a new message.
  */
 export const SysctlSchema: GenMessage<Sysctl> = /*@__PURE__*/
-  messageDesc(file_lvsfleet_v1_desired_state, 11);
+  messageDesc(file_lvsfleet_v1_desired_state, 12);
 
 /**
  * The part of every host's desired state that is the same for the whole site, published once under
@@ -579,5 +638,5 @@ export type SiteDesiredState = Message<"lvsfleet.v1.SiteDesiredState"> & {
  * Use `create(SiteDesiredStateSchema)` to create a new message.
  */
 export const SiteDesiredStateSchema: GenMessage<SiteDesiredState> = /*@__PURE__*/
-  messageDesc(file_lvsfleet_v1_desired_state, 12);
+  messageDesc(file_lvsfleet_v1_desired_state, 13);
 
