@@ -165,6 +165,30 @@ describe("host agent", () => {
     reports.stop();
   });
 
+  it("reports APPLYING only for an apply still running after applyingReportMs; a fast apply sends just its result", async () => {
+    const host = "slow";
+    const reports = await reportsOf(host);
+    const backend = new FakeBackend();
+    backend.delayMs = 700;
+    // Heartbeats far apart: every report here comes from an apply.
+    const a = await startAgent({ config: config(host, { heartbeatSeconds: 60 }), backend, applyingReportMs: 150 });
+    agents.push(a);
+    await waitFor("the start report", () => reports.list.length > 0);
+    const t0 = Date.now();
+    await put(desired(host, 3n));
+    const applying = await waitFor("an APPLYING report", () => reports.list.find((r) => r.phase === AgentPhase.APPLYING));
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(150);
+    expect(applying).toMatchObject({ seenRevision: 3n, appliedRevision: 0n });
+    await waitFor("revision 3 reported applied", () => reports.list.find((r) => r.appliedRevision === 3n && r.phase === AgentPhase.IDLE));
+    const n = reports.list.length;
+    backend.delayMs = 0;
+    await put(desired(host, 4n));
+    await waitFor("revision 4 reported applied", () => reports.list.find((r) => r.appliedRevision === 4n && r.phase === AgentPhase.IDLE));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(reports.list.slice(n).map((r) => [r.phase, r.appliedRevision])).toEqual([[AgentPhase.IDLE, 4n]]);
+    reports.stop();
+  });
+
   it("configuration: flags over env over file, and clear errors", async () => {
     const dir = await mkdtemp(join(tmpdir(), "lvsfleet-cfg-"));
     const file = join(dir, "agent.json");

@@ -1,8 +1,9 @@
 // The agent's small durable state: what it last applied, so a restart never re-applies or goes back
 // to an older revision. Written atomically (temp file + rename) so a crash leaves the old or the new
 // file, never half of one.
-import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
 
 export interface AppliedState {
   revision: bigint;
@@ -18,6 +19,7 @@ interface StateFile {
 
 export class StateStore {
   readonly path: string;
+  private readonly tmp: string;
   private dirReady = false;
 
   constructor(
@@ -26,6 +28,7 @@ export class StateStore {
     private readonly host: string,
   ) {
     this.path = join(dir, `agent-${site}.${host}.json`);
+    this.tmp = `${this.path}.${process.pid}.tmp`;
   }
 
   /** The last applied state, or revision 0 when there is no (readable) file. */
@@ -43,24 +46,32 @@ export class StateStore {
     return { revision: BigInt(f.appliedRevision), hash: f.appliedHash };
   }
 
-  async save(s: AppliedState): Promise<void> {
+  /**
+   * Persists the applied state; returns once the file names it (the agent reports only after that).
+   *
+   * Synchronous on purpose: the file is ~150 bytes on a local disk and there is one agent per host,
+   * so open/write/close/rename take microseconds, while the async fs calls cost four thread-pool
+   * round trips per apply (with 1 000 simulated agents in one process, bench:fanout spent 12 % of
+   * its CPU there). No fsync, as before: rename over the old file is atomic for a crash of the
+   * agent; after a power loss the file may name an older revision, and the restarted agent then
+   * applies the current state once more, which is harmless (applies are idempotent).
+   */
+  save(s: AppliedState): void {
     const f: StateFile = { site: this.site, host: this.host, appliedRevision: s.revision.toString(), appliedHash: s.hash };
+    const text = JSON.stringify(f) + "\n";
     // The directory once per process (an apply per timeout change on 1 000 agents made mkdir a
     // visible cost in bench:fanout); a directory removed behind our back is made again.
     if (!this.dirReady) {
-      await mkdir(join(this.path, ".."), { recursive: true });
+      mkdirSync(dirname(this.path), { recursive: true });
       this.dirReady = true;
     }
-    const tmp = `${this.path}.${process.pid}.tmp`;
     try {
-      await writeFile(tmp, JSON.stringify(f) + "\n", { mode: 0o644 });
+      writeFileSync(this.tmp, text, { mode: 0o644 });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-      this.dirReady = false;
-      await mkdir(join(this.path, ".."), { recursive: true });
-      this.dirReady = true;
-      await writeFile(tmp, JSON.stringify(f) + "\n", { mode: 0o644 });
+      mkdirSync(dirname(this.path), { recursive: true });
+      writeFileSync(this.tmp, text, { mode: 0o644 });
     }
-    await rename(tmp, this.path);
+    renameSync(this.tmp, this.path);
   }
 }
