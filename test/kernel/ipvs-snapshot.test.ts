@@ -1,5 +1,5 @@
 // IpvsClient.snapshot() on a real kernel: the full read (one service dump + one destination dump per
-// service, spread over sockets and optionally dump worker threads) returns exactly the table that
+// service, through the netlink dump addon, or spread over sockets and optionally dump worker threads) returns exactly the table that
 // ipvsadm -R programmed, whatever the split between this thread and the workers.
 import { beforeAll, describe, expect, it } from "vitest";
 import { bundleForGuest, mustExec, type KernelTarget } from "../harness/kernel-target.js";
@@ -18,6 +18,7 @@ interface Read {
   lines?: string[];
   services?: number;
   requests?: number;
+  native?: boolean;
   error?: { name: string; code?: string; message: string };
 }
 
@@ -62,10 +63,19 @@ describe("IpvsClient.snapshot on the kernel", () => {
     const { rules, lines } = table();
     await mustExec(target, "ipvsadm -C && ipvsadm -R", { stdin: rules });
     const want = [...lines].sort();
-    const runs = [{}, { dumpWorkers: 1, dumpWorkerScript: worker }, { dumpWorkers: 1, dumpWorkerScript: worker, dumpWorkerShare: 0.9, dumpWorkerParallelism: 3, dumpParallelism: 2 }];
+    // Default: the netlink dump addon (must be built and load in the guest — checked, never skipped);
+    // then the netlink-package paths it replaces: this thread alone, and with a dump worker.
+    const runs: Record<string, unknown>[] = [
+      {},
+      { nativeDumpThreads: 2, nativeDumpBatch: 16 },
+      { nativeDumps: false },
+      { nativeDumps: false, dumpWorkers: 1, dumpWorkerScript: worker },
+      { nativeDumps: false, dumpWorkers: 1, dumpWorkerScript: worker, dumpWorkerShare: 0.9, dumpWorkerParallelism: 3, dumpParallelism: 2 },
+    ];
     for (const opts of runs) {
       const r = await read(opts);
       expect(r.error, JSON.stringify(opts)).toBeUndefined();
+      expect(r.native, JSON.stringify(opts)).toBe(opts.nativeDumps !== false);
       expect(r.services).toBe(S);
       expect([...r.lines!].sort(), JSON.stringify(opts)).toEqual(want);
       // One service dump + one destination dump per service, wherever they ran (workers report theirs).
@@ -75,7 +85,7 @@ describe("IpvsClient.snapshot on the kernel", () => {
   });
 
   it("a dump worker that cannot start fails open() with the worker's error, not a hang", async () => {
-    const r = await read({ dumpWorkers: 1, dumpWorkerScript: "/nonexistent/dump-worker.mjs" });
+    const r = await read({ nativeDumps: false, dumpWorkers: 1, dumpWorkerScript: "/nonexistent/dump-worker.mjs" });
     expect(r.ok).toBe(false);
     expect(r.error!.message).toMatch(/nonexistent|Cannot find|ERR_MODULE_NOT_FOUND/);
   });

@@ -6,6 +6,7 @@ import { IpvsClient, type IpvsClientOptions } from "../../../agents/hostagent/ne
 const opts = JSON.parse(process.argv[2] ?? "{}") as IpvsClientOptions;
 try {
   const client = await IpvsClient.open(opts);
+  const native = client.nativeDumps;
   const before = client.requests;
   const snap = await client.snapshot({ stats: false });
   const requests = client.requests - before;
@@ -16,7 +17,7 @@ try {
     lines.push(`S ${key} ${s.scheduler}`);
     for (const d of destinations) lines.push(`D ${key} -> ${d.address} ${d.port} ${d.forward} ${d.weight}`);
   }
-  process.stdout.write(JSON.stringify({ ok: true, lines, services: snap.length, requests }) + "\n");
+  process.stdout.write(JSON.stringify({ ok: true, lines, services: snap.length, requests, native }) + "\n");
 } catch (e) {
   const err = e as Error & { code?: string };
   process.stdout.write(JSON.stringify({ ok: false, error: { name: err.name, code: err.code, message: err.message } }) + "\n");

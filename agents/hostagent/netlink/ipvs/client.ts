@@ -3,9 +3,11 @@
 //
 // Request budget (asserted by bench/ipvs.ts): one destination change is one IPVS_CMD_SET_DEST
 // message; `requests` counts every netlink message this client sent (all sockets).
+import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import { NetlinkError, NetlinkDumpInterruptedError } from "../errors.js";
 import { resolveFamily } from "../genl.js";
+import { nativeDumpAvailable, nativeDumpMany } from "../native-dump.js";
 import { NETLINK_GENERIC, NetlinkSocket, type BatchOptions, type NetlinkSocketOptions } from "../socket.js";
 import {
   cmdName,
@@ -102,6 +104,17 @@ export interface IpvsClientOptions extends NetlinkSocketOptions {
   dumpWorkerParallelism?: number;
   /** The worker's entry (dump-worker.ts / .js next to this file by default; a bundle must pass its own). */
   dumpWorkerScript?: string | URL;
+  /**
+   * Run snapshot()'s destination dumps in the netlink dump addon (../native-dump.ts: the dump loop in
+   * C on libuv pool threads, replies packed per batch, decoded here as batches arrive). Default: when
+   * the addon loaded. true with the addon missing fails snapshot() with the load error. When on, the
+   * dump workers and dumpParallelism are not used by snapshot().
+   */
+  nativeDumps?: boolean;
+  /** Addon batches in flight at once (each on its own pool thread and socket). Default: CPUs, 1..4. */
+  nativeDumpThreads?: number;
+  /** Services per addon batch. Default: enough for ~16 batches per thread, 64..512. */
+  nativeDumpBatch?: number;
 }
 
 interface DumpWorker {
@@ -119,6 +132,8 @@ export class IpvsClient {
   private readonly opts: IpvsClientOptions;
   private workers: DumpWorker[] = [];
   private jobIds = 0;
+  /** Dump requests the addon sent. */
+  private nativeMessages = 0;
 
   private constructor(sock: NetlinkSocket, familyId: number, opts: IpvsClientOptions) {
     this.sock = sock;
@@ -148,7 +163,12 @@ export class IpvsClient {
 
   /** Netlink messages sent by this client so far (family lookup and its dump workers' dumps included). */
   get requests(): number {
-    return this.sock.counters.messages + this.extra.reduce((n, s) => n + s.counters.messages, 0) + this.workers.reduce((n, w) => n + w.messages, 0);
+    return this.sock.counters.messages + this.extra.reduce((n, s) => n + s.counters.messages, 0) + this.workers.reduce((n, w) => n + w.messages, 0) + this.nativeMessages;
+  }
+
+  /** Whether snapshot() runs its destination dumps in the netlink dump addon. */
+  get nativeDumps(): boolean {
+    return this.opts.nativeDumps ?? nativeDumpAvailable();
   }
 
   close(): void {
@@ -285,6 +305,10 @@ export class IpvsClient {
     const services = await this.listServices(opts);
     const out: IpvsServiceState[] = services.map((service) => ({ service, destinations: [] }));
     const op = "IPVS_CMD_GET_DEST(dump)";
+    if (this.nativeDumps) {
+      await this.nativeDests(out, opts, op);
+      return out;
+    }
     // The first `split` services go to the workers (each a contiguous part), the rest stay here.
     const workers = this.workers.filter((w) => !w.failed);
     const share = workers.length === 0 ? 0 : Math.min(0.9, Math.max(0, this.opts.dumpWorkerShare ?? Math.min(0.9, (1.3 * workers.length) / (workers.length + 1))));
@@ -348,6 +372,69 @@ export class IpvsClient {
   }
 
   // ------------------------------------------------------------------------------------------
+
+  /**
+   * snapshot()'s destination dumps through the addon: the services cut into batches, `threads`
+   * batches in flight (each a pool thread with its own socket), each batch decoded on this thread
+   * when it arrives while the others keep dumping. Same outcome rules as the dumpMany path: a dump
+   * with NLM_F_DUMP_INTR is run again (dump(), up to dumpAttempts in all), any other error fails the
+   * call, as do transport errors and timeouts.
+   */
+  private async nativeDests(out: IpvsServiceState[], opts: DecodeOptions, op: string): Promise<void> {
+    const n = out.length;
+    if (n === 0) return;
+    const threads = Math.max(1, Math.min(4, this.opts.nativeDumpThreads ?? availableParallelism()));
+    const size = Math.max(1, this.opts.nativeDumpBatch ?? Math.min(512, Math.max(64, Math.ceil(n / (threads * 16)))));
+    const batches: [number, number][] = [];
+    for (let from = 0; from < n; from += size) batches.push([from, Math.min(n, from + size)]);
+    let next = 0;
+    // After a failure no new batch starts; the ones in flight end on their own (their sockets close).
+    let failed = false;
+    const interrupted: number[] = [];
+    const lane = async () => {
+      try {
+        await run();
+      } catch (e) {
+        failed = true;
+        throw e;
+      }
+    };
+    const run = async () => {
+      for (let pending = start(); pending; ) {
+        const { from, res } = await pending;
+        pending = start(); // keep the pool thread busy while this batch is decoded
+        this.nativeMessages += res.messages;
+        unpackParts(
+          [res.packed],
+          res.errors.length,
+          () => {},
+          (j, buf, s, e) => {
+            const st = out[from + j]!;
+            st.destinations.push(decodeDestinationAt(buf, s, e, st.service.family, opts));
+          },
+        );
+        res.errors.forEach((err, j) => {
+          if (!err) return;
+          if (!(err instanceof NetlinkDumpInterruptedError) || (this.opts.dumpAttempts ?? 3) <= 1) throw err;
+          interrupted.push(from + j);
+        });
+      }
+    };
+    const start = () => {
+      if (failed || next >= batches.length) return undefined;
+      const [from, to] = batches[next++]!;
+      const payloads: Uint8Array[] = [];
+      for (let i = from; i < to; i++) payloads.push(encodeDumpDests(out[i]!.service));
+      const p = nativeDumpMany(NETLINK_GENERIC, this.familyId, payloads, op, { timeoutMs: this.opts.timeoutMs }).then((res) => ({ from, res }));
+      p.catch(() => {
+        failed = true; // and no unhandled rejection for a batch whose lane already gave up
+      });
+      return p;
+    };
+    await Promise.all(Array.from({ length: Math.min(threads, batches.length) }, lane));
+    // dump() makes the remaining attempts.
+    for (const i of interrupted) out[i]!.destinations = await this.destsOn(this.sock, out[i]!.service, opts, 1);
+  }
 
   private async startWorkers(n: number): Promise<void> {
     if (n <= 0) return;
