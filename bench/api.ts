@@ -2,7 +2,7 @@
  * bench:api — durable API writes and reads against the real control plane, side by side with pgbench
  * on the same Postgres in the same run.
  *
- *   npm run bench:api [-- --seconds 10 --clients 16 --reals 10000 --client-procs 2]
+ *   npm run bench:api [-- --seconds 10 --clients 16 --reals 10000 --client-procs 2 --client http2]
  *
  * 1. A fresh database on the shared Postgres (127.0.0.1:5432) and the control plane as a child process
  *    (`node --import tsx services/controlplane/main.ts`, as `npm start` runs it, relay included,
@@ -17,16 +17,20 @@
  * CPU per operation (server process and its main thread, client processes, the database's Postgres
  * backends) is read from /proc around each phase: unlike rates, it hardly depends on the machine's load.
  *
- * `--decode full` (default): the read clients decode every response into protobuf-es messages (100
- * RealServers per List page — most of the clients' CPU). `--decode count`: they take the response
- * bytes and walk only their top level (count the items, read the revision), as a C load generator
- * would; the server does exactly the same work either way, the machine's two cores are just not spent
- * on protobuf-es decoding in the load generator.
+ * The load generator (`--client`): `http2` (default) is lean — raw `node:http2` sessions sending
+ * requests encoded before the timed window (bench/api-h2.ts; every call checked for :status 200 and
+ * grpc-status 0, list items counted from the response bytes), the role ghz/h2load play elsewhere.
+ * `grpc-js` is the project's own client (lib/grpc/client.ts), which costs several times the server's
+ * CPU per call: on two cores it, not the server, was the limit. The server does the same work either way.
+ * With `--client grpc-js`, `--decode full` (its default) decodes every response into protobuf-es
+ * messages (100 RealServers per List page); `--decode count` takes the response bytes and walks only
+ * their top level (count the items, read the revision), as `http2` always does.
  * The load comes from `--client-procs` processes (this script forked, `--clients` split among them,
  * one gRPC channel per client) so that one client event loop is not what saturates: the figure is the
  * server's. `--server-args="--cpu-prof --cpu-prof-dir=/tmp/prof"` passes node flags to the control
  * plane (profiling).
- * Last line: api_writes_per_s=… pgbench_tps=… ratio=… reads_per_s=… (plus the latencies and CPU ms per op).
+ * Last line: api_writes_per_s=… pgbench_tps=… ratio=… reads_per_s=… (plus the latencies, CPU ms per op
+ * and client=http2|grpc-js).
  */
 import { spawn, execFile, fork, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
@@ -43,9 +47,15 @@ import { connect } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
 import { ForwardMethod, Protocol } from "../gen/lvsfleet/v1/types_pb.js";
 import { OperatorService } from "../gen/lvsfleet/v1/operator_service_pb.js";
-import { GetVirtualServiceRequestSchema, ListRealServersRequestSchema, TopologyService } from "../gen/lvsfleet/v1/topology_service_pb.js";
+import {
+  CreateRealServerRequestSchema,
+  GetVirtualServiceRequestSchema,
+  ListRealServersRequestSchema,
+  TopologyService,
+} from "../gen/lvsfleet/v1/topology_service_pb.js";
 import { createClient, type Client } from "../lib/grpc/client.js";
 import { createTestDatabase } from "../test/harness/postgres.js";
+import { grpcFrame, H2GrpcSession } from "./api-h2.js";
 
 const run = promisify(execFile);
 const { values: args } = parseArgs({
@@ -55,15 +65,24 @@ const { values: args } = parseArgs({
     reals: { type: "string", default: "10000" },
     "client-procs": { type: "string", default: "2" },
     "server-args": { type: "string", default: "" },
-    decode: { type: "string", default: "full" },
+    client: { type: "string", default: "http2" },
+    decode: { type: "string" },
+    only: { type: "string" },
     role: { type: "string", default: "main" },
   },
 });
 const seconds = Number(args.seconds);
 const clients = Number(args.clients);
 const reals = Number(args.reals);
-const decode = args.decode === "count" ? "count" : "full";
-if (args.decode !== decode) throw new Error(`--decode ${args.decode}: full or count`);
+const clientKind = args.client === "grpc-js" ? "grpc-js" : "http2";
+if (args.client !== clientKind) throw new Error(`--client ${args.client}: http2 or grpc-js`);
+const decode = (args.decode ?? (clientKind === "http2" ? "count" : "full")) as "full" | "count";
+if (decode !== "full" && decode !== "count") throw new Error(`--decode ${args.decode}: full or count`);
+if (clientKind === "http2" && decode !== "count") throw new Error("--client http2 only counts items (--decode count); --decode full needs --client grpc-js");
+// `--only writes|reads`: one phase (writes includes pgbench), for profiling; the other's figures print NaN.
+const only = args.only;
+if (only !== undefined && only !== "writes" && only !== "reads") throw new Error(`--only ${only}: writes or reads`);
+const noResult: JobResult = { lat: [], elapsedMs: NaN, listed: 0 };
 const clientProcs = Math.max(1, Math.min(clients, Number(args["client-procs"])));
 const root = join(import.meta.dirname, "..");
 
@@ -147,6 +166,8 @@ interface JobResult {
   lat: number[];
   elapsedMs: number;
   listed: number;
+  /** http2 writes: the pre-encoded requests ran out before the deadline (the window was cut short). */
+  exhausted?: boolean;
 }
 
 /** Runs `fn` on `n` workers until the deadline (or until fn returns false); per-call latencies (ms). */
@@ -180,24 +201,57 @@ function scanTop(buf: Uint8Array, revisionField: number): { items: number; revis
   return { items, revision };
 }
 
-/** Client process: `n` channels to the server at `port`, running jobs sent by the main process. */
+const TOPOLOGY = "/lvsfleet.v1.TopologyService";
+
+/** The CreateRealServer request of write number `k` (unique across client processes). */
+const writeRequest = (k: number) =>
+  create(CreateRealServerRequestSchema, {
+    parent: "sites/bench/virtualServices/writes",
+    realServerId: `rs${k}`,
+    realServer: { address: addr(k), forwardMethod: ForwardMethod.NAT, port: 8080, weight: 1 },
+  });
+
+/**
+ * Client process: `n` connections to the server at `port` (grpc-js channels or raw HTTP/2 sessions,
+ * see --client), running jobs sent by the main process.
+ */
 async function clientRole(): Promise<void> {
   const port = Number(process.env.BENCH_PORT);
   const proc = Number(process.env.BENCH_PROC);
   const procs = Number(process.env.BENCH_PROCS);
   const n = Number(process.env.BENCH_CLIENTS);
-  const pool: Client<typeof TopologyService>[] = Array.from({ length: n }, () => createClient(TopologyService, `127.0.0.1:${port}`));
-  await Promise.all(pool.map((c) => c.waitForReady(60_000)));
+  const target = `127.0.0.1:${port}`;
   let seq = 0;
+  const nextWrite = () => seq++ * procs + proc; // unique across processes
+
+  let pool: Client<typeof TopologyService>[] = [];
+  let sessions: H2GrpcSession[] = [];
+  // http2: every write's request body is encoded now, before any timed window (and before the main
+  // process's CPU snapshots), as a load generator replaying a request file would.
+  let writeBodies: Buffer[] = [];
+  if (clientKind === "http2") {
+    sessions = await Promise.all(Array.from({ length: n }, () => H2GrpcSession.connect(target)));
+    writeBodies = Array.from({ length: Number(process.env.BENCH_WRITES) }, () => grpcFrame(toBinary(CreateRealServerRequestSchema, writeRequest(nextWrite()))));
+    seq = 0;
+  } else {
+    pool = Array.from({ length: n }, () => createClient(TopologyService, target));
+    await Promise.all(pool.map((c) => c.waitForReady(60_000)));
+  }
+
   const onJob = async (job: Job): Promise<JobResult> => {
     if (job.kind === "writes") {
-      const r = await load(n, job.ms, async (w) => {
-        const k = seq++ * procs + proc; // unique across processes
-        await pool[w]!.createRealServer({
-          parent: "sites/bench/virtualServices/writes",
-          realServerId: `rs${k}`,
-          realServer: { address: addr(k), forwardMethod: ForwardMethod.NAT, port: 8080, weight: 1 },
+      if (clientKind === "http2") {
+        let exhausted = false;
+        const r = await load(n, job.ms, async (w) => {
+          const body = writeBodies[seq++];
+          if (!body) return !(exhausted = true);
+          const top = scanTop(await sessions[w]!.unary(`${TOPOLOGY}/CreateRealServer`, body), 2);
+          if (top.items !== 1 || top.revision === 0n) throw new Error("CreateRealServer: no real server or no revision in the response");
         });
+        return { ...r, listed: 0, exhausted };
+      }
+      const r = await load(n, job.ms, async (w) => {
+        await pool[w]!.createRealServer(writeRequest(nextWrite()));
       });
       return { ...r, listed: 0 };
     }
@@ -205,26 +259,36 @@ async function clientRole(): Promise<void> {
     if (job.decode === "count") {
       // Raw bytes: the responses are received whole but not decoded into messages — only their top
       // level is walked (items counted, revision read), as a load generator in C would. See --decode.
-      const raw = Array.from({ length: n }, () => new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure()));
-      const getReq = Buffer.from(toBinary(GetVirtualServiceRequestSchema, create(GetVirtualServiceRequestSchema, { name: READS_VS })));
-      const listReqs = job.tokens.map((t) => Buffer.from(toBinary(ListRealServersRequestSchema, create(ListRealServersRequestSchema, { parent: READS_VS, pageSize: 100, pageToken: t }))));
-      const call = (cl: grpc.Client, path: string, req: Buffer) =>
-        new Promise<Buffer>((resolve, reject) =>
-          cl.makeUnaryRequest(path, (b: Buffer) => b, (b: Buffer) => b, req, (err, res) => (err ? reject(err) : resolve(res!))),
-        );
+      const getReq = toBinary(GetVirtualServiceRequestSchema, create(GetVirtualServiceRequestSchema, { name: READS_VS }));
+      const listReqs = job.tokens.map((t) => toBinary(ListRealServersRequestSchema, create(ListRealServersRequestSchema, { parent: READS_VS, pageSize: 100, pageToken: t })));
+      let call: (w: number, path: string, req: number) => Promise<Buffer>; // req: -1 = Get, else the List page
+      let close = () => {};
+      if (clientKind === "http2") {
+        const getBody = grpcFrame(getReq);
+        const listBodies = listReqs.map(grpcFrame);
+        call = (w, path, req) => sessions[w]!.unary(path, req < 0 ? getBody : listBodies[req]!);
+      } else {
+        const raw = Array.from({ length: n }, () => new grpc.Client(target, grpc.credentials.createInsecure()));
+        const getBuf = Buffer.from(getReq);
+        const listBufs = listReqs.map((b) => Buffer.from(b));
+        call = (w, path, req) =>
+          new Promise<Buffer>((resolve, reject) =>
+            raw[w]!.makeUnaryRequest(path, (b: Buffer) => b, (b: Buffer) => b, req < 0 ? getBuf : listBufs[req]!, (err, res) => (err ? reject(err) : resolve(res!))),
+          );
+        close = () => raw.forEach((c) => c.close());
+      }
       const r = await load(n, job.ms, async (w, i) => {
-        const cl = raw[w]!;
         if (i % 2 === 0) {
-          const top = scanTop(await call(cl, "/lvsfleet.v1.TopologyService/GetVirtualService", getReq), 2);
+          const top = scanTop(await call(w, `${TOPOLOGY}/GetVirtualService`, -1), 2);
           if (top.items !== 1 || top.revision === 0n) throw new Error("GetVirtualService: no service or no revision");
         } else {
           const k = ((proc * n + w) * 7919 + i) % listReqs.length;
-          const top = scanTop(await call(cl, "/lvsfleet.v1.TopologyService/ListRealServers", listReqs[k]!), 3);
+          const top = scanTop(await call(w, `${TOPOLOGY}/ListRealServers`, k), 3);
           if (top.revision === 0n) throw new Error("ListRealServers: no revision");
           listed += top.items;
         }
       });
-      for (const c of raw) c.close();
+      close();
       return { ...r, listed };
     }
     const r = await load(n, job.ms, async (w, i) => {
@@ -242,6 +306,7 @@ async function clientRole(): Promise<void> {
   process.on("message", (job: Job | "exit") => {
     if (job === "exit") {
       for (const c of pool) c.close();
+      for (const s of sessions) s.close();
       process.disconnect();
       return;
     }
@@ -261,8 +326,15 @@ interface ClientProc {
 async function startClientProcs(port: number): Promise<ClientProc[]> {
   const procs = Array.from({ length: clientProcs }, (_, i) => {
     const n = Math.floor(clients / clientProcs) + (i < clients % clientProcs ? 1 : 0);
-    const child = fork(import.meta.filename, ["--role", "client"], {
-      env: { ...process.env, BENCH_PORT: String(port), BENCH_PROC: String(i), BENCH_PROCS: String(clientProcs), BENCH_CLIENTS: String(n) },
+    const child = fork(import.meta.filename, ["--role", "client", "--client", clientKind, "--decode", decode], {
+      env: {
+        ...process.env,
+        BENCH_PORT: String(port),
+        BENCH_PROC: String(i),
+        BENCH_PROCS: String(clientProcs),
+        BENCH_CLIENTS: String(n),
+        BENCH_WRITES: String(Math.ceil((seconds * WRITES_PER_S_BUDGET) / clientProcs)),
+      },
       stdio: ["ignore", "inherit", "inherit", "ipc"],
     });
     const ready = new Promise<void>((resolve, reject) => {
@@ -283,6 +355,9 @@ async function startClientProcs(port: number): Promise<ClientProc[]> {
   return procs.map((p) => p.cp);
 }
 
+/** http2 writes encoded in advance per second of the window, all processes together (pgbench: ≈ 14 000 TPS here). */
+const WRITES_PER_S_BUDGET = 10_000;
+
 /** Runs one job on every client process at once; merged latencies (sorted) and the longest elapsed. */
 async function runAll(procs: ClientProc[], job: (i: number) => Job): Promise<JobResult> {
   const rs = await Promise.all(procs.map((p, i) => p.run(job(i))));
@@ -290,6 +365,7 @@ async function runAll(procs: ClientProc[], job: (i: number) => Job): Promise<Job
     lat: rs.flatMap((r) => r.lat).sort((a, b) => a - b),
     elapsedMs: Math.max(...rs.map((r) => r.elapsedMs)),
     listed: rs.reduce((s, r) => s + r.listed, 0),
+    exhausted: rs.some((r) => r.exhausted),
   };
 }
 
@@ -348,45 +424,46 @@ async function main(): Promise<void> {
 
     // --- writes -------------------------------------------------------------------------------------
     const w0 = cpu();
-    const writes = await runAll(procs, () => ({ kind: "writes", ms: seconds * 1000 }));
+    const writes = only === "reads" ? noResult : await runAll(procs, () => ({ kind: "writes", ms: seconds * 1000 }));
     const writesPerS = (writes.lat.length / writes.elapsedMs) * 1000;
     const writeCpu = cpuPerOp(w0, cpu(), writes.lat.length);
+    if (writes.exhausted) console.warn(`writes: the ${WRITES_PER_S_BUDGET}/s pre-encoded requests ran out before the deadline; the window was shorter`);
 
     // --- pgbench reference (server idle meanwhile) ---------------------------------------------------
-    const tps = await pgbench();
+    const tps = only === "reads" ? NaN : await pgbench();
 
     // --- reads: a service with `reals` real servers ---------------------------------------------------
     // Filled by one import (OperatorService.ImportKeepalived: one transaction, as an operator
     // migrating a keepalived Director would) rather than 10 000 CreateRealServer calls: on a busy
     // machine those take many minutes and measure nothing. No Director carries the service, so the
     // relay has no 10 000-destination state to compile and publish during the reads.
-    const conf = ["virtual_server 192.0.2.10 443 {", "  lb_algo wlc", "  lb_kind NAT", "  protocol TCP"];
-    for (let k = 0; k < reals; k++) conf.push(`  real_server ${addr(k)} 8443 {`, "    weight 1", "  }");
+    const conf = only === "writes" ? [] : ["virtual_server 192.0.2.10 443 {", "  lb_algo wlc", "  lb_kind NAT", "  protocol TCP"];
+    for (let k = 0; conf.length && k < reals; k++) conf.push(`  real_server ${addr(k)} 8443 {`, "    weight 1", "  }");
     conf.push("}");
-    await op.importKeepalived({ parent: "sites/bench", text: conf.join("\n") + "\n", fileName: "bench.conf" }, { timeoutMs: 600_000 });
+    if (only !== "writes") await op.importKeepalived({ parent: "sites/bench", text: conf.join("\n") + "\n", fileName: "bench.conf" }, { timeoutMs: 600_000 });
     // Page tokens of the list, so readers hit random pages, not just the first.
     const tokens = [""];
-    for (let tok = ""; ; ) {
+    for (let tok = ""; only !== "writes"; ) {
       const page = await c.listRealServers({ parent: READS_VS, pageSize: 100, pageToken: tok });
       if (!page.nextPageToken) break;
       tokens.push((tok = page.nextPageToken));
     }
     const r0 = cpu();
-    const reads = await runAll(procs, () => ({ kind: "reads", ms: seconds * 1000, tokens, decode }));
+    const reads = only === "writes" ? noResult : await runAll(procs, () => ({ kind: "reads", ms: seconds * 1000, tokens, decode }));
     const readCpu = cpuPerOp(r0, cpu(), reads.lat.length);
     const readsPerS = (reads.lat.length / reads.elapsedMs) * 1000;
-    if (reads.listed === 0) throw new Error("ListRealServers returned nothing");
+    if (reads.listed === 0 && only !== "writes") throw new Error("ListRealServers returned nothing");
     c.close();
     op.close();
 
-    console.log(`writes: ${writes.lat.length} CreateRealServer in ${(writes.elapsedMs / 1000).toFixed(1)} s with ${clients} clients in ${procs.length} processes`);
+    console.log(`writes: ${writes.lat.length} CreateRealServer in ${(writes.elapsedMs / 1000).toFixed(1)} s with ${clients} clients in ${procs.length} processes (${clientKind} client)`);
     console.log(`reads: ${reads.lat.length} Get/List over ${tokens.length} pages of ${reals} real servers`);
     console.log(`CPU ms per write: ${fmtCpu(writeCpu)}`);
     console.log(`CPU ms per read: ${fmtCpu(readCpu)}`);
     console.log(
       `api_writes_per_s=${writesPerS.toFixed(0)} pgbench_tps=${tps.toFixed(0)} ratio=${(writesPerS / tps).toFixed(2)} reads_per_s=${readsPerS.toFixed(0)} ` +
         `write_p50_ms=${percentile(writes.lat, 50).toFixed(2)} write_p99_ms=${percentile(writes.lat, 99).toFixed(2)} ` +
-        `read_p50_ms=${percentile(reads.lat, 50).toFixed(2)} read_p99_ms=${percentile(reads.lat, 99).toFixed(2)} decode=${decode} clients=${clients} client_procs=${procs.length} reals=${reals} ` +
+        `read_p50_ms=${percentile(reads.lat, 50).toFixed(2)} read_p99_ms=${percentile(reads.lat, 99).toFixed(2)} client=${clientKind} decode=${decode} clients=${clients} client_procs=${procs.length} reals=${reals} ` +
         `write_cpu_ms_server=${writeCpu.server.toFixed(3)} write_cpu_ms_pg=${writeCpu.postgres.toFixed(3)} read_cpu_ms_server=${readCpu.server.toFixed(3)} read_cpu_ms_clients=${readCpu.clients.toFixed(3)}`,
     );
   } finally {
