@@ -27,7 +27,7 @@ function director(n: number, revision = 42n): HostDesiredState {
           realServer: `sites/fra1/virtualServices/web${i}/realServers/r${j}`,
           address: `198.18.${i % 250}.${j + 1}`,
           port: 8080,
-          forwardMethod: ForwardMethod.MASQ,
+          forwardMethod: ForwardMethod.NAT,
           weight: 1 + j,
         })),
       })),

@@ -51,6 +51,8 @@ export async function startAgent(opts: StartAgentOptions): Promise<Agent> {
   let seen = applied.revision;
   let phase = AgentPhase.IDLE;
   let errors: ObjectError[] = [];
+  /** The desired state could not be fetched (a missing or corrupt state object, watch.ts). */
+  let syncErrors: ObjectError[] = [];
   let pending: HostDesiredState | undefined;
   let applying = false;
   let stopped = false;
@@ -70,7 +72,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<Agent> {
     backend,
     view: () => {
       // The backend's standing errors (a NAT return path broken behind the agent's back) count like an apply's.
-      const standing = (backend.standingErrors?.() ?? []).filter((s) => !errors.some((e) => e.object === s.object && e.message === s.message));
+      const standing = [...syncErrors, ...(backend.standingErrors?.() ?? [])].filter((s) => !errors.some((e) => e.object === s.object && e.message === s.message));
       if (standing.length === 0) return { appliedRevision: applied.revision, appliedHash: applied.hash, seenRevision: seen, phase, errors };
       return { appliedRevision: applied.revision, appliedHash: applied.hash, seenRevision: seen, phase: phase === AgentPhase.IDLE ? AgentPhase.ERROR : phase, errors: [...errors, ...standing] };
     },
@@ -139,6 +141,11 @@ export async function startAgent(opts: StartAgentOptions): Promise<Agent> {
     site: cfg.site,
     host: cfg.host,
     onState: offer,
+    onSyncError: (e) => {
+      if (!e && syncErrors.length === 0) return;
+      syncErrors = e ? [e] : [];
+      reports.publish();
+    },
     resyncMs: cfg.resyncSeconds * 1000,
     backoffBaseMs: cfg.backoffBaseMs,
     backoffMaxMs: cfg.backoffMaxMs,

@@ -18,15 +18,22 @@
 //    its data and had the bucket recreated by the relay) has none of the old consumer state;
 //  - a periodic get of the key (resync) backs the watch up in case a push consumer stalled silently;
 //  - every retry waits a jittered backoff so a fleet does not reconnect in lockstep.
+// A host part too large for one NATS message arrives as a reference (`state_object`): the part is
+// fetched from the Object Store bucket named like the KV bucket and checked (state-object.ts) before
+// it is joined; a missing or corrupt object is retried with backoff and reported through onSyncError,
+// never joined. The same reference seen again (resync) is not fetched again.
 // Ordering/"never older" is the caller's job (sync/agent.ts): this module only delivers.
 import { fromBinary } from "@bufbuild/protobuf";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { Kvm, type KV, type KvEntry } from "@nats-io/kv";
+import { Objm, type ObjectStore } from "@nats-io/obj";
 import { HostDesiredStateSchema, type HostDesiredState } from "../../../gen/lvsfleet/v1/desired_state_pb.js";
 import { DesiredStateJoin } from "./combine.js";
 import { decodeSitePartFor } from "./site-part-codec.js";
 import { jitteredBackoff, sleep } from "./backoff.js";
 import type { Log } from "./log.js";
+import { fetchStateObject, MAX_STATE_BYTES, unpackStateObject } from "./state-object.js";
+import type { ObjectError } from "../kernel/backend.js";
 
 export interface DesiredStateWatchOptions {
   nc: NatsConnection;
@@ -38,6 +45,10 @@ export interface DesiredStateWatchOptions {
   backoffBaseMs: number;
   backoffMaxMs: number;
   log: Log;
+  /** The host part could not be fetched (an error to report), or undefined once it could again. */
+  onSyncError?(error: ObjectError | undefined): void;
+  /** How long reading one state object may take (ms); default 5 s + 1 ms per KB (a floor of 1 MB/s). */
+  objectTimeoutMs?: number;
 }
 
 type Iter = Awaited<ReturnType<KV["watch"]>>;
@@ -54,6 +65,11 @@ export class DesiredStateWatch {
   private readonly iters = new Map<string, Iter>();
   private readonly join = new DesiredStateJoin();
   private kv: KV | undefined;
+  private os: ObjectStore | undefined;
+  /** Newest host part handed to the join: a reference to it or an older one is not fetched again. */
+  private hostRevision = 0n;
+  /** The reference being fetched (retried until it succeeds or a newer host part supersedes it). */
+  private fetching: HostDesiredState | undefined;
   private loops: Promise<void>[] = [];
   private siteSub: Subscription | undefined;
   private statusLoop: Promise<void> | undefined;
@@ -134,13 +150,65 @@ export class DesiredStateWatch {
           this.o.log.warn({ key: e.key, site: ds.site, host: ds.host }, "desired state for another host ignored");
           return;
         }
-        whole = this.join.offerHost(ds);
+        if (ds.stateObject) {
+          this.fetchReferenced(ds);
+          return;
+        }
+        whole = this.offerHost(ds);
       }
     } catch (err) {
       this.o.log.warn({ key: e.key, err: String(err) }, "undecodable desired state ignored");
       return;
     }
     if (whole) this.o.onState(whole);
+  }
+
+  private offerHost(ds: HostDesiredState): HostDesiredState | undefined {
+    if (ds.revision > this.hostRevision) this.hostRevision = ds.revision;
+    if (this.fetching && this.fetching.revision <= ds.revision) {
+      // Superseded: whatever failed about the older reference no longer matters.
+      this.fetching = undefined;
+      this.o.onSyncError?.(undefined);
+    }
+    return this.join.offerHost(ds);
+  }
+
+  private fetchReferenced(ref: HostDesiredState): void {
+    if (ref.revision <= this.hostRevision) return; // joined already (a resync repeats the value)
+    if (this.fetching && this.fetching.revision >= ref.revision) return; // it or a newer one is underway
+    this.fetching = ref;
+    void this.fetchLoop(ref);
+  }
+
+  /** Fetches the referenced host part until it is joined or superseded; each failure is reported. */
+  private async fetchLoop(ref: HostDesiredState): Promise<void> {
+    const name = ref.stateObject!.name;
+    const size = Number(ref.stateObject!.size);
+    for (let attempt = 0; !this.stop.signal.aborted && this.fetching === ref; attempt++) {
+      if (!this.connected) {
+        await sleep(50, this.stop.signal);
+        attempt--;
+        continue;
+      }
+      try {
+        if (size > MAX_STATE_BYTES) throw new Error(`object ${name}: ${size} bytes is over the limit`);
+        this.os ??= await new Objm(this.o.nc).open(this.o.bucket);
+        const bytes = await fetchStateObject(this.os, name, { maxBytes: size, timeoutMs: this.o.objectTimeoutMs ?? 5000 + size / 1000 });
+        const ds = await unpackStateObject(ref, bytes);
+        if (this.stop.signal.aborted || this.fetching !== ref) return;
+        this.o.log.debug({ object: name, bytes: size, revision: ref.revision.toString() }, "host part fetched from the object store");
+        const whole = this.offerHost(ds);
+        if (whole) this.o.onState(whole);
+        return;
+      } catch (err) {
+        if (this.stop.signal.aborted || this.fetching !== ref) return;
+        this.os = undefined;
+        const message = String((err as Error)?.message ?? err);
+        this.o.log.warn({ object: name, revision: ref.revision.toString(), err: message, attempt }, "desired state object not usable; retrying");
+        this.o.onSyncError?.({ object: `desired-state ${this.key} revision ${ref.revision}`, operation: "fetch", message });
+      }
+      await sleep(jitteredBackoff(attempt, this.o.backoffBaseMs, this.o.backoffMaxMs), this.stop.signal);
+    }
   }
 
   private async watchLoop(key: string): Promise<void> {
@@ -188,6 +256,7 @@ export class DesiredStateWatch {
         this.connected = true;
         this.o.log.info({ server: (s as { server?: string }).server }, "reconnected to NATS; rewatching");
         this.kv = undefined;
+        this.os = undefined;
         this.restart();
       }
     }

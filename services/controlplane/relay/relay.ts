@@ -31,6 +31,10 @@
 //    lost message, an error PubAck) stays pending and is retried on the next pass, so the relay
 //    catches up when NATS returns. After a takeover, and whenever the marker key
 //    shows that NATS lost its data, every host's state is put again from desired_states.
+//    A state above the connection's max_payload (less headroom) cannot be a KV value: it is put into
+//    the Object Store bucket of the same name first (state-object.ts; every chunk confirmed), and the
+//    KV value is a reference to it. The previous object of a host is kept for agents still reading
+//    it; older ones are deleted once the KV points past them (README: "States above max_payload").
 //
 // One relay at a time: leadership is a session advisory lock on a dedicated connection. When the
 // holder dies its session ends, the lock is released and a standby (polling pg_try_advisory_lock)
@@ -41,6 +45,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
+import { Objm, type ObjectStore } from "@nats-io/obj";
 import { HostDesiredStateSchema, SiteDesiredStateSchema, type HostDesiredState } from "../../../gen/lvsfleet/v1/desired_state_pb.js";
 import {
   affectedByChange,
@@ -60,6 +65,7 @@ import {
 } from "../compile/index.js";
 import { OUTBOX_CHANNEL } from "./outbox.js";
 import { PipelinedPublisher } from "./publisher.js";
+import { inlineLimit, objectHostKey, objectStoreDigest, packStateObject } from "./state-object.js";
 import { loadResources, loadSiteTopology } from "./topology.js";
 
 export const DESIRED_BUCKET = "lvsfleet-desired";
@@ -99,6 +105,13 @@ export interface RelayOptions {
   batchSize?: number;
   /** KV puts in flight at most (pipelined; each confirmed by its own PubAck). */
   putConcurrency?: number;
+  /**
+   * Largest state put inline as a KV value (bytes); larger ones go to the Object Store with a
+   * reference in the KV. Default: 15/16 of the server's max_payload. Tests set it low.
+   */
+  inlineMaxBytes?: number;
+  /** Deflate (zlib) state objects; default true. */
+  deflateObjects?: boolean;
 }
 
 export interface RelayStats {
@@ -123,6 +136,10 @@ export interface RelayStats {
   /** Time spent in compile transactions and in publishing (ms). */
   compileMs: number;
   publishMs: number;
+  /** State objects put into the Object Store (one per state above the inline limit, unless already there). */
+  objectsPut: number;
+  /** Superseded state objects deleted. */
+  objectsDeleted: number;
 }
 
 export interface Relay {
@@ -188,6 +205,14 @@ function jitter(ms: number): number {
 
 const max = (a: bigint, b: bigint) => (a > b ? a : b);
 
+/** State bytes one publish batch reads at most (with several-MB Director states, 500 rows would be GBs). */
+const PUBLISH_BATCH_BYTES = 64 * 1024 * 1024;
+/** Object puts in flight at most (each is a sequence of confirmed chunk publishes). */
+const OBJECT_PUT_CONCURRENCY = 4;
+
+/** What one desired_states row is sent as: its KV value, and the object it references if any. */
+type Outgoing = { ok: true; value: Uint8Array; object: string } | { ok: false; error: string };
+
 export function emptyDesiredState(site: string, host: string): HostDesiredState {
   const ds = create(HostDesiredStateSchema, { site, host });
   ds.hash = hashDesiredState(ds);
@@ -202,7 +227,7 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
 
 class RelayImpl implements Relay {
   readonly id = randomUUID();
-  readonly stats: RelayStats = { compiled: 0, published: 0, unconfirmed: 0, republishes: 0, leaderships: 0, bumps: 0, incremental: 0, full: 0, cacheDrops: 0, compileMs: 0, publishMs: 0 };
+  readonly stats: RelayStats = { compiled: 0, published: 0, unconfirmed: 0, republishes: 0, leaderships: 0, bumps: 0, incremental: 0, full: 0, cacheDrops: 0, compileMs: 0, publishMs: 0, objectsPut: 0, objectsDeleted: 0 };
   private readonly log: RelayLog;
   private readonly bucket: string;
   private readonly lockKey: bigint;
@@ -220,6 +245,14 @@ class RelayImpl implements Relay {
   private connecting: Promise<void> | undefined;
   private kv: KV | undefined;
   private publisher: PipelinedPublisher | undefined;
+  private os: ObjectStore | undefined;
+  /**
+   * Per `<site>.<host>`, the (revision, object) of its last two confirmed KV values, oldest first
+   * (object "" = inline): the newest is what the KV points at, the other is kept for agents still
+   * reading it; an object falling out of this is deleted (`doomed`).
+   */
+  private readonly objects = new Map<string, Array<{ revision: string; name: string }>>();
+  private readonly doomed = new Set<string>();
   /** Per site, as of our last compile transaction (see SiteCache); `token` = relay_compile_token.n then. */
   private readonly cache = new Map<string, SiteCache>();
   private token = "";
@@ -634,8 +667,115 @@ class RelayImpl implements Relay {
   private async bucketKv(nc: NatsConnection): Promise<KV> {
     if (this.kv) return this.kv;
     this.kv = await new Kvm(jetstream(nc, { timeout: 3000 })).create(this.bucket, { history: 1, timeout: 3000 });
+    this.os = undefined;
     this.lastMarkerCheck = 0;
     return this.kv;
+  }
+
+  /** Opens (creating if needed) the Object Store bucket of the same name, for states above the inline limit. */
+  private async objectStore(nc: NatsConnection): Promise<ObjectStore> {
+    this.os ??= await new Objm(jetstream(nc, { timeout: 5000 })).create(this.bucket);
+    return this.os;
+  }
+
+  /**
+   * Each row's KV value: its state when it fits, otherwise a reference to the state put as an object
+   * first. The object name is content-addressed, so an object already there (a republish) is not put
+   * again — and one lost with NATS's data is.
+   */
+  private async outgoing(nc: NatsConnection, rows: ReadonlyArray<{ state: Buffer }>): Promise<Outgoing[]> {
+    const maxPayload = nc.info?.max_payload ?? 1024 * 1024;
+    const limit = this.o.inlineMaxBytes ?? inlineLimit(maxPayload);
+    const chunk = Math.min(128 * 1024, inlineLimit(maxPayload));
+    const out: Outgoing[] = rows.map((r) => ({ ok: true, value: r.state, object: "" }));
+    const large = rows.flatMap((r, i) => (r.state.length > limit ? [i] : []));
+    let next = 0;
+    const worker = async () => {
+      while (next < large.length) {
+        const i = large[next++]!;
+        try {
+          const so = await packStateObject(rows[i]!.state, { deflate: this.o.deflateObjects ?? true });
+          const os = await this.objectStore(nc);
+          const have = await os.info(so.name);
+          if (!have || have.deleted || have.size !== so.bytes.length || have.digest !== objectStoreDigest(so.sha256)) {
+            await os.putBlob({ name: so.name, options: { max_chunk_size: chunk } }, so.bytes);
+            this.stats.objectsPut++;
+          }
+          out[i] = { ok: true, value: so.reference, object: so.name };
+        } catch (err) {
+          out[i] = { ok: false, error: `state object: ${String((err as Error)?.message ?? err)}` };
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(OBJECT_PUT_CONCURRENCY, large.length) }, worker));
+    return out;
+  }
+
+  /** A host's KV value at `revision` is confirmed: objects two values back are superseded. */
+  private supersede(key: string, revision: string, name: string): void {
+    const kept = this.objects.get(key);
+    if (!kept) {
+      if (name) this.objects.set(key, [{ revision, name }]); // hosts that never had an object are not tracked
+      return;
+    }
+    if (kept.at(-1)?.revision !== revision || kept.at(-1)?.name !== name) kept.push({ revision, name });
+    while (kept.length > 2) {
+      const old = kept.shift()!;
+      if (old.name && !kept.some((k) => k.name === old.name)) this.doomed.add(old.name);
+    }
+    if (kept.every((k) => !k.name)) this.objects.delete(key);
+  }
+
+  private async deleteSuperseded(): Promise<void> {
+    if (this.doomed.size === 0 || !this.os) return;
+    for (const name of [...this.doomed]) {
+      const key = objectHostKey(name);
+      if (key && this.objects.get(key)?.some((k) => k.name === name)) {
+        this.doomed.delete(name); // current again (cannot happen with content-addressed names; cheap to check)
+        continue;
+      }
+      try {
+        await this.os.delete(name);
+        this.doomed.delete(name);
+        this.stats.objectsDeleted++;
+      } catch (err) {
+        this.log.debug({ object: name, err: String(err) }, "state object not deleted; will retry");
+        return;
+      }
+    }
+  }
+
+  /**
+   * After a full republish: the objects that no KV value of this relay points at are another
+   * leader's (a takeover) or left over from a crash. Per host the newest of them is kept as the
+   * previous value (an agent may still read it), the rest deleted.
+   */
+  private async sweepObjects(nc: NatsConnection): Promise<void> {
+    let os: ObjectStore;
+    try {
+      os = this.os ?? (await new Objm(jetstream(nc, { timeout: 5000 })).open(this.bucket));
+    } catch {
+      return; // no object store: nothing was ever offloaded
+    }
+    const byHost = new Map<string, Array<{ name: string; mtime: string }>>();
+    for (const info of await os.list()) {
+      const key = objectHostKey(info.name);
+      if (!key || info.deleted) continue;
+      const l = byHost.get(key) ?? [];
+      l.push({ name: info.name, mtime: info.mtime });
+      byHost.set(key, l);
+    }
+    for (const [key, infos] of byHost) {
+      const kept = this.objects.get(key) ?? [];
+      const others = infos.filter((o) => !kept.some((k) => k.name === o.name)).sort((a, b) => b.mtime.localeCompare(a.mtime));
+      if (kept.length < 2 && others.length > 0) {
+        kept.unshift({ revision: "", name: others.shift()!.name });
+        this.objects.set(key, kept);
+      }
+      for (const o of others) this.doomed.add(o.name);
+    }
+    this.os = os;
+    await this.deleteSuperseded();
   }
 
   /** Publishes what is pending; undefined when NATS is unavailable (retry later). */
@@ -664,24 +804,29 @@ class RelayImpl implements Relay {
     let after: [string, string] = ["", ""];
     for (;;) {
       if (lost() || this.stopped) return n;
-      type Row = { site: string; host: string; revision: string; state: Buffer };
+      type Row = { site: string; host: string; revision: string; state: Buffer; n: string };
+      // Up to batchSize rows and about PUBLISH_BATCH_BYTES of state (at least one row); `n` = rows
+      // before the byte cut.
+      const batch = (where: string) => `
+        SELECT site, host, revision, state, n FROM (
+          SELECT site, host, revision::text AS revision, state, count(*) OVER () AS n,
+                 sum(octet_length(state)) OVER (ORDER BY site, host) - octet_length(state) AS before
+            FROM (SELECT site, host, revision, state FROM desired_states WHERE ${where} ORDER BY site, host LIMIT $1) d) x
+         WHERE before < $2 ORDER BY site, host`;
       const r = all
-        ? await this.db.query<Row>(
-            `SELECT site, host, revision::text AS revision, state FROM desired_states
-              WHERE (site, host) > ($1, $2) ORDER BY site, host LIMIT $3`,
-            [after[0], after[1], this.batchSize],
-          )
-        : await this.db.query<Row>(
-            `SELECT site, host, revision::text AS revision, state FROM desired_states
-              WHERE NOT published ORDER BY site, host LIMIT $1`,
-            [this.batchSize],
-          );
+        ? await this.db.query<Row>(batch("(site, host) > ($3, $4)"), [this.batchSize, PUBLISH_BATCH_BYTES, after[0], after[1]])
+        : await this.db.query<Row>(batch("NOT published"), [this.batchSize, PUBLISH_BATCH_BYTES]);
       if (r.rows.length === 0) break;
       const tSel = performance.now();
-      const results = await this.publisher!.publish(
-        r.rows.map((row) => ({ subject: `$KV.${this.bucket}.${desiredStateKey(row.site, row.host)}`, data: row.state })),
+      // States above the inline limit: their object first, confirmed, then the reference as the KV value.
+      const values = await this.outgoing(nc, r.rows);
+      const sent = values.flatMap((v, i) => (v.ok ? [i] : []));
+      const acks = await this.publisher!.publish(
+        sent.map((i) => ({ subject: `$KV.${this.bucket}.${desiredStateKey(r.rows[i]!.site, r.rows[i]!.host)}`, data: (values[i] as { value: Uint8Array }).value })),
         { window: this.putConcurrency, timeoutMs: 5000 },
       );
+      const results = values.map((v) => (v.ok ? undefined : v)) as Array<{ ok: boolean; error?: string } | undefined>;
+      sent.forEach((i, j) => (results[i] = acks[j]!));
       // Only what the stream confirmed is marked, and only the revision that was put: a newer one
       // compiled meanwhile stays pending. Unconfirmed puts stay pending and go again next pass.
       const ok = r.rows.filter((_, i) => results[i]!.ok);
@@ -695,9 +840,14 @@ class RelayImpl implements Relay {
           [ok.map((x) => x.site), ok.map((x) => x.host), ok.map((x) => x.revision)],
         );
       }
+      for (let i = 0; i < r.rows.length; i++) {
+        const v = values[i]!;
+        if (results[i]!.ok && v.ok) this.supersede(desiredStateKey(r.rows[i]!.site, r.rows[i]!.host), r.rows[i]!.revision, v.object);
+      }
+      await this.deleteSuperseded();
       this.log.debug({ puts: r.rows.length, ms: { put: Math.round(tPut - tSel), mark: Math.round(performance.now() - tPut) } }, "published");
       if (ok.length < r.rows.length) {
-        const failed = results.find((x) => !x.ok) as { error: string };
+        const failed = results.find((x) => !x!.ok) as { error: string };
         this.stats.unconfirmed += r.rows.length - ok.length;
         this.kv = undefined;
         this.log.warn({ unconfirmed: r.rows.length - ok.length, of: r.rows.length, err: failed.error }, "KV puts not confirmed; will retry");
@@ -706,7 +856,7 @@ class RelayImpl implements Relay {
       n += r.rows.length;
       const last = r.rows[r.rows.length - 1]!;
       after = [last.site, last.host];
-      if (r.rows.length < this.batchSize) break;
+      if (r.rows.length === Number(last.n) && r.rows.length < this.batchSize) break;
     }
     if (all) {
       try {
@@ -718,6 +868,7 @@ class RelayImpl implements Relay {
       this.republishAll = false;
       this.lastMarkerCheck = Date.now();
       this.stats.republishes++;
+      await this.sweepObjects(nc).catch((err) => this.log.warn({ err: String(err) }, "sweep of unreferenced state objects failed"));
       this.log.info({ hosts: n }, "republished every host's desired state");
     }
     return n;
