@@ -34,12 +34,22 @@ function sh(cmd: string, args: string[], input?: string): { ms: number; stdout: 
   return { ms, stdout: r.stdout };
 }
 
-// The read runs part of its destination dumps in worker threads, one per CPU beyond this one
-// (--dump-worker: the bundled agents/hostagent/netlink/ipvs/dump-worker.ts). Started by open().
+// The read runs its destination dumps in the netlink dump addon (C dump loop on pool threads, one
+// per CPU by default; --native-threads N) unless --no-native. Without the addon, or with
+// --compare-js for the second figure, it runs them through the `netlink` package with worker threads,
+// one per CPU beyond this one (--dump-worker: the bundled agents/hostagent/netlink/ipvs/dump-worker.ts).
 const wi = process.argv.indexOf("--dump-worker");
 const dumpWorkerScript = wi >= 0 ? process.argv[wi + 1] : undefined;
-const dumpWorkers = dumpWorkerScript ? Math.max(0, availableParallelism() - 1) : 0;
-const client = await IpvsClient.open({ timeoutMs: 600_000, dumpWorkers, dumpWorkerScript });
+const jsWorkers = dumpWorkerScript ? Math.max(0, availableParallelism() - 1) : 0;
+const noNative = process.argv.includes("--no-native");
+const compareJs = process.argv.includes("--compare-js");
+const nativeDumpThreads = process.argv.includes("--native-threads") ? arg("native-threads", 2) : undefined;
+const client = await IpvsClient.open({
+  timeoutMs: 600_000,
+  ...(noNative ? { nativeDumps: false, dumpWorkers: jsWorkers, dumpWorkerScript } : { nativeDumpThreads }),
+});
+if (!noNative && !client.nativeDumps) throw new Error("the netlink dump addon did not load (npm ci builds it; --no-native to measure without it)");
+const dumpWorkers = noNative ? jsWorkers : 0;
 await client.flush();
 
 // 1. lvsfleet programs the table: every service followed by its destinations, batched.
@@ -66,6 +76,17 @@ const snapStats = await client.snapshot();
 const readStatsMs = performance.now() - t0;
 if (snapStats.length !== S) throw new Error("snapshot with stats incomplete");
 process.stderr.write(`read ${readMs.toFixed(0)} ms, with counters ${readStatsMs.toFixed(0)} ms\n`);
+// The same read through the `netlink` package path (before the addon), in the same minutes.
+let readJsMs: number | undefined;
+if (compareJs) {
+  const js = await IpvsClient.open({ timeoutMs: 600_000, nativeDumps: false, dumpWorkers: jsWorkers, dumpWorkerScript });
+  t0 = performance.now();
+  const snapJs = await js.snapshot({ stats: false });
+  readJsMs = performance.now() - t0;
+  js.close();
+  if (snapJs.length !== S) throw new Error("netlink-package read incomplete");
+  process.stderr.write(`read through the netlink package ${readJsMs.toFixed(0)} ms\n`);
+}
 const readDests = snap.reduce((n, s) => n + s.destinations.length, 0);
 if (snap.length !== S || readDests !== S * R) throw new Error(`read ${snap.length} services / ${readDests} destinations, want ${S} / ${S * R}`);
 
@@ -105,6 +126,9 @@ process.stdout.write(
     ipvsadmSaveMs: save.ms,
     changeMs,
     changeRequests,
+    readJsMs,
+    native: client.nativeDumps,
+    nativeThreads: nativeDumpThreads ?? Math.min(4, availableParallelism()),
     cpus: availableParallelism(),
     dumpWorkers,
     loadavg: loadAtRead,

@@ -57,7 +57,7 @@ describe("netlink dump addon on the IPVS kernel", () => {
 
       expect(r.dumps.native.parts).toEqual(r.dumps.socket.parts);
       expect(r.dumps.native.errors).toEqual(r.dumps.socket.errors);
-      expect(r.dumps.native.errors[1]).toMatchObject({ name: "NetlinkError", code: "EOPNOTSUPP", op: "IPVS_CMD_GET_DEST(dump)" });
+      expect(r.dumps.native.errors[1]).toMatchObject({ name: "NetlinkError", code: expect.stringMatching(/^E(OPNOTSUPP|NOTSUP)$/), op: "IPVS_CMD_GET_DEST(dump)" });
       expect(r.dumps.native.parts[0]!.length).toBeGreaterThan(0);
       expect(r.dumps.native.parts[2]).toEqual([]); // no such service: an empty dump, not an error
       expect(r.dumps.native.stray).toBe(0);

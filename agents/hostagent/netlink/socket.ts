@@ -35,8 +35,10 @@
  * across Node versions, no compiler on hosts or in the test VM), and is MIT and small enough to
  * audit (src/binding.cc, ~570 lines). Everything protocol-related — framing, seq/port checks,
  * multipart, ACKs, errors, batching — is done here in TypeScript where it is unit-tested; we use
- * only its RawNetlinkSocket. An own addon would add a C++ build to CI and the VM image for no
- * behaviour we need; the one missing knob (setsockopt NETLINK_EXT_ACK / NETLINK_CAP_ACK) is optional.
+ * only its RawNetlinkSocket. The one missing knob (setsockopt NETLINK_EXT_ACK / NETLINK_CAP_ACK)
+ * is optional. One exception, for speed only: the ~10^4 back-to-back destination dumps of a full IPVS
+ * read run in our own small addon (native-dump.ts, native/dump.c — the dump loop in C on a pool
+ * thread), because this package's per-datagram JS round trip cost about 3× ipvsadm's user CPU there.
  *
  * Note on "non-blocking": a netlink sendmsg to the kernel runs the request handler synchronously in
  * the syscall (that is how netlink works). batch() therefore bounds each sendmsg (maxMessages /
