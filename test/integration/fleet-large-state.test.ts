@@ -34,8 +34,8 @@ let fleet: AgentFleet;
 let shape: FleetShape;
 const relays: Relay[] = [];
 
-async function relay(): Promise<Relay> {
-  const r = await startRelay({ pool, natsUrl: SHARED_NATS_URL, bucket, pollMs: 100, lockRetryMs: 200, markerCheckMs: 500, inlineMaxBytes: INLINE_MAX });
+async function relay(inlineMaxBytes = INLINE_MAX): Promise<Relay> {
+  const r = await startRelay({ pool, natsUrl: SHARED_NATS_URL, bucket, pollMs: 100, lockRetryMs: 200, markerCheckMs: 500, inlineMaxBytes });
   relays.push(r);
   return r;
 }
@@ -148,6 +148,21 @@ describe("a Director state above the inline limit", () => {
     const next = (await kvValue("d0")).ds.stateObject!.name;
     expect(await objectsOf(os, "d0")).toEqual([current, next].sort());
     expect(fleet.agents.get("d0")!.backend.applies.length).toBe(applies + 1);
+    fleet.assertMonotonic();
+  });
+
+  it("with a limit below every state, every host part becomes an object (the site part stays inline); all converge", async () => {
+    for (const x of relays.splice(0)) await x.stop();
+    const r = await relay(1);
+    await waitFor("republish", () => r.stats.republishes > 0);
+    await r.idle();
+    const hosts = [...shape.directors, ...shape.realServers];
+    for (const h of hosts) expect((await kvValue(h)).ds.stateObject?.name).toMatch(new RegExp(`^${SITE}\\.${h}\\.[0-9a-f]{64}$`));
+    const site = await kv.get(`${SITE}._site`);
+    expect(site!.value.length).toBeGreaterThan(0);
+    const rev = await setWeight(store, SITE, "web0", shape.services.get("web0")!.rsHosts[0]!, 5);
+    await fleet.agents.get("d0")!.backend.waitFor((x) => x.revision >= rev);
+    await fleet.converged(pool);
     fleet.assertMonotonic();
   });
 });

@@ -683,12 +683,14 @@ class RelayImpl implements Relay {
    * first. The object name is content-addressed, so an object already there (a republish) is not put
    * again — and one lost with NATS's data is.
    */
-  private async outgoing(nc: NatsConnection, rows: ReadonlyArray<{ state: Buffer }>): Promise<Outgoing[]> {
+  private async outgoing(nc: NatsConnection, rows: ReadonlyArray<{ host: string; state: Buffer }>): Promise<Outgoing[]> {
     const maxPayload = nc.info?.max_payload ?? 1024 * 1024;
     const limit = this.o.inlineMaxBytes ?? inlineLimit(maxPayload);
     const chunk = Math.min(128 * 1024, inlineLimit(maxPayload));
     const out: Outgoing[] = rows.map((r) => ({ ok: true, value: r.state, object: "" }));
-    const large = rows.flatMap((r, i) => (r.state.length > limit ? [i] : []));
+    // Host parts only: the site part (one host_revisions entry per host, ≈20 bytes each) stays inline;
+    // agents read it from a plain subscription (sync/watch.ts).
+    const large = rows.flatMap((r, i) => (r.state.length > limit && r.host !== SITE_PART ? [i] : []));
     let next = 0;
     const worker = async () => {
       while (next < large.length) {
