@@ -1,8 +1,10 @@
 /**
  * Child process of bench:fanout: runs simulated agents (the real sync code over the recording
  * FakeBackend) so that their CPU work does not share an event loop with the relay being measured.
+ * Runs agents d<first> … d<first+count-1> (bench:fanout starts `--agent-procs` of these).
  * Prints `READY` once every agent has started, then one line `A <index> <revision> <epoch ms>` per
- * successful apply. SIGTERM stops the agents and exits.
+ * successful apply. SIGTERM stops the agents, prints `CPU <applies> <user µs> <system µs>` (this
+ * process's CPU since READY) and exits.
  */
 import { parseArgs } from "node:util";
 import { DEFAULTS, type AgentConfig } from "../agents/hostagent/config.js";
@@ -11,7 +13,8 @@ import { startAgent, type Agent } from "../agents/hostagent/sync/agent.js";
 
 const { values: a } = parseArgs({
   options: {
-    agents: { type: "string" },
+    first: { type: "string", default: "0" },
+    count: { type: "string" },
     site: { type: "string" },
     bucket: { type: "string" },
     nats: { type: "string" },
@@ -19,8 +22,10 @@ const { values: a } = parseArgs({
     "status-prefix": { type: "string" },
   },
 });
-const N = Number(a.agents);
+const FIRST = Number(a.first);
+const N = Number(a.count);
 const agents: Agent[] = [];
+let appliesDone = 0;
 let out = "";
 const flush = () => {
   if (out) process.stdout.write(out);
@@ -35,11 +40,13 @@ async function pool(n: number, concurrency: number, fn: (i: number) => Promise<v
   }));
 }
 
-await pool(N, 50, async (i) => {
+await pool(N, 50, async (k) => {
+  const i = FIRST + k;
   const backend = new FakeBackend();
   const apply = backend.apply.bind(backend);
   backend.apply = async (desired) => {
     const r = await apply(desired);
+    appliesDone++;
     out += `A ${i} ${desired.revision} ${Date.now()}\n`;
     return r;
   };
@@ -54,14 +61,18 @@ await pool(N, 50, async (i) => {
     heartbeatSeconds: 30,
     kernel: "fake",
   };
-  agents[i] = await startAgent({ config, backend });
+  agents[k] = await startAgent({ config, backend });
 });
 flush();
+const cpu0 = process.cpuUsage();
+const applies0 = appliesDone;
 process.stdout.write("READY\n");
 
 process.on("SIGTERM", () => {
+  const cpu = process.cpuUsage(cpu0);
+  const applies = appliesDone - applies0;
   void Promise.all(agents.map((ag) => ag.stop().catch(() => undefined))).then(() => {
     flush();
-    process.exit(0);
+    process.stdout.write(`CPU ${applies} ${cpu.user} ${cpu.system}\n`, () => process.exit(0));
   });
 });

@@ -1,15 +1,18 @@
 /**
  * bench:fanout — API commit → agent applied, across a fleet of simulated agents.
  *
- *   npm run bench:fanout [-- --agents 1000 --rate 50 --seconds 20 --all-every 25]
+ *   npm run bench:fanout [-- --agents 1000 --rate 50 --seconds 20 --all-every 25 --agent-procs 2]
  *
  * Real parts: Postgres (a fresh database on 127.0.0.1:5432), NATS JetStream (the shared server on
  * 127.0.0.1:4222, a bucket of this run's own that is deleted at the end), the real TopologyStore with
  * the outbox hook and the real relay in this process, and `--agents` agents running the real sync
- * code (agents/hostagent/sync/agent.ts, run in a child process — bench/fanout-agents.ts — so the
- * agents do not share the relay's event loop: each has its own NATS connection, own-key KV watch, state file,
- * reports) over the recording FakeBackend. Each agent has its own NATS connection, as in production
- * (1 000 connections from one process is fine for nats-server and Node).
+ * code (agents/hostagent/sync/agent.ts, run in `--agent-procs` child processes — bench/fanout-agents.ts
+ * — so the agents do not share the relay's event loop: each has its own NATS connection, own-key KV
+ * watch, state file, reports) over the recording FakeBackend. Each agent has its own NATS connection,
+ * as in production (1 000 connections from one process is fine for nats-server and Node). In
+ * production every agent has a host of its own; here a timeout change is 1 000 applies in the
+ * agents' processes, and a one-host change waits behind all of those that share its event loop —
+ * more processes shorten that queue (on this 2-core machine 2 measured best, see docs/benchmarks.md).
  *
  * Topology: one site, `--agents` Director hosts d0…, each carrying one DR service with one real
  * server. Changes at `--rate`/s for `--seconds`:
@@ -45,6 +48,7 @@ const { values: args } = parseArgs({
     rate: { type: "string", default: "50" },
     seconds: { type: "string", default: "20" },
     "all-every": { type: "string", default: "25" },
+    "agent-procs": { type: "string", default: "2" },
     nats: { type: "string", default: process.env.NATS_URL ?? "nats://127.0.0.1:4222" },
   },
 });
@@ -52,6 +56,7 @@ const N = Number(args.agents);
 const RATE = Number(args.rate);
 const SECONDS = Number(args.seconds);
 const ALL_EVERY = Number(args["all-every"]);
+const AGENT_PROCS = Math.max(1, Math.min(N, Number(args["agent-procs"])));
 const NATS_URL = args.nats;
 const RUN = randomBytes(4).toString("hex");
 const SITE = `bench${RUN}`;
@@ -117,7 +122,9 @@ let pgPool: pg.Pool | undefined;
 let relay: Relay | undefined;
 let nc: NatsConnection | undefined;
 let stateDir: string | undefined;
-let child: ChildProcess | undefined;
+let children: ChildProcess[] = [];
+// Per agents' process: `CPU <applies> <user µs> <system µs>` printed when it stops.
+const cpuLines: Array<{ applies: number; userUs: number; systemUs: number }> = [];
 // Per agent index: every apply (revision, epoch ms) the child reported, and the newest revision.
 const applies: Array<Array<{ revision: bigint; at: number }>> = [];
 const current: bigint[] = [];
@@ -154,38 +161,48 @@ async function main(): Promise<void> {
   });
   log(`topology: ${N} directors/services/real servers in ${Date.now() - t0} ms`);
 
-  // Agents: the real sync loop over the fake backend, in a child process so that 1 000 agents' CPU
+  // Agents: the real sync loop over the fake backend, in child processes so that 1 000 agents' CPU
   // (decoding, state files, reports) does not share the relay's event loop.
   const dir = await mkdtemp(join(tmpdir(), "lvsfleet-bench-fanout-"));
   stateDir = dir;
   const t1 = Date.now();
-  // LVSFLEET_BENCH_CPU_PROF=<dir>: a V8 CPU profile of the agents' process, written when it exits.
+  // LVSFLEET_BENCH_CPU_PROF=<dir>: a V8 CPU profile of each agents' process, written when it exits.
   const prof = process.env.LVSFLEET_BENCH_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.LVSFLEET_BENCH_CPU_PROF}`] : [];
-  child = spawn(process.execPath, [...prof, "--import", "tsx", join(import.meta.dirname, "fanout-agents.ts"),
-    "--agents", String(N), "--site", SITE, "--bucket", BUCKET, "--nats", NATS_URL, "--state-dir", dir,
-    // Reports on a subject of this run only: no status ingest of another test picks them up.
-    "--status-prefix", `bench.${RUN}.status`], { stdio: ["ignore", "pipe", "inherit"] });
-  await new Promise<void>((resolve, reject) => {
-    let buf = "";
-    child!.once("exit", (code) => reject(new Error(`agents process exited (${code})`)));
-    child!.stdout!.setEncoding("utf8").on("data", (d: string) => {
-      buf += d;
-      let nl: number;
-      while ((nl = buf.indexOf("\n")) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        if (line === "READY") resolve();
-        const m = /^A (\d+) (\d+) (\d+)$/.exec(line);
-        if (m) {
-          const h = Number(m[1]);
-          const rev = BigInt(m[2]!);
-          (applies[h] ??= []).push({ revision: rev, at: Number(m[3]) });
-          if (rev > (current[h] ?? 0n)) current[h] = rev;
+  const startProc = (first: number, count: number): Promise<void> => {
+    const child = spawn(process.execPath, [...prof, "--import", "tsx", join(import.meta.dirname, "fanout-agents.ts"),
+      "--first", String(first), "--count", String(count), "--site", SITE, "--bucket", BUCKET, "--nats", NATS_URL, "--state-dir", dir,
+      // Reports on a subject of this run only: no status ingest of another test picks them up.
+      "--status-prefix", `bench.${RUN}.status`], { stdio: ["ignore", "pipe", "inherit"] });
+    children.push(child);
+    return new Promise<void>((resolve, reject) => {
+      let buf = "";
+      child.once("exit", (code) => reject(new Error(`agents process exited (${code})`)));
+      child.stdout!.setEncoding("utf8").on("data", (d: string) => {
+        buf += d;
+        let nl: number;
+        while ((nl = buf.indexOf("\n")) >= 0) {
+          const line = buf.slice(0, nl);
+          buf = buf.slice(nl + 1);
+          if (line === "READY") resolve();
+          const m = /^A (\d+) (\d+) (\d+)$/.exec(line);
+          if (m) {
+            const h = Number(m[1]);
+            const rev = BigInt(m[2]!);
+            (applies[h] ??= []).push({ revision: rev, at: Number(m[3]) });
+            if (rev > (current[h] ?? 0n)) current[h] = rev;
+          }
+          const c = /^CPU (\d+) (\d+) (\d+)$/.exec(line);
+          if (c) cpuLines.push({ applies: Number(c[1]), userUs: Number(c[2]), systemUs: Number(c[3]) });
         }
-      }
+      });
     });
-  });
-  log(`agents: ${N} started in ${Date.now() - t1} ms (child process)`);
+  };
+  // Agents d0… split evenly: process p runs [p·N/P, (p+1)·N/P).
+  await Promise.all(Array.from({ length: AGENT_PROCS }, (_, p) => {
+    const first = Math.floor((p * N) / AGENT_PROCS);
+    return startProc(first, Math.floor(((p + 1) * N) / AGENT_PROCS) - first);
+  }));
+  log(`agents: ${N} started in ${Date.now() - t1} ms (${AGENT_PROCS} child process${AGENT_PROCS > 1 ? "es" : ""})`);
 
   // Converged baseline: one "all" change, every agent must apply it.
   const base = await store.sites.update(meta("UpdateSite"), SITE, create(SiteSchema, { ipvsTimeouts: { tcpSeconds: 901, tcpFinSeconds: 120, udpSeconds: 300 } }), { paths: ["ipvs_timeouts"] });
@@ -266,6 +283,12 @@ async function main(): Promise<void> {
     }
   }
   const every = [...lat.one, ...lat.all];
+  // The agents' CPU per apply over the measured part (READY → stop), all their processes together:
+  // a figure that the machine's other load disturbs less than the latencies.
+  await stopAgentProcs();
+  const cpu = cpuLines.reduce((t, c) => ({ applies: t.applies + c.applies, us: t.us + c.userUs + c.systemUs }), { applies: 0, us: 0 });
+  const cpuPerApplyUs = cpu.applies > 0 && cpuLines.length === AGENT_PROCS ? cpu.us / cpu.applies : NaN;
+  log(`agents' processes: ${cpu.applies} applies, CPU ${f1(cpu.us / 1000)} ms (${f1(cpuPerApplyUs)} µs per apply)`);
   const allChanges = changes.filter((c) => c.kind === "all").length;
   log(`one-host changes: ${lat.one.length} samples p50 ${f1(pct(lat.one, 50))} ms p99 ${f1(pct(lat.one, 99))} ms`);
   log(`all-host changes: ${allChanges} × ${N} = ${lat.all.length} samples p50 ${f1(pct(lat.all, 50))} ms p99 ${f1(pct(lat.all, 99))} ms`);
@@ -277,15 +300,23 @@ async function main(): Promise<void> {
     `agents=${N} changes=${changes.length} rate_per_s=${f1(offered)} samples=${every.length} unapplied=${unapplied} ` +
       `p50_ms=${f1(pct(every, 50))} p99_ms=${f1(pct(every, 99))} one_p50_ms=${f1(pct(lat.one, 50))} one_p99_ms=${f1(pct(lat.one, 99))} ` +
       `all_p50_ms=${f1(pct(lat.all, 50))} all_p99_ms=${f1(pct(lat.all, 99))} ` +
-      `floor_p50_ms=${f1(pct(loadedFloor, 50))} floor_p99_ms=${f1(pct(loadedFloor, 99))} idle_floor_p50_ms=${f1(pct(idleFloor, 50))} idle_floor_p99_ms=${f1(pct(idleFloor, 99))}\n`,
+      `floor_p50_ms=${f1(pct(loadedFloor, 50))} floor_p99_ms=${f1(pct(loadedFloor, 99))} idle_floor_p50_ms=${f1(pct(idleFloor, 50))} idle_floor_p99_ms=${f1(pct(idleFloor, 99))} ` +
+      `agent_procs=${AGENT_PROCS} agent_cpu_us_per_apply=${f1(cpuPerApplyUs)}\n`,
   );
 }
 
-async function cleanup(): Promise<void> {
-  if (child && child.exitCode === null) {
+async function stopAgentProcs(): Promise<void> {
+  await Promise.all(children.map(async (child) => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    // "close", not "exit": the CPU line must have been read off the pipe.
+    const exited = new Promise((r) => child.once("close", r));
     child.kill("SIGTERM");
-    await new Promise((r) => child!.once("exit", r));
-  }
+    await exited;
+  }));
+}
+
+async function cleanup(): Promise<void> {
+  await stopAgentProcs();
   await relay?.stop().catch(() => undefined);
   if (nc) {
     const kvm = new Kvm(nc);

@@ -166,6 +166,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<Agent> {
       clearTimeout(retryTimer);
       reports.close();
       await watch.close();
+      store.close();
       await nc.close().catch(() => undefined);
     },
   };
