@@ -34,8 +34,8 @@ let fleet: AgentFleet;
 let shape: FleetShape;
 const relays: Relay[] = [];
 
-async function relay(inlineMaxBytes = INLINE_MAX): Promise<Relay> {
-  const r = await startRelay({ pool, natsUrl: SHARED_NATS_URL, bucket, pollMs: 100, lockRetryMs: 200, markerCheckMs: 500, inlineMaxBytes });
+async function relay(inlineMaxBytes = INLINE_MAX, publishBatchBytes?: number): Promise<Relay> {
+  const r = await startRelay({ pool, natsUrl: SHARED_NATS_URL, bucket, pollMs: 100, lockRetryMs: 200, markerCheckMs: 500, inlineMaxBytes, publishBatchBytes });
   relays.push(r);
   return r;
 }
@@ -153,7 +153,8 @@ describe("a Director state above the inline limit", () => {
 
   it("with a limit below every state, every host part becomes an object (the site part stays inline); all converge", async () => {
     for (const x of relays.splice(0)) await x.stop();
-    const r = await relay(1);
+    // Publish batches of one row (the byte cap): the republish and the change still reach every host.
+    const r = await relay(1, 1);
     await waitFor("republish", () => r.stats.republishes > 0);
     await r.idle();
     const hosts = [...shape.directors, ...shape.realServers];

@@ -112,6 +112,8 @@ export interface RelayOptions {
   inlineMaxBytes?: number;
   /** Deflate (zlib) state objects; default true. */
   deflateObjects?: boolean;
+  /** State bytes one publish batch reads at most besides `batchSize` rows (at least one row); default 64 MiB. */
+  publishBatchBytes?: number;
 }
 
 export interface RelayStats {
@@ -816,8 +818,8 @@ class RelayImpl implements Relay {
             FROM (SELECT site, host, revision, state FROM desired_states WHERE ${where} ORDER BY site, host LIMIT $1) d) x
          WHERE before < $2 ORDER BY site, host`;
       const r = all
-        ? await this.db.query<Row>(batch("(site, host) > ($3, $4)"), [this.batchSize, PUBLISH_BATCH_BYTES, after[0], after[1]])
-        : await this.db.query<Row>(batch("NOT published"), [this.batchSize, PUBLISH_BATCH_BYTES]);
+        ? await this.db.query<Row>(batch("(site, host) > ($3, $4)"), [this.batchSize, this.o.publishBatchBytes ?? PUBLISH_BATCH_BYTES, after[0], after[1]])
+        : await this.db.query<Row>(batch("NOT published"), [this.batchSize, this.o.publishBatchBytes ?? PUBLISH_BATCH_BYTES]);
       if (r.rows.length === 0) break;
       const tSel = performance.now();
       // States above the inline limit: their object first, confirmed, then the reference as the KV value.
