@@ -115,20 +115,32 @@ export async function nativeDumpMany(
   op: string,
   opts: { timeoutMs?: number; flags?: number } = {},
 ): Promise<NativeDumpResult> {
+  return nativeDumpPacked(protocol, type, packRequests(payloads), payloads.length, op, opts);
+}
+
+/** nativeDumpMany() with the requests already packed (packRequests' format), `count` of them. */
+export async function nativeDumpPacked(
+  protocol: number,
+  type: number,
+  requests: Buffer,
+  count: number,
+  op: string,
+  opts: { timeoutMs?: number; flags?: number } = {},
+): Promise<NativeDumpResult> {
   const b = load();
   if (!b) throw loadError!;
   const timeoutMs = Math.max(1, Math.round(opts.timeoutMs ?? 30_000));
-  if (payloads.length === 0) return { packed: new ArrayBuffer(0), errors: [], messages: 0, stray: 0 };
-  const r = await b.dump(protocol, type, opts.flags ?? 0, packRequests(payloads), payloads.length, timeoutMs);
+  if (count === 0) return { packed: new ArrayBuffer(0), errors: [], messages: 0, stray: 0 };
+  const r = await b.dump(protocol, type, opts.flags ?? 0, requests, count, timeoutMs);
   if (r.failErrno !== 0) {
     if (r.failSyscall === "timeout") throw new NetlinkTimeoutError(op, timeoutMs);
     // Receive-side failures (ENOBUFS: the kernel dropped replies; EMSGSIZE: truncated datagram) lose
     // data but a new attempt may work, as in socket.ts.
     const retryable = r.failSyscall === "recvmsg" ? true : undefined;
-    throw new NetlinkError(op, r.failErrno, { retryable, message: `${op}: ${errnoName(r.failErrno)} (${r.failSyscall}, dump ${r.failIndex + 1} of ${payloads.length})` });
+    throw new NetlinkError(op, r.failErrno, { retryable, message: `${op}: ${errnoName(r.failErrno)} (${r.failSyscall}, dump ${r.failIndex + 1} of ${count})` });
   }
-  const errors = new Array<NetlinkError | undefined>(payloads.length);
-  for (let i = 0; i < payloads.length; i++) {
+  const errors = new Array<NetlinkError | undefined>(count);
+  for (let i = 0; i < count; i++) {
     const s = r.status[i]!;
     errors[i] = s === 0 ? undefined : s === -1 ? new NetlinkDumpInterruptedError(op) : new NetlinkError(op, s);
   }

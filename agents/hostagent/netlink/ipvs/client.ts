@@ -7,7 +7,7 @@ import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import { NetlinkError, NetlinkDumpInterruptedError } from "../errors.js";
 import { resolveFamily } from "../genl.js";
-import { nativeDumpAvailable, nativeDumpMany } from "../native-dump.js";
+import { nativeDumpAvailable, nativeDumpPacked } from "../native-dump.js";
 import { NETLINK_GENERIC, NetlinkSocket, type BatchOptions, type NetlinkSocketOptions } from "../socket.js";
 import {
   cmdName,
@@ -34,6 +34,7 @@ import {
   encodeSetDest,
   encodeSetService,
   encodeZero,
+  packDumpDestsFromServiceReplies,
   type DecodeOptions,
   type IpvsDaemon,
   type IpvsDaemonState,
@@ -302,13 +303,15 @@ export class IpvsClient {
    * call; later calls run without it.
    */
   async snapshot(opts: DecodeOptions = {}): Promise<IpvsServiceState[]> {
-    const services = await this.listServices(opts);
-    const out: IpvsServiceState[] = services.map((service) => ({ service, destinations: [] }));
     const op = "IPVS_CMD_GET_DEST(dump)";
     if (this.nativeDumps) {
-      await this.nativeDests(out, opts, op);
+      const msgs = await this.dump(this.sock, encodeDumpServices(), "IPVS_CMD_GET_SERVICE(dump)");
+      const out = msgs.map((m) => ({ service: decodeService(m.payload, opts), destinations: [] }));
+      await this.nativeDests(out, msgs.map((m) => m.payload), opts, op);
       return out;
     }
+    const services = await this.listServices(opts);
+    const out: IpvsServiceState[] = services.map((service) => ({ service, destinations: [] }));
     // The first `split` services go to the workers (each a contiguous part), the rest stay here.
     const workers = this.workers.filter((w) => !w.failed);
     const share = workers.length === 0 ? 0 : Math.min(0.9, Math.max(0, this.opts.dumpWorkerShare ?? Math.min(0.9, (1.3 * workers.length) / (workers.length + 1))));
@@ -380,7 +383,7 @@ export class IpvsClient {
    * with NLM_F_DUMP_INTR is run again (dump(), up to dumpAttempts in all), any other error fails the
    * call, as do transport errors and timeouts.
    */
-  private async nativeDests(out: IpvsServiceState[], opts: DecodeOptions, op: string): Promise<void> {
+  private async nativeDests(out: IpvsServiceState[], serviceReplies: Buffer[], opts: DecodeOptions, op: string): Promise<void> {
     const n = out.length;
     if (n === 0) return;
     const threads = Math.max(1, Math.min(4, this.opts.nativeDumpThreads ?? availableParallelism()));
@@ -423,9 +426,8 @@ export class IpvsClient {
     const start = () => {
       if (failed || next >= batches.length) return undefined;
       const [from, to] = batches[next++]!;
-      const payloads: Uint8Array[] = [];
-      for (let i = from; i < to; i++) payloads.push(encodeDumpDests(out[i]!.service));
-      const p = nativeDumpMany(NETLINK_GENERIC, this.familyId, payloads, op, { timeoutMs: this.opts.timeoutMs }).then((res) => ({ from, res }));
+      const reqs = packDumpDestsFromServiceReplies(serviceReplies, from, to);
+      const p = nativeDumpPacked(NETLINK_GENERIC, this.familyId, reqs, to - from, op, { timeoutMs: this.opts.timeoutMs }).then((res) => ({ from, res }));
       p.catch(() => {
         failed = true; // and no unhandled rejection for a batch whose lane already gave up
       });

@@ -29,6 +29,7 @@ import {
   encodeSetDest,
   encodeSetService,
   encodeZero,
+  packDumpDestsFromServiceReplies,
   v4Netmask,
   type IpvsDaemon,
   type IpvsDestination,
@@ -205,6 +206,30 @@ describe("IPVS codec round trips (fast-check)", () => {
     const b = encodeIpvsMessage({ cmd: C.IPVS_CMD_NEW_DEST, dest: { family: "ipv4", address: "192.0.2.1", port: 80, forward: "masq", weight: 1, upperThreshold: 0, lowerThreshold: 0 } });
     expect(() => decodeDestinationAt(b, 0, b.length + 8)).toThrow(NetlinkDecodeError);
     expect(() => decodeDestinationAt(b, 8, 4)).toThrow(NetlinkDecodeError);
+  });
+
+  it("packDumpDestsFromServiceReplies turns service dump replies into GET_DEST dump requests for the same services", () => {
+    fc.assert(
+      fc.property(fc.array(service, { minLength: 1, maxLength: 5 }), (svcs) => {
+        const replies = svcs.map((s) => encodeIpvsMessage({ cmd: C.IPVS_CMD_NEW_SERVICE, service: s }));
+        const packed = packDumpDestsFromServiceReplies(replies, 1);
+        let off = 0;
+        for (let i = 1; i < svcs.length; i++) {
+          const len = packed.readUInt32LE(off);
+          const req = packed.subarray(off + 4, off + 4 + len);
+          const m = decodeIpvsMessage(req);
+          expect(m.cmd).toBe(C.IPVS_CMD_GET_DEST);
+          // The service's key, as encodeDumpDests would send it, is what the kernel reads.
+          const key = decodeIpvsMessage(encodeDumpDests(svcs[i]!)).service!;
+          for (const k of ["family", "protocol", "address", "port", "fwmark"] as const) expect(m.service![k]).toEqual(key[k]);
+          expect(packed.subarray(off + 4 + len, off + 4 + ((len + 3) & ~3)).every((x) => x === 0)).toBe(true);
+          off += 4 + ((len + 3) & ~3);
+        }
+        expect(off).toBe(packed.length);
+      }),
+      RUNS,
+    );
+    expect(() => packDumpDestsFromServiceReplies([encodeDelService({ family: "ipv4", fwmark: 3 })])).toThrow(NetlinkDecodeError);
   });
 
   it("{ stats: false } leaves the counters out of services too, and still checks their bytes", () => {

@@ -369,6 +369,29 @@ export const encodeSetDest = (k: IpvsServiceKey, d: IpvsDestination): Buffer =>
 export const encodeDelDest = (k: IpvsServiceKey, d: IpvsDestinationKey): Buffer =>
   encodeIpvsMessage({ cmd: C.IPVS_CMD_DEL_DEST, service: serviceKey(k), dest: { address: d.address, port: d.port, family: d.family } });
 export const encodeDumpDests = (k: IpvsServiceKey): Buffer => encodeIpvsMessage({ cmd: C.IPVS_CMD_GET_DEST, service: serviceKey(k) });
+/**
+ * IPVS_CMD_GET_DEST dump requests for many services at once, made from their IPVS_CMD_NEW_SERVICE dump
+ * replies (payloads: genlmsghdr + IPVS_CMD_ATTR_SERVICE) by changing the command byte: the kernel
+ * reads only the key attributes of the nested service (ip_vs_genl_parse_service, full_entry false)
+ * and its liberal parse accepts the others, so a full read needs no request encoding per service.
+ * Packed for the netlink dump addon (native-dump.ts): per request u32 length + payload, padded to 4.
+ */
+export function packDumpDestsFromServiceReplies(replies: Uint8Array[], from = 0, to = replies.length): Buffer {
+  let size = 0;
+  for (let i = from; i < to; i++) size += 4 + ((replies[i]!.length + 3) & ~3);
+  const out = Buffer.alloc(size);
+  let off = 0;
+  for (let i = from; i < to; i++) {
+    const r = replies[i]!;
+    if (r.length < 4 + 4 || r[0] !== C.IPVS_CMD_NEW_SERVICE) throw new NetlinkDecodeError(`reply ${i} is not an IPVS_CMD_NEW_SERVICE dump reply`);
+    out.writeUInt32LE(r.length, off);
+    out.set(r, off + 4);
+    out[off + 4] = C.IPVS_CMD_GET_DEST;
+    out[off + 5] = C.IPVS_GENL_VERSION;
+    off += 4 + ((r.length + 3) & ~3);
+  }
+  return out;
+}
 export const encodeGetConfig = (): Buffer => encodeIpvsMessage({ cmd: C.IPVS_CMD_GET_CONFIG });
 export const encodeSetConfig = (t: Partial<IpvsTimeouts>): Buffer =>
   encodeIpvsMessage({ cmd: C.IPVS_CMD_SET_CONFIG, timeouts: { tcp: t.tcp ?? 0, tcpFin: t.tcpFin ?? 0, udp: t.udp ?? 0 } });

@@ -1,0 +1,62 @@
+// Guest half of bench/ipvs-read-profile.ts: where a full IPVS read's time goes, piece by piece, on a
+// table programmed with ipvsadm -R (<services> × <reals>), next to `ipvsadm -Sn`, several rounds.
+import { spawnSync } from "node:child_process";
+import { performance } from "node:perf_hooks";
+import { IpvsClient } from "../agents/hostagent/netlink/ipvs/client.js";
+import { decodeDestinationAt, encodeDumpDests } from "../agents/hostagent/netlink/ipvs/codec.js";
+import { unpackParts } from "../agents/hostagent/netlink/ipvs/dump-wire.js";
+import { nativeDumpMany } from "../agents/hostagent/netlink/native-dump.js";
+import { NETLINK_GENERIC } from "../agents/hostagent/netlink/socket.js";
+
+const arg = (n: string, d: number) => (process.argv.includes(`--${n}`) ? Number(process.argv[process.argv.indexOf(`--${n}`) + 1]) : d);
+const S = arg("services", 2000);
+const R = arg("reals", 10);
+const rounds = arg("rounds", 3);
+const rules: string[] = [];
+for (let i = 1; i <= S; i++) {
+  const vip = `198.${18 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`;
+  rules.push(`-A -t ${vip}:80 -s wlc`);
+  for (let j = 1; j <= R; j++) rules.push(`-a -t ${vip}:80 -r 198.51.100.${j}:8080 -m -w 1`);
+}
+spawnSync("ipvsadm", ["-C"]);
+const rr = spawnSync("ipvsadm", ["-R"], { input: rules.join("\n") + "\n" });
+if (rr.status !== 0) throw new Error(String(rr.stderr));
+const client = await IpvsClient.open({ timeoutMs: 600_000 });
+const t = () => performance.now();
+const lines: string[] = [];
+for (let k = 0; k < rounds; k++) {
+  let t0 = t();
+  const save = spawnSync("ipvsadm", ["-Sn"], { maxBuffer: 1 << 30 });
+  const saveMs = t() - t0;
+  t0 = t();
+  const svcs = await client.listServices({ stats: false });
+  const listMs = t() - t0;
+  t0 = t();
+  const payloads = svcs.map((s) => encodeDumpDests(s));
+  const encMs = t() - t0;
+  const half = payloads.length >> 1;
+  t0 = t();
+  const [a, b] = await Promise.all([
+    nativeDumpMany(NETLINK_GENERIC, client.familyId, payloads.slice(0, half), "x"),
+    nativeDumpMany(NETLINK_GENERIC, client.familyId, payloads.slice(half), "x"),
+  ]);
+  const dumpMs = t() - t0;
+  t0 = t();
+  const one = await nativeDumpMany(NETLINK_GENERIC, client.familyId, payloads, "x");
+  const dump1Ms = t() - t0;
+  t0 = t();
+  let n = 0;
+  unpackParts([one.packed], payloads.length, () => {}, (i, buf, s, e) => {
+    decodeDestinationAt(buf, s, e, "ipv4", { stats: false });
+    n++;
+  });
+  const decMs = t() - t0;
+  t0 = t();
+  const snap = await client.snapshot({ stats: false });
+  const snapMs = t() - t0;
+  void a, b, snap;
+  lines.push(`round=${k} save_ms=${saveMs.toFixed(0)} snapshot_ms=${snapMs.toFixed(0)} list_ms=${listMs.toFixed(0)} encode_ms=${encMs.toFixed(0)} dump2threads_ms=${dumpMs.toFixed(0)} dump1thread_ms=${dump1Ms.toFixed(0)} decode_ms=${decMs.toFixed(0)} dests=${n} save_bytes=${save.stdout.length}`);
+}
+client.close();
+spawnSync("ipvsadm", ["-C"]);
+process.stdout.write(lines.join("\n") + "\n");
