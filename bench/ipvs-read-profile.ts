@@ -1,4 +1,4 @@
-// npm run bench:ipvs-read-profile -- --services 2000 --reals 10 --rounds 3
+// npx tsx bench/ipvs-read-profile.ts --services 2000 --reals 10 --rounds 3
 // A full IPVS read taken apart (service dump, request encoding, the addon's destination dumps on one
 // and two threads, decoding, the whole snapshot) next to `ipvsadm -Sn`, in the kernel target (the VM
 // when the host has no ip_vs). One line per round; the first round runs with the JIT cold.
