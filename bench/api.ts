@@ -2,7 +2,7 @@
  * bench:api — durable API writes and reads against the real control plane, side by side with pgbench
  * on the same Postgres in the same run.
  *
- *   npm run bench:api [-- --seconds 10 --clients 16 --reals 10000 --client-procs 2 --client http2]
+ *   npm run bench:api [-- --seconds 10 --clients 16 --reals 10000 --client-procs 2 --client http2 --streams 1]
  *
  * 1. A fresh database on the shared Postgres (127.0.0.1:5432) and the control plane as a child process
  *    (`node --import tsx services/controlplane/main.ts`, as `npm start` runs it, relay included,
@@ -20,6 +20,7 @@
  * The load generator (`--client`): `http2` (default) is lean — raw `node:http2` sessions sending
  * requests encoded before the timed window (bench/api-h2.ts; every call checked for :status 200 and
  * grpc-status 0, list items counted from the response bytes), the role ghz/h2load play elsewhere.
+ * `--streams N` lets N of a process's clients share one HTTP/2 connection (h2load's -m; default 1).
  * `grpc-js` is the project's own client (lib/grpc/client.ts), which costs several times the server's
  * CPU per call: on two cores it, not the server, was the limit. The server does the same work either way.
  * With `--client grpc-js`, `--decode full` (its default) decodes every response into protobuf-es
@@ -66,6 +67,7 @@ const { values: args } = parseArgs({
     "client-procs": { type: "string", default: "2" },
     "server-args": { type: "string", default: "" },
     client: { type: "string", default: "http2" },
+    streams: { type: "string", default: "1" },
     decode: { type: "string" },
     only: { type: "string" },
     role: { type: "string", default: "main" },
@@ -76,6 +78,10 @@ const clients = Number(args.clients);
 const reals = Number(args.reals);
 const clientKind = args.client === "grpc-js" ? "grpc-js" : "http2";
 if (args.client !== clientKind) throw new Error(`--client ${args.client}: http2 or grpc-js`);
+// http2: concurrent calls per connection (h2load's -m); the `--clients` calls in flight share
+// ceil(clients / streams) connections per process. 1 = one connection per client, as with grpc-js.
+const streams = Math.max(1, Number(args.streams));
+if (!Number.isInteger(streams) || (streams > 1 && clientKind !== "http2")) throw new Error(`--streams ${args.streams}: a positive integer, only with --client http2`);
 const decode = (args.decode ?? (clientKind === "http2" ? "count" : "full")) as "full" | "count";
 if (decode !== "full" && decode !== "count") throw new Error(`--decode ${args.decode}: full or count`);
 if (clientKind === "http2" && decode !== "count") throw new Error("--client http2 only counts items (--decode count); --decode full needs --client grpc-js");
@@ -230,7 +236,8 @@ async function clientRole(): Promise<void> {
   // process's CPU snapshots), as a load generator replaying a request file would.
   let writeBodies: Buffer[] = [];
   if (clientKind === "http2") {
-    sessions = await Promise.all(Array.from({ length: n }, () => H2GrpcSession.connect(target)));
+    const conns = await Promise.all(Array.from({ length: Math.ceil(n / streams) }, () => H2GrpcSession.connect(target)));
+    sessions = Array.from({ length: n }, (_, w) => conns[Math.floor(w / streams)]!);
     writeBodies = Array.from({ length: Number(process.env.BENCH_WRITES) }, () => grpcFrame(toBinary(CreateRealServerRequestSchema, writeRequest(nextWrite()))));
     seq = 0;
   } else {
@@ -306,7 +313,7 @@ async function clientRole(): Promise<void> {
   process.on("message", (job: Job | "exit") => {
     if (job === "exit") {
       for (const c of pool) c.close();
-      for (const s of sessions) s.close();
+      for (const s of new Set(sessions)) s.close();
       process.disconnect();
       return;
     }
@@ -326,7 +333,7 @@ interface ClientProc {
 async function startClientProcs(port: number): Promise<ClientProc[]> {
   const procs = Array.from({ length: clientProcs }, (_, i) => {
     const n = Math.floor(clients / clientProcs) + (i < clients % clientProcs ? 1 : 0);
-    const child = fork(import.meta.filename, ["--role", "client", "--client", clientKind, "--decode", decode], {
+    const child = fork(import.meta.filename, ["--role", "client", "--client", clientKind, "--decode", decode, "--streams", String(streams)], {
       env: {
         ...process.env,
         BENCH_PORT: String(port),
@@ -463,7 +470,7 @@ async function main(): Promise<void> {
     console.log(
       `api_writes_per_s=${writesPerS.toFixed(0)} pgbench_tps=${tps.toFixed(0)} ratio=${(writesPerS / tps).toFixed(2)} reads_per_s=${readsPerS.toFixed(0)} ` +
         `write_p50_ms=${percentile(writes.lat, 50).toFixed(2)} write_p99_ms=${percentile(writes.lat, 99).toFixed(2)} ` +
-        `read_p50_ms=${percentile(reads.lat, 50).toFixed(2)} read_p99_ms=${percentile(reads.lat, 99).toFixed(2)} client=${clientKind} decode=${decode} clients=${clients} client_procs=${procs.length} reals=${reals} ` +
+        `read_p50_ms=${percentile(reads.lat, 50).toFixed(2)} read_p99_ms=${percentile(reads.lat, 99).toFixed(2)} client=${clientKind} streams=${streams} decode=${decode} clients=${clients} client_procs=${procs.length} reals=${reals} ` +
         `write_cpu_ms_server=${writeCpu.server.toFixed(3)} write_cpu_ms_pg=${writeCpu.postgres.toFixed(3)} read_cpu_ms_server=${readCpu.server.toFixed(3)} read_cpu_ms_clients=${readCpu.clients.toFixed(3)}`,
     );
   } finally {
