@@ -286,9 +286,9 @@ async function main(): Promise<void> {
   // The agents' CPU per apply over the measured part (READY → stop), all their processes together:
   // a figure that the machine's other load disturbs less than the latencies.
   await stopAgentProcs();
-  const cpu = cpuLines.reduce((t, c) => ({ applies: t.applies + c.applies, us: t.us + c.userUs + c.systemUs }), { applies: 0, us: 0 });
-  const cpuPerApplyUs = cpu.applies > 0 && cpuLines.length === AGENT_PROCS ? cpu.us / cpu.applies : NaN;
-  log(`agents' processes: ${cpu.applies} applies, CPU ${f1(cpu.us / 1000)} ms (${f1(cpuPerApplyUs)} µs per apply)`);
+  const cpu = cpuLines.reduce((t, c) => ({ applies: t.applies + c.applies, user: t.user + c.userUs, system: t.system + c.systemUs }), { applies: 0, user: 0, system: 0 });
+  const cpuPerApplyUs = cpu.applies > 0 && cpuLines.length === AGENT_PROCS ? (cpu.user + cpu.system) / cpu.applies : NaN;
+  log(`agents' processes: ${cpu.applies} applies, CPU user ${f1(cpu.user / 1000)} ms + system ${f1(cpu.system / 1000)} ms (${f1(cpuPerApplyUs)} µs per apply)`);
   const allChanges = changes.filter((c) => c.kind === "all").length;
   log(`one-host changes: ${lat.one.length} samples p50 ${f1(pct(lat.one, 50))} ms p99 ${f1(pct(lat.one, 99))} ms`);
   log(`all-host changes: ${allChanges} × ${N} = ${lat.all.length} samples p50 ${f1(pct(lat.all, 50))} ms p99 ${f1(pct(lat.all, 99))} ms`);

@@ -1,16 +1,18 @@
 // Counters in reports: --counters-seconds (config), a counters report on its own timer, heartbeats
 // without counters, 0 = off.
-import { fromBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { NatsConnection } from "@nats-io/transport-node";
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { AgentPhase, AgentReportSchema, type AgentReport } from "../../../gen/lvsfleet/v1/agent_report_pb.js";
 import { ConfigError, DEFAULTS, loadConfig } from "../config.js";
 import type { KernelBackend, ServiceCountersSample } from "../kernel/backend.js";
-import { ReportPublisher } from "./publisher.js";
+import { encodePlainReport, encodeReportHead, ReportPublisher, type AgentView } from "./publisher.js";
 
 const silent = { debug() {}, info() {}, warn() {}, error() {} };
 
-function publisher(countersSeconds: number | undefined, counters?: () => Promise<ServiceCountersSample[]>) {
+function publisher(countersSeconds: number | undefined, counters?: () => Promise<ServiceCountersSample[]>, view?: () => AgentView) {
   const sent: AgentReport[] = [];
   const nc = { isClosed: () => false, publish: (_s: string, d: Uint8Array) => void sent.push(fromBinary(AgentReportSchema, d)) } as unknown as NatsConnection;
   const backend: KernelBackend = { apply: async () => ({ errors: [] }), ...(counters ? { counters } : {}) };
@@ -23,7 +25,7 @@ function publisher(countersSeconds: number | undefined, counters?: () => Promise
     heartbeatSeconds: 60,
     countersSeconds,
     backend,
-    view: () => ({ appliedRevision: 1n, appliedHash: "h", seenRevision: 1n, phase: AgentPhase.IDLE, errors: [] }),
+    view: view ?? (() => ({ appliedRevision: 1n, appliedHash: "h", seenRevision: 1n, phase: AgentPhase.IDLE, errors: [] })),
     log: silent,
   });
   return { p, sent };
@@ -66,6 +68,50 @@ describe("counters reports", () => {
     const { p, sent } = publisher(10, async () => Promise.reject(new Error("netlink gone")));
     expect(await p.countersReport()).toBeUndefined();
     expect(sent).toEqual([]);
+  });
+});
+
+describe("the plain report, encoded by hand", () => {
+  const str = fc.oneof(fc.constant(""), fc.string({ maxLength: 20 }), fc.string({ unit: "grapheme", maxLength: 8 }));
+  const rev = fc.oneof(fc.constant(0n), fc.bigInt({ min: 1n, max: (1n << 63n) - 1n }));
+  it("is byte for byte toBinary(create(AgentReportSchema, …)) for random reports", () => {
+    fc.assert(
+      fc.property(
+        fc.record({ site: str, host: str, agentId: str }),
+        fc.record({
+          appliedRevision: rev,
+          appliedHash: str,
+          seenRevision: rev,
+          phase: fc.constantFrom(AgentPhase.UNSPECIFIED, AgentPhase.IDLE, AgentPhase.APPLYING, AgentPhase.ERROR),
+          errors: fc.array(fc.record({ object: str, operation: str, message: str }), { maxLength: 3 }),
+        }),
+        // Epoch ms: before 1970, whole seconds and now-ish.
+        fc.oneof(fc.integer({ min: -1e12, max: 4e12 }), fc.integer({ min: 0, max: 4e9 }).map((s) => s * 1000)),
+        fc.oneof(fc.constant(0), fc.nat(100_000)),
+        (who, v, nowMs, hb) => {
+          const got = encodePlainReport(encodeReportHead(who.site, who.host, who.agentId), v, nowMs, hb);
+          const want = toBinary(AgentReportSchema, create(AgentReportSchema, { ...who, ...v, time: timestampFromMs(nowMs), heartbeatSeconds: hb }));
+          expect(Buffer.from(got).toString("hex")).toBe(Buffer.from(want).toString("hex"));
+        },
+      ),
+      { numRuns: 1000 },
+    );
+  });
+
+  it("a publisher sends it after an apply; drift goes out once, with the next report", () => {
+    let v: AgentView = { appliedRevision: 41n, appliedHash: "h41", seenRevision: 42n, phase: AgentPhase.ERROR, errors: [{ object: "service tcp 192.0.2.1:80", operation: "add", message: "EEXIST" }] };
+    const { p, sent } = publisher(undefined, undefined, () => v);
+    const t0 = Date.now();
+    p.publish();
+    expect(sent[0]).toMatchObject({ site: "s1", host: "d1", agentId: "a1", appliedRevision: 41n, seenRevision: 42n, phase: AgentPhase.ERROR, heartbeatSeconds: 60, drift: [] });
+    expect(sent[0]!.errors).toEqual([expect.objectContaining({ object: "service tcp 192.0.2.1:80", operation: "add", message: "EEXIST" })]);
+    expect(Number(sent[0]!.time!.seconds) * 1000).toBeGreaterThanOrEqual(Math.floor(t0 / 1000) * 1000 - 1000);
+    p.addDrift([{ object: "address lo 192.0.2.1/32", found: "missing" }]);
+    v = { ...v, appliedRevision: 42n, phase: AgentPhase.IDLE, errors: [] };
+    p.publish();
+    p.publish();
+    expect(sent.map((r) => r.drift.map((d) => d.object))).toEqual([[], ["address lo 192.0.2.1/32"], []]);
+    expect(sent.map((r) => r.appliedRevision)).toEqual([41n, 42n, 42n]);
   });
 });
 
