@@ -29,7 +29,9 @@
  * The load comes from `--client-procs` processes (this script forked, `--clients` split among them,
  * one gRPC channel per client) so that one client event loop is not what saturates: the figure is the
  * server's. `--server-args="--cpu-prof --cpu-prof-dir=/tmp/prof"` passes node flags to the control
- * plane (profiling).
+ * plane (profiling): one profile for the main thread and one for tsx's loader thread; the relay worker
+ * thread is started with `execArgv: []` (relay-worker.ts) and so is not profiled. "server" CPU is the
+ * whole process: main thread, relay worker, V8's GC helper threads.
  * Last line: api_writes_per_s=… pgbench_tps=… ratio=… reads_per_s=… (plus the latencies, CPU ms per op
  * and client=http2|grpc-js).
  */
