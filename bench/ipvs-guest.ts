@@ -34,8 +34,8 @@ function sh(cmd: string, args: string[], input?: string): { ms: number; stdout: 
   return { ms, stdout: r.stdout };
 }
 
-// The read runs its destination dumps in the netlink dump addon (C dump loop on pool threads, one
-// per CPU by default; --native-threads N) unless --no-native. Without the addon, or with
+// The read runs its destination dumps in the netlink dump addon (C dump loop on a pool thread;
+// --native-threads N for more) unless --no-native. Without the addon, or with
 // --compare-js for the second figure, it runs them through the `netlink` package with worker threads,
 // one per CPU beyond this one (--dump-worker: the bundled agents/hostagent/netlink/ipvs/dump-worker.ts).
 const wi = process.argv.indexOf("--dump-worker");
@@ -128,7 +128,7 @@ process.stdout.write(
     changeRequests,
     readJsMs,
     native: client.nativeDumps,
-    nativeThreads: nativeDumpThreads ?? Math.min(4, availableParallelism()),
+    nativeThreads: nativeDumpThreads ?? 1,
     cpus: availableParallelism(),
     dumpWorkers,
     loadavg: loadAtRead,

@@ -3,10 +3,10 @@
 import { spawnSync } from "node:child_process";
 import { performance } from "node:perf_hooks";
 import { IpvsClient } from "../agents/hostagent/netlink/ipvs/client.js";
-import { decodeDestinationAt, encodeDumpDests } from "../agents/hostagent/netlink/ipvs/codec.js";
+import { decodeDestinationAt, decodeService, encodeDumpServices, packDumpDestsFromServiceReplies } from "../agents/hostagent/netlink/ipvs/codec.js";
 import { unpackParts } from "../agents/hostagent/netlink/ipvs/dump-wire.js";
-import { nativeDumpMany } from "../agents/hostagent/netlink/native-dump.js";
-import { NETLINK_GENERIC } from "../agents/hostagent/netlink/socket.js";
+import { nativeDumpPacked } from "../agents/hostagent/netlink/native-dump.js";
+import { NETLINK_GENERIC, NetlinkSocket } from "../agents/hostagent/netlink/socket.js";
 
 const arg = (n: string, d: number) => (process.argv.includes(`--${n}`) ? Number(process.argv[process.argv.indexOf(`--${n}`) + 1]) : d);
 const S = arg("services", 2000);
@@ -22,6 +22,7 @@ spawnSync("ipvsadm", ["-C"]);
 const rr = spawnSync("ipvsadm", ["-R"], { input: rules.join("\n") + "\n" });
 if (rr.status !== 0) throw new Error(String(rr.stderr));
 const client = await IpvsClient.open({ timeoutMs: 600_000 });
+const sock = NetlinkSocket.open(NETLINK_GENERIC, { recvMessageSize: 8192 });
 const t = () => performance.now();
 const lines: string[] = [];
 for (let k = 0; k < rounds; k++) {
@@ -29,34 +30,35 @@ for (let k = 0; k < rounds; k++) {
   const save = spawnSync("ipvsadm", ["-Sn"], { maxBuffer: 1 << 30 });
   const saveMs = t() - t0;
   t0 = t();
-  const svcs = await client.listServices({ stats: false });
-  const listMs = t() - t0;
-  t0 = t();
-  const payloads = svcs.map((s) => encodeDumpDests(s));
-  const encMs = t() - t0;
-  const half = payloads.length >> 1;
-  t0 = t();
-  const [a, b] = await Promise.all([
-    nativeDumpMany(NETLINK_GENERIC, client.familyId, payloads.slice(0, half), "x"),
-    nativeDumpMany(NETLINK_GENERIC, client.familyId, payloads.slice(half), "x"),
-  ]);
-  const dumpMs = t() - t0;
-  t0 = t();
-  const one = await nativeDumpMany(NETLINK_GENERIC, client.familyId, payloads, "x");
-  const dump1Ms = t() - t0;
-  t0 = t();
-  let n = 0;
-  unpackParts([one.packed], payloads.length, () => {}, (i, buf, s, e) => {
-    decodeDestinationAt(buf, s, e, "ipv4", { stats: false });
-    n++;
-  });
-  const decMs = t() - t0;
-  t0 = t();
   const snap = await client.snapshot({ stats: false });
   const snapMs = t() - t0;
-  void a, b, snap;
-  lines.push(`round=${k} save_ms=${saveMs.toFixed(0)} snapshot_ms=${snapMs.toFixed(0)} list_ms=${listMs.toFixed(0)} encode_ms=${encMs.toFixed(0)} dump2threads_ms=${dumpMs.toFixed(0)} dump1thread_ms=${dump1Ms.toFixed(0)} decode_ms=${decMs.toFixed(0)} dests=${n} save_bytes=${save.stdout.length}`);
+  t0 = t();
+  const msgs = await sock.dump({ type: client.familyId, payload: encodeDumpServices(), op: "x" });
+  const listMs = t() - t0;
+  t0 = t();
+  for (const m of msgs) decodeService(m.payload, { stats: false });
+  const decSvcMs = t() - t0;
+  const replies = msgs.map((m) => m.payload);
+  const n = replies.length;
+  t0 = t();
+  const one = await nativeDumpPacked(NETLINK_GENERIC, client.familyId, packDumpDestsFromServiceReplies(replies), n, "x");
+  const dump1Ms = t() - t0;
+  t0 = t();
+  await Promise.all([
+    nativeDumpPacked(NETLINK_GENERIC, client.familyId, packDumpDestsFromServiceReplies(replies, 0, n >> 1), n >> 1, "x"),
+    nativeDumpPacked(NETLINK_GENERIC, client.familyId, packDumpDestsFromServiceReplies(replies, n >> 1), n - (n >> 1), "x"),
+  ]);
+  const dump2Ms = t() - t0;
+  t0 = t();
+  let d = 0;
+  unpackParts([one.packed], n, () => {}, (_i, buf, s, e) => {
+    decodeDestinationAt(buf, s, e, "ipv4", { stats: false });
+    d++;
+  });
+  const decMs = t() - t0;
+  lines.push(`round=${k} save_ms=${saveMs.toFixed(0)} snapshot_ms=${snapMs.toFixed(0)} ratio=${(snapMs / saveMs).toFixed(2)} list_ms=${listMs.toFixed(0)} decode_services_ms=${decSvcMs.toFixed(0)} dump1thread_ms=${dump1Ms.toFixed(0)} dump2threads_ms=${dump2Ms.toFixed(0)} decode_dests_ms=${decMs.toFixed(0)} services=${snap.length} dests=${d}`);
 }
+sock.close();
 client.close();
 spawnSync("ipvsadm", ["-C"]);
 process.stdout.write(lines.join("\n") + "\n");

@@ -8,7 +8,7 @@
 // "read" is IpvsClient.snapshot({ stats: false }) — the configuration, like `ipvsadm -Sn`; the same
 // read with every counter decoded is printed on the line before (read_with_counters_ms). The read
 // runs its destination dumps in the netlink dump addon (agents/hostagent/netlink/native: the dump
-// loop in C on pool threads, one per CPU); --no-native measures the `netlink` package path instead
+// loop in C on a pool thread while this thread decodes); --no-native measures the `netlink` package path instead
 // (one dump worker thread per extra CPU), --compare-js adds that path's read as read_js_ms in the
 // same run, --native-threads N sets the addon's threads. ipvsadm uses one CPU.
 import { loadavg } from "node:os";
