@@ -283,6 +283,23 @@ async function main(): Promise<void> {
     }
   }
   const every = [...lat.one, ...lat.all];
+  if (process.env.LVSFLEET_BENCH_DEBUG) {
+    // Per second of the load: how late the changes committed in it were applied (finds stalls).
+    const bySecond = new Map<number, number[]>();
+    for (const c of changes) {
+      const sec = Math.floor((c.committedAt - start) / 1000);
+      for (const h of c.hosts) {
+        const at = appliedAt(h, c.revision);
+        if (at !== undefined) (bySecond.get(sec) ?? bySecond.set(sec, []).get(sec)!).push(at - c.committedAt);
+      }
+    }
+    for (const [sec, xs] of [...bySecond].sort((a, b) => a[0] - b[0])) log(`second ${sec}: p50 ${f1(pct(xs, 50))} ms max ${f1(pct(xs, 100))} ms`);
+    // Each all-host change: when its first, middle and last agent applied it (the agents' burst).
+    for (const c of changes.filter((x) => x.kind === "all")) {
+      const xs = c.hosts.map((h) => appliedAt(h, c.revision)).filter((x) => x !== undefined).map((x) => x - c.committedAt);
+      log(`all-host change at +${c.committedAt - start} ms: first ${pct(xs, 0)} ms, p50 ${pct(xs, 50)} ms, last ${pct(xs, 100)} ms`);
+    }
+  }
   // The agents' CPU per apply over the measured part (READY → stop), all their processes together:
   // a figure that the machine's other load disturbs less than the latencies.
   await stopAgentProcs();
