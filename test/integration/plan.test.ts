@@ -42,46 +42,80 @@ let topo: Client<typeof TopologyService>;
 
 /**
  * Barriers inside write transactions, keyed by the write's reason: "pre" runs before every other
- * after-write hook (no site lock taken yet), "post" after all of them (the site lock held). The nth
- * write with that reason stops there until released.
+ * after-write hook (no site lock taken yet); "post" stops the write inside its COMMIT round trip,
+ * after the shared site lock (which the store takes there, site-lock.ts) and before COMMIT: the hook
+ * defers a wait for an advisory lock (BARRIER_NAMESPACE, key) that the test holds until release().
+ * The nth write with that reason stops there until released.
  */
 interface Barrier {
   reached: Promise<void>;
   release(): void;
 }
-const barriers = new Map<string, { nth: number; seen: number; reached: () => void; released: Promise<void> }>();
+/** "barr": the first key of the post barriers' advisory locks (the site lock uses "lvsf"). */
+const BARRIER_NAMESPACE = 0x62617272;
+let barrierKeys = 0;
+const barriers = new Map<string, { nth: number; seen: number; reached: () => void; released: Promise<void>; lockKey: number; held: Promise<unknown> }>();
 function barrier(phase: "pre" | "post", reason: string, nth = 1): Barrier {
   let reached!: () => void;
   let release!: () => void;
   const r = new Promise<void>((res) => (reached = res));
   const released = new Promise<void>((res) => (release = res));
-  barriers.set(`${phase}:${reason}`, { nth, seen: 0, reached, released });
+  const lockKey = ++barrierKeys;
+  let held: Promise<unknown> = Promise.resolve();
+  if (phase === "post") {
+    // A session lock on a connection of its own, given up on release().
+    const holder = t.pool.connect().then(async (c) => {
+      await c.query("SELECT pg_advisory_lock($1, $2)", [BARRIER_NAMESPACE, lockKey]);
+      return c;
+    });
+    held = holder;
+    void released.then(async () => {
+      const c = await holder;
+      await c.query("SELECT pg_advisory_unlock($1, $2)", [BARRIER_NAMESPACE, lockKey]);
+      c.release();
+    });
+  }
+  barriers.set(`${phase}:${reason}`, { nth, seen: 0, reached, released, lockKey, held });
   return { reached: r, release };
 }
 function barrierHook(phase: "pre" | "post"): AfterWriteHook {
-  return async (_tx, record) => {
+  return async (tx, record) => {
     const key = `${phase}:${record.meta.reason ?? ""}`;
     const b = barriers.get(key);
     if (!b || ++b.seen !== b.nth) return;
     barriers.delete(key);
-    b.reached();
-    await b.released;
+    if (phase === "pre") {
+      b.reached();
+      await b.released;
+      return;
+    }
+    await b.held;
+    tx.defer("SELECT pg_advisory_xact_lock_shared($1, $2)", [BARRIER_NAMESPACE, b.lockKey]);
+    void advisoryWaiter(BARRIER_NAMESPACE, b.lockKey).then(b.reached);
   };
 }
 
-/** Resolves once a transaction of this database waits for the per-site lock of `site` (polled). */
-async function lockWaiter(site: string): Promise<void> {
+/** Resolves once a transaction of this database waits for the advisory lock (key1, key2) (polled). */
+async function advisoryWaiter(key1: number, key2: number | string): Promise<void> {
   for (let i = 0; i < 400; i++) {
     const r = await t.pool.query<{ n: string }>(
       `SELECT count(*)::text AS n FROM pg_locks
         WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-          AND classid::text::bigint = $1 AND objid::text::bigint = (hashtext($2)::bigint + 4294967296) % 4294967296 AND objsubid = 2`,
-      [SITE_LOCK_NAMESPACE, site],
+          AND classid::text::bigint = $1 AND objid::text::bigint = ($2::bigint + 4294967296) % 4294967296 AND objsubid = 2`,
+      [key1, String(key2)],
     );
     if (r.rows[0]!.n !== "0") return;
     await new Promise((res) => setTimeout(res, 25));
   }
-  throw new Error(`nobody waited for the site lock of ${site}`);
+  throw new Error(`nobody waited for the advisory lock (${key1}, ${key2})`);
+}
+
+/** Resolves once a transaction of this database waits for the per-site lock of `site` (polled). */
+async function lockWaiter(site: string): Promise<void> {
+  const h = await t.pool.query<{ h: string }>("SELECT hashtext($1)::text AS h", [site]);
+  await advisoryWaiter(SITE_LOCK_NAMESPACE, h.rows[0]!.h).catch(() => {
+    throw new Error(`nobody waited for the site lock of ${site}`);
+  });
 }
 
 /** Settles `p` into a tagged result without throwing. */

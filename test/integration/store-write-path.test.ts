@@ -88,9 +88,10 @@ describe("deferred statements ride with COMMIT", () => {
 });
 
 describe("CreateRealServer round trips", () => {
-  it("first statement, row + audit, the shared site lock, COMMIT: 4 queries; the audit row is the response", async () => {
+  it("first statement, row + audit, then the shared site lock with COMMIT: 3 queries; the audit row is the response", async () => {
     const counting = new TopologyStore(pool);
     let queries = 0;
+    const texts: string[] = [];
     const unpatch: Array<() => void> = [];
     const connect = pool.connect.bind(pool);
     const spy = async () => {
@@ -99,6 +100,7 @@ describe("CreateRealServer round trips", () => {
       unpatch.push(() => ((c as { query: unknown }).query = q));
       (c as { query: unknown }).query = (...a: unknown[]) => {
         queries++;
+        texts.push(typeof a[0] === "string" ? a[0] : String((a[0] as { text?: string }).text));
         return (q as (...x: unknown[]) => unknown).apply(c, a);
       };
       return c;
@@ -106,7 +108,9 @@ describe("CreateRealServer round trips", () => {
     (counting.db as { pool: unknown }).pool = Object.assign(Object.create(pool) as pg.Pool, { connect: spy });
     const w = await counting.realServers.create(meta("CreateRealServer", "why"), "s", "web", "r1", create(RealServerSchema, { address: "198.51.100.1", port: 80, weight: 1, forwardMethod: ForwardMethod.NAT }));
     for (const u of unpatch) u();
-    expect(queries).toBe(4);
+    expect(queries).toBe(3);
+    // The site lock rides in the COMMIT round trip, before COMMIT (site-lock.ts).
+    expect(texts[2]).toMatch(/pg_advisory_xact_lock_shared\(.*\);\s*COMMIT/s);
     const a = await t.pool.query("SELECT revision::text AS revision, operation, reason, before, after FROM audit_log WHERE resource_name = $1", [w.resource.name]);
     expect(a.rows).toEqual([{ revision: w.revision.toString(), operation: "CreateRealServer", reason: "why", before: null, after: toJson(RealServerSchema, w.resource) }]);
     expect((await store.realServers.get("s", "web", "r1")).resource).toEqual(w.resource);

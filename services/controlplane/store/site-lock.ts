@@ -5,8 +5,10 @@
  * A transaction-scoped advisory lock keyed on the site (two-int4 key space: namespace, hashtext(site);
  * the relay's leadership lock uses the one-bigint space, so they never meet):
  *  - every write takes it SHARED for each site it touches, in an after-write hook (the first one,
- *    installed by createDatabase), i.e. after its rows and audit entries and just before COMMIT.
- *    Shared locks never conflict with each other: ordinary writes stay concurrent.
+ *    installed by createDatabase), i.e. after its rows and audit entries: in the COMMIT round trip
+ *    (tx.defer), as the statement right before the outbox insert and COMMIT — one round trip less per
+ *    write (bench:api, 4 → 3). Shared locks never conflict with each other: ordinary writes stay
+ *    concurrent.
  *  - an apply takes it EXCLUSIVE, then (in a new statement, so a new READ COMMITTED snapshot) checks
  *    the site's revision. A write that already holds it shared has finished everything but COMMIT:
  *    the apply waits for that COMMIT and then sees its audit row (→ ABORTED). A write that reaches
@@ -23,14 +25,18 @@ function sitesOf(changes: readonly { siteId: string }[]): string[] {
   return [...new Set(changes.map((c) => c.siteId))].sort();
 }
 
-/** The after-write hook every write runs first: the per-site lock, shared. */
+/**
+ * The after-write hook every write runs first: the per-site lock, shared, deferred into the COMMIT
+ * round trip (it still runs before COMMIT, and before the statements hooks defer after it; what an
+ * apply needs — no write commits between its check and its COMMIT without having held the lock — holds).
+ */
 export const shareSiteLocks: AfterWriteHook = async (tx, record) => {
   const sites = sitesOf(record.changes);
   if (sites.length === 1) {
-    await tx.query("SELECT pg_advisory_xact_lock_shared($1, hashtext($2))", [SITE_LOCK_NAMESPACE, sites[0]]);
+    tx.defer("SELECT pg_advisory_xact_lock_shared($1, hashtext($2))", [SITE_LOCK_NAMESPACE, sites[0]]);
   } else if (sites.length > 1) {
     // unnest keeps the array order (WITH ORDINALITY makes it explicit).
-    await tx.query("SELECT pg_advisory_xact_lock_shared($1, hashtext(s)) FROM unnest($2::text[]) WITH ORDINALITY AS u(s, i) ORDER BY i", [SITE_LOCK_NAMESPACE, sites]);
+    tx.defer("SELECT pg_advisory_xact_lock_shared($1, hashtext(s)) FROM unnest($2::text[]) WITH ORDINALITY AS u(s, i) ORDER BY i", [SITE_LOCK_NAMESPACE, sites]);
   }
 };
 
