@@ -152,7 +152,10 @@ static void execute(napi_env env, void *data) {
     /* The dump's count slot; parts follow it. A failed dump is rewound to an empty one. */
     size_t count_at = j->out_len;
     uint32_t parts = 0;
-    reserve(j, 4);
+    if (reserve(j, 4)) {
+      fail(j, ENOMEM, "malloc", i);
+      break;
+    }
     j->out_len += 4;
     int intr = 0, done = 0, st = 0;
 
@@ -240,10 +243,8 @@ static void execute(napi_env env, void *data) {
     }
     if (st != 0 || intr) {
       j->status[i] = st != 0 ? st : -1;
-      j->out_len = count_at;
+      j->out_len = count_at + 4; /* within what was reserved for this dump's count */
       parts = 0;
-      reserve(j, 4);
-      j->out_len += 4;
     }
     put_u32(j->out + count_at, parts);
   }
