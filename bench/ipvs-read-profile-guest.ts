@@ -18,10 +18,22 @@ for (let i = 1; i <= S; i++) {
   rules.push(`-A -t ${vip}:80 -s wlc`);
   for (let j = 1; j <= R; j++) rules.push(`-a -t ${vip}:80 -r 198.51.100.${j}:8080 -m -w 1`);
 }
-spawnSync("ipvsadm", ["-C"]);
-const rr = spawnSync("ipvsadm", ["-R"], { input: rules.join("\n") + "\n" });
-if (rr.status !== 0) throw new Error(String(rr.stderr));
 const client = await IpvsClient.open({ timeoutMs: 600_000 });
+await client.flush();
+if (process.argv.includes("--program-with-client")) {
+  // Faster than ipvsadm -R at 10 000 services (~12 s against ~250 s in the VM).
+  const svc = (i: number) => ({ family: "ipv4" as const, protocol: "tcp" as const, address: `198.${18 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`, port: 80 });
+  const errs = await client.batch(
+    Array.from({ length: S }, (_, k) => k + 1).flatMap((i) => [
+      { op: "newService" as const, service: { ...svc(i), scheduler: "wlc", flags: 0, timeout: 0, netmask: 0xffffffff } },
+      ...Array.from({ length: R }, (_, j) => ({ op: "newDestination" as const, service: svc(i), destination: { family: "ipv4" as const, address: `198.51.100.${j + 1}`, port: 8080, forward: "masq" as const, weight: 1, upperThreshold: 0, lowerThreshold: 0 } })),
+    ]),
+  );
+  if (errs.some(Boolean)) throw new Error("programming failed");
+} else {
+  const rr = spawnSync("ipvsadm", ["-R"], { input: rules.join("\n") + "\n" });
+  if (rr.status !== 0) throw new Error(String(rr.stderr));
+}
 const sock = NetlinkSocket.open(NETLINK_GENERIC, { recvMessageSize: 8192 });
 const t = () => performance.now();
 const lines: string[] = [];

@@ -6,7 +6,7 @@
 import { Worker } from "node:worker_threads";
 import { NetlinkError, NetlinkDumpInterruptedError } from "../errors.js";
 import { resolveFamily } from "../genl.js";
-import { nativeDumpAvailable, nativeDumpPacked } from "../native-dump.js";
+import { nativeDumpAvailable, nativeDumpPacked, packRequests } from "../native-dump.js";
 import { NETLINK_GENERIC, NetlinkSocket, type BatchOptions, type NetlinkSocketOptions } from "../socket.js";
 import {
   cmdName,
@@ -309,9 +309,14 @@ export class IpvsClient {
   async snapshot(opts: DecodeOptions = {}): Promise<IpvsServiceState[]> {
     const op = "IPVS_CMD_GET_DEST(dump)";
     if (this.nativeDumps) {
-      const msgs = await this.dump(this.sock, encodeDumpServices(), "IPVS_CMD_GET_SERVICE(dump)");
-      const out = msgs.map((m) => ({ service: decodeService(m.payload, opts), destinations: [] }));
-      await this.nativeDests(out, msgs.map((m) => m.payload), opts, op);
+      const replies = await this.nativeServiceReplies();
+      const out = new Array<IpvsServiceState>(replies.length);
+      // The destination dumps start now (from the raw replies); the services are decoded meanwhile,
+      // before any batch can come back.
+      const dests = this.nativeDests(out, replies, opts, op);
+      dests.catch(() => {}); // awaited below; a decode error here must not leave it unhandled
+      for (let i = 0; i < replies.length; i++) out[i] = { service: decodeService(replies[i]!, opts), destinations: [] };
+      await dests;
       return out;
     }
     const services = await this.listServices(opts);
@@ -387,6 +392,25 @@ export class IpvsClient {
    * with NLM_F_DUMP_INTR is run again (dump(), up to dumpAttempts in all), any other error fails the
    * call, as do transport errors and timeouts.
    */
+  /**
+   * The service dump's reply payloads, through the addon too (32 KiB datagrams, no JS per datagram),
+   * retried on NLM_F_DUMP_INTR like dump().
+   */
+  private async nativeServiceReplies(): Promise<Buffer[]> {
+    const op = "IPVS_CMD_GET_SERVICE(dump)";
+    const attempts = Math.max(1, this.opts.dumpAttempts ?? 3);
+    for (let i = 1; ; i++) {
+      const res = await nativeDumpPacked(NETLINK_GENERIC, this.familyId, packRequests([encodeDumpServices()]), 1, op, { timeoutMs: this.opts.timeoutMs });
+      this.nativeMessages += res.messages;
+      const err = res.errors[0];
+      if (err && (!(err instanceof NetlinkDumpInterruptedError) || i >= attempts)) throw err;
+      if (err) continue;
+      const replies: Buffer[] = [];
+      unpackParts([res.packed], 1, () => {}, (_j, buf, start, end) => replies.push(buf.subarray(start, end)));
+      return replies;
+    }
+  }
+
   private async nativeDests(out: IpvsServiceState[], serviceReplies: Buffer[], opts: DecodeOptions, op: string): Promise<void> {
     const n = out.length;
     if (n === 0) return;
