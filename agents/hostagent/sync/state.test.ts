@@ -65,9 +65,15 @@ describe("StateStore", () => {
     await mkdir(join(dir, "f"));
     await writeFile(s.path, JSON.stringify({ site: "fra1", host: "lb1", appliedRevision: "3", appliedHash: "h3" }));
     expect(await s.load()).toEqual({ revision: 3n, hash: "h3" });
+    // The plain file is neither slot: the first save must not write into it.
+    const plain = openSync(s.path, "r");
     s.save({ revision: 4n, hash: "h4" });
+    expect(JSON.parse(readFileSync(plain, "utf8")).appliedRevision).toBe("3");
+    closeSync(plain);
     s.save({ revision: 5n, hash: "h5" });
-    expect(await new StateStore(join(dir, "f"), "fra1", "lb1").load()).toEqual({ revision: 5n, hash: "h5" });
+    const again = new StateStore(join(dir, "f"), "fra1", "lb1");
+    expect(await again.load()).toEqual({ revision: 5n, hash: "h5" });
+    again.close();
     s.close();
   });
 
@@ -96,6 +102,7 @@ describe("StateStore", () => {
     const s = new StateStore(dir, "fra1", "lb2");
     await writeFile(s.path, JSON.stringify({ site: "fra1", host: "lb9", appliedRevision: "50", appliedHash: "x" }));
     expect(await s.load()).toEqual({ revision: 0n, hash: "" });
+    s.close();
   });
 });
 

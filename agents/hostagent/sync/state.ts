@@ -61,8 +61,15 @@ export class StateStore {
     this.tmp = `${this.path}.${process.pid}.tmp`;
   }
 
-  /** The last applied state, or revision 0 when there is no (readable) file. */
+  /** The last applied state, or revision 0 when there is no (readable) file. Opens the slots too. */
   async load(): Promise<AppliedState> {
+    // The slot files now, not in the first apply (two new files: up to ~1 ms each on a busy disk).
+    // Failing here is not fatal: save() makes them again or takes the plain way.
+    try {
+      this.slots ??= this.openSlots();
+    } catch {
+      // save() reports what is still wrong then
+    }
     let text: string;
     try {
       text = await readFile(this.path, "utf8");
