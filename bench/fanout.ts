@@ -12,7 +12,8 @@
  * as in production (1 000 connections from one process is fine for nats-server and Node). In
  * production every agent has a host of its own; here a timeout change is 1 000 applies in the
  * agents' processes, and a one-host change waits behind all of those that share its event loop —
- * more processes shorten that queue (on this 2-core machine 2 measured best, see docs/benchmarks.md).
+ * more processes shorten that queue (default 2: on this 2-core machine 1, 2, 3 and 4 were measured
+ * back to back and 2 was best or level with 4 at a lower CPU cost per apply).
  *
  * Topology: one site, `--agents` Director hosts d0…, each carrying one DR service with one real
  * server. Changes at `--rate`/s for `--seconds`:
