@@ -11,6 +11,9 @@
  * does sendmsg / blocking recvmsg / copy in a tight loop with no JS in between, and several calls run
  * on parallel pool threads while the event loop decodes finished batches. Everything else (requests,
  * ACKs, batches, rtnetlink) stays on the `netlink` package (socket.ts).
+ * Measured with it (bench:ipvs, same VM, 10 000 services × 10, host load 5–7): read 12.3 s against
+ * 17.8 s through the netlink package in the same run, `ipvsadm -Sn` 12.5 s; guest profile of the read:
+ * these C dumps 3.4 s, the JS decoding of 100 000 destinations 4.3 s (now the larger part).
  *
  * JS API (wrapped by ../native-dump.ts):
  *   dump(protocol, type, flags, requests: Buffer, count, timeoutMs) -> Promise<{
