@@ -134,7 +134,7 @@ export function compileSite(topo: SiteTopology, revision: bigint): Map<string, H
 
 /** Like compileSite, also returning the notes (decisions an operator may want to see). */
 export function compileSiteWithNotes(topo: SiteTopology, revision: bigint): CompileResult {
-  return new Compiler(topo).run(revision);
+  return new Compiler(topo, arrayIndex(topo)).run(revision);
 }
 
 /**
@@ -142,8 +142,10 @@ export function compileSiteWithNotes(topo: SiteTopology, revision: bigint): Comp
  * byte for byte, as compileSite gives those hosts — services that touch none of them are not even
  * looked at. With hostsReading (incremental.ts) this recompiles only what a change can affect.
  */
-export function compileHosts(topo: SiteTopology, hostIds: Iterable<string>, revision: bigint): Map<string, HostDesiredState> {
-  return new Compiler(topo, new Set(hostIds)).run(revision).states;
+export function compileHosts(topo: SiteTopology | SiteIndex, hostIds: Iterable<string>, revision: bigint): Map<string, HostDesiredState> {
+  const only = new Set(hostIds);
+  if (isSiteIndex(topo)) return new Compiler(undefined, topo, only).run(revision).states;
+  return new Compiler(topo, arrayIndex(topo), only).run(revision).states;
 }
 
 /**
@@ -297,50 +299,99 @@ function fwmarkRule(fm: FirewallMark): FwmarkRule {
   return create(FwmarkRuleSchema, { mark: fm.mark, matches: sorted });
 }
 
+/**
+ * The lookups the compiler makes. compileSite builds one from the arrays (O(site) per call); the
+ * relay's MutableTopology (incremental.ts) keeps one across compiles, so compileHosts over it costs
+ * O(the wanted hosts' services), not O(site).
+ */
+export interface SiteIndex {
+  readonly site: Site;
+  host(name: string): Host | undefined;
+  /** Names of the hosts with this id (one, for validated data). */
+  hostNames(id: string): Iterable<string>;
+  virtualService(name: string): VirtualService | undefined;
+  realServersOf(virtualService: string): RealServer[];
+  firewallMarkOf(mark: number): FirewallMark | undefined;
+  /** Names of the VirtualServices that list `hostName` as a Director or have a RealServer on it. */
+  servicesOf(hostName: string): Iterable<string>;
+}
+
+function isSiteIndex(t: SiteTopology | SiteIndex): t is SiteIndex {
+  return typeof (t as SiteIndex).servicesOf === "function";
+}
+
+/** A SiteIndex over the arrays of one SiteTopology (what the compiler built per call before). */
+function arrayIndex(topo: SiteTopology): SiteIndex {
+  const hosts = new Map<string, Host>();
+  for (const h of topo.hosts) hosts.set(h.name, h);
+  const marks = new Map<number, FirewallMark>();
+  for (const fm of topo.firewallMarks) marks.set(fm.mark, fm);
+  const realServersByVs = new Map<string, RealServer[]>();
+  for (const rs of topo.realServers) {
+    const parent = realServerParent(rs.name);
+    const list = realServersByVs.get(parent) ?? [];
+    list.push(rs);
+    realServersByVs.set(parent, list);
+  }
+  const unused = (): never => {
+    throw new Error("arrayIndex: the array compile walks topo.virtualServices");
+  };
+  return {
+    site: topo.site,
+    host: (name) => hosts.get(name),
+    hostNames: unused,
+    virtualService: unused,
+    realServersOf: (vs) => realServersByVs.get(vs) ?? [],
+    firewallMarkOf: (mark) => marks.get(mark),
+    servicesOf: unused,
+  };
+}
+
 class Compiler {
   private readonly site: string;
-  private readonly hosts = new Map<string, HostAcc>(); // by host resource name
-  private readonly marks = new Map<number, FirewallMark>();
-  private readonly realServersByVs = new Map<string, RealServer[]>();
+  /** By host resource name; made on first use (null: not a host of the site, or a bad name). */
+  private readonly hosts = new Map<string, HostAcc | null>();
   private readonly notes: CompileNote[] = [];
 
   /**
-   * `only`: compile just these host ids (compileHosts). Other hosts still exist for what they lend to
-   * the compiled ones (a Director's addresses in a real server's NAT return path), but get no state.
+   * `topo`: compile over its arrays (every service is looked at); otherwise over `ix` alone, which
+   * needs `only`. `only`: compile just these host ids (compileHosts). Other hosts still exist for
+   * what they lend to the compiled ones (a Director's addresses in a real server's NAT return path),
+   * but get no state.
    */
   constructor(
-    private readonly topo: SiteTopology,
+    private readonly topo: SiteTopology | undefined,
+    private readonly ix: SiteIndex,
     private readonly only?: ReadonlySet<string>,
   ) {
-    this.site = siteId(topo.site.name);
-    for (const h of topo.hosts) {
-      const id = hostId(h.name);
-      if (id === "") {
-        this.note("", h.name, "host name is not sites/{site}/hosts/{host}; ignored");
-        continue;
-      }
-      this.hosts.set(h.name, {
-        host: h,
-        id,
-        services: [],
-        directorVips: new Map(),
-        fwmarks: new Set(),
-        nat4: false,
-        nat6: false,
-        rsVips: new Map(),
-        tunnels: new Map(),
-        fouPorts: new Map(),
-        rpFilterDevices: new Set(),
-        natPaths: new Map(),
-      });
+    this.site = siteId(ix.site.name);
+  }
+
+  private acc(name: string): HostAcc | undefined {
+    const have = this.hosts.get(name);
+    if (have !== undefined) return have ?? undefined;
+    const host = this.ix.host(name);
+    const id = host ? hostId(host.name) : "";
+    if (!host || id === "") {
+      this.hosts.set(name, null);
+      return undefined;
     }
-    for (const fm of topo.firewallMarks) this.marks.set(fm.mark, fm);
-    for (const rs of topo.realServers) {
-      const parent = realServerParent(rs.name);
-      const list = this.realServersByVs.get(parent) ?? [];
-      list.push(rs);
-      this.realServersByVs.set(parent, list);
-    }
+    const acc: HostAcc = {
+      host,
+      id,
+      services: [],
+      directorVips: new Map(),
+      fwmarks: new Set(),
+      nat4: false,
+      nat6: false,
+      rsVips: new Map(),
+      tunnels: new Map(),
+      fouPorts: new Map(),
+      rpFilterDevices: new Set(),
+      natPaths: new Map(),
+    };
+    this.hosts.set(name, acc);
+    return acc;
   }
 
   private note(host: string, resource: string, message: string): void {
@@ -348,10 +399,31 @@ class Compiler {
   }
 
   run(revision: bigint): CompileResult {
-    for (const vs of this.topo.virtualServices) this.virtualService(vs);
+    const accs: HostAcc[] = [];
+    if (this.topo) {
+      for (const h of this.topo.hosts) {
+        if (hostId(h.name) === "") this.note("", h.name, "host name is not sites/{site}/hosts/{host}; ignored");
+        else this.acc(h.name);
+      }
+      for (const vs of this.topo.virtualServices) this.virtualService(vs);
+      for (const a of this.hosts.values()) if (a && this.wanted(a)) accs.push(a);
+    } else {
+      // Indexed (compileHosts over a SiteIndex): only the services that name a wanted host.
+      const names = [...this.only!].flatMap((id) => [...this.ix.hostNames(id)]);
+      const services = new Set<string>();
+      for (const n of names) for (const v of this.ix.servicesOf(n)) services.add(v);
+      for (const v of services) {
+        const vs = this.ix.virtualService(v);
+        if (vs) this.virtualService(vs);
+      }
+      for (const n of new Set(names)) {
+        const a = this.acc(n);
+        if (a && this.wanted(a)) accs.push(a);
+      }
+    }
+    accs.sort((a, b) => compareStrings(a.id, b.id));
 
     const states = new Map<string, HostDesiredState>();
-    const accs = [...this.hosts.values()].filter((a) => this.wanted(a)).sort((a, b) => compareStrings(a.id, b.id));
     for (const acc of accs) {
       const state = this.hostState(acc);
       state.hash = hashDesiredState(state);
@@ -386,7 +458,7 @@ class Compiler {
       }
       return [vs.address];
     }
-    const fm = this.marks.get(vs.fwmark);
+    const fm = this.ix.firewallMarkOf(vs.fwmark);
     if (!fm) {
       this.note("", vs.name, `fwmark ${vs.fwmark} has no FirewallMark in the site; no VIPs and no nftables rule`);
       return [];
@@ -414,25 +486,25 @@ class Compiler {
   private relevant(vs: VirtualService, realServers: RealServer[]): boolean {
     if (this.only === undefined) return true;
     for (const d of vs.directors) {
-      const acc = this.hosts.get(d);
+      const acc = this.acc(d);
       if (acc && this.only.has(acc.id)) return true;
     }
     for (const rs of realServers) {
-      const acc = this.hosts.get(rs.host);
+      const acc = this.acc(rs.host);
       if (acc && this.only.has(acc.id)) return true;
     }
     return false;
   }
 
   private virtualService(vs: VirtualService): void {
-    const realServers = this.realServersByVs.get(vs.name) ?? [];
+    const realServers = this.ix.realServersOf(vs.name);
     if (!this.relevant(vs, realServers)) return;
     const family = this.vsFamily(vs);
     const vips = this.serviceAddresses(vs, family);
 
     const directors: HostAcc[] = [];
     for (const name of new Set(vs.directors)) {
-      const acc = this.hosts.get(name);
+      const acc = this.acc(name);
       if (!acc) {
         this.note("", vs.name, `director ${name} is not a host of the site; ignored`);
         continue;
@@ -458,7 +530,7 @@ class Compiler {
       if (d.addressFamily === AddressFamily.IPV6) acc.nat6 = true;
       else acc.nat4 = true;
     }
-    if (vs.fwmark !== 0 && this.marks.has(vs.fwmark)) acc.fwmarks.add(vs.fwmark);
+    if (vs.fwmark !== 0 && this.ix.firewallMarkOf(vs.fwmark)) acc.fwmarks.add(vs.fwmark);
     for (const vip of vips) {
       const v = this.directorVip(acc, vs, vip);
       acc.directorVips.set(vipKey(v), v);
@@ -576,7 +648,7 @@ class Compiler {
 
   private realServer(rs: RealServer, vs: VirtualService, family: Family, vips: string[], directors: HostAcc[]): void {
     if (rs.host === "") return;
-    const acc = this.hosts.get(rs.host);
+    const acc = this.acc(rs.host);
     if (!acc) {
       this.note("", rs.name, `host ${rs.host} is not a host of the site; no real-server state`);
       return;
@@ -657,13 +729,13 @@ class Compiler {
     const state = create(HostDesiredStateSchema, { site: this.site, host: acc.id });
 
     if (acc.services.length > 0) {
-      const fwmarkRules = [...acc.fwmarks].sort((a, b) => a - b).map((m) => fwmarkRule(this.marks.get(m)!));
+      const fwmarkRules = [...acc.fwmarks].sort((a, b) => a - b).map((m) => fwmarkRule(this.ix.firewallMarkOf(m)!));
       state.director = create(DirectorStateSchema, {
         services: acc.services.sort((a, b) => compareStrings(a.virtualService, b.virtualService)),
         timeouts: create(IpvsTimeoutsSchema, {
-          tcpSeconds: this.topo.site.ipvsTimeouts?.tcpSeconds ?? 0,
-          tcpFinSeconds: this.topo.site.ipvsTimeouts?.tcpFinSeconds ?? 0,
-          udpSeconds: this.topo.site.ipvsTimeouts?.udpSeconds ?? 0,
+          tcpSeconds: this.ix.site.ipvsTimeouts?.tcpSeconds ?? 0,
+          tcpFinSeconds: this.ix.site.ipvsTimeouts?.tcpFinSeconds ?? 0,
+          udpSeconds: this.ix.site.ipvsTimeouts?.udpSeconds ?? 0,
         }),
         addresses: sortVips(acc.directorVips.values()),
         fwmarkRules,

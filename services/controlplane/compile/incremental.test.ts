@@ -94,6 +94,45 @@ describe("incremental compile", () => {
     );
   });
 
+  it("the relay's way: one MutableTopology changed in place, step after step, keeps its indexes — affected hosts and compileHosts over it equal a full compile of the new topology", () => {
+    fc.assert(
+      fc.property(topoSpecArb, fc.array(topoSpecArb, { minLength: 1, maxLength: 4 }), fc.integer(), fc.integer({ min: 1, max: 6 }), (specA, steps, seed, every) => {
+        const m = MutableTopology.from(structuredClone(build(specA)));
+        let n = seed >>> 0;
+        for (const spec of steps) {
+          const before = structuredClone(m.topology());
+          const a = compileSite(before, 1n);
+          const cur = resources(before);
+          const next = resources(build(spec));
+          const refs: ResourceRef[] = [];
+          for (const name of [...new Set([...cur.keys(), ...next.keys()])].sort()) {
+            n = (Math.imul(n, 1103515245) + 12345) >>> 0;
+            if ((n >>> 16) % every !== 0) continue;
+            refs.push({ kind: (cur.get(name) ?? next.get(name))!.kind, name });
+          }
+          const affected = new Set(m.hostsReading(refs));
+          for (const r of refs) {
+            const v = next.get(r.name)?.value;
+            if (r.kind === "site") m.set("site", r.name, structuredClone(v) as SiteTopology["site"]);
+            else m.set(r.kind, r.name, v === undefined ? undefined : (structuredClone(v) as never));
+          }
+          for (const h of m.hostsReading(refs)) affected.add(h);
+          const after = m.topology();
+          // The kept indexes answer as freshly built ones do.
+          expect([...affected].sort()).toEqual(affectedByChange(before, after, refs));
+          const b = compileSite(after, 2n);
+          const inc = compileHosts(m, affected, 2n);
+          for (const [id, s] of b) {
+            if (affected.has(id)) expect(equals(HostDesiredStateSchema, inc.get(id)!, s), `host ${id}`).toBe(true);
+            else expect(s.hash).toBe(a.get(id)!.hash);
+          }
+          for (const id of inc.keys()) expect(b.has(id)).toBe(true);
+        }
+      }),
+      RUNS,
+    );
+  });
+
   it("a real server weight reaches only the Directors of its service and the real server's own host", () => {
     const t = topology({
       site: site(),

@@ -12,6 +12,7 @@ export {
   tunnelDevice,
   type CompileNote,
   type CompileResult,
+  type SiteIndex,
   type SiteTopology,
 } from "./compile.js";
 export { desiredStateKey } from "./names.js";

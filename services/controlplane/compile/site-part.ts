@@ -30,7 +30,7 @@ import { siteId } from "./names.js";
 export const SITE_PART = "_site";
 
 /** The site part of every host's state in `topo` (unstamped; hash set). */
-export function compileSitePart(topo: SiteTopology): SiteDesiredState {
+export function compileSitePart(topo: Pick<SiteTopology, "site">): SiteDesiredState {
   const t = topo.site.ipvsTimeouts;
   const part = create(SiteDesiredStateSchema, {
     site: siteId(topo.site.name),

@@ -192,7 +192,7 @@ interface HostState {
  */
 interface SiteCache {
   topo: MutableTopology;
-  states: ReadonlyMap<string, HostState>;
+  states: Map<string, HostState>;
 }
 
 function uniqueRefs(rows: ReadonlyArray<{ kind: ResourceKind; resource: string }>): ResourceRef[] {
@@ -211,6 +211,8 @@ const max = (a: bigint, b: bigint) => (a > b ? a : b);
 const PUBLISH_BATCH_BYTES = 64 * 1024 * 1024;
 /** Object puts in flight at most (each is a sequence of confirmed chunk publishes). */
 const OBJECT_PUT_CONCURRENCY = 4;
+/** Under load, the lock session's liveness query runs at most this often. */
+const LOCK_CHECK_MS = 250;
 
 /** What one desired_states row is sent as: its KV value, and the object it references if any. */
 type Outgoing = { ok: true; value: Uint8Array; object: string } | { ok: false; error: string };
@@ -263,6 +265,9 @@ class RelayImpl implements Relay {
   private natsUp = false;
   private republishAll = true;
   private lastMarkerCheck = 0;
+  private lastLockCheck = 0;
+  /** desired_states rows were written (or a publish did not finish) since the last complete publish. */
+  private unpublished = true;
   private busy = true;
   private idleWaiters: Array<() => void> = [];
 
@@ -284,7 +289,7 @@ class RelayImpl implements Relay {
     this.pollMs = o.pollMs ?? 500;
     this.lockRetryMs = o.lockRetryMs ?? 1000;
     this.markerCheckMs = o.markerCheckMs ?? 1000;
-    this.batchSize = o.batchSize ?? 500;
+    this.batchSize = Math.max(1, Math.floor(o.batchSize ?? 500)); // inlined into SQL: an integer
     this.putConcurrency = o.putConcurrency ?? 1024;
   }
 
@@ -375,20 +380,31 @@ class RelayImpl implements Relay {
       try {
         // One compile batch, then publish: under a steady stream of writes the outbox is never empty,
         // so draining it before publishing would hold every change back until the writes stop.
-        if ((await this.compileBatch()) > 0) work = true;
+        const taken = await this.compileBatch();
+        if (taken > 0) work = true;
         if (this.stopped || lost()) return;
-        const tp = performance.now();
-        const published = await this.publish(lost);
-        this.stats.publishMs += performance.now() - tp;
-        if (published === undefined) work = true; // NATS unavailable: keep retrying
+        // A batch that changed no host (a write nothing reads) has nothing to publish: skip the
+        // query — unless something is still pending or the marker check is due. A pass that took no
+        // rows always looks (another relay's rows, a deposed leader's late commit).
+        if (taken === 0 || this.unpublished || this.republishAll || Date.now() - this.lastMarkerCheck >= this.markerCheckMs) {
+          const tp = performance.now();
+          const published = await this.publish(lost);
+          this.stats.publishMs += performance.now() - tp;
+          if (published === undefined) work = true; // NATS unavailable: keep retrying
+          this.unpublished = published === undefined;
+        }
         failures = 0;
       } catch (err) {
         work = true;
         failures++;
         this.log.warn({ err: String(err) }, "relay pass failed; retrying");
       }
-      // A cheap liveness check of the lock session; a dead one ends leadership.
-      await this.lockClient!.query("SELECT 1");
+      // A cheap liveness check of the lock session; a dead one ends leadership. At most every
+      // LOCK_CHECK_MS under load (a closed socket ends it at once through the client's events).
+      if (performance.now() - this.lastLockCheck >= LOCK_CHECK_MS) {
+        await this.lockClient!.query("SELECT 1");
+        this.lastLockCheck = performance.now();
+      }
       if (!work) {
         this.busy = false;
         for (const w of this.idleWaiters.splice(0)) w();
@@ -408,25 +424,28 @@ class RelayImpl implements Relay {
     const staged = new Map<string, SiteCache | null>();
     try {
       const tConn = performance.now() - t0;
-      await c.query("BEGIN ISOLATION LEVEL REPEATABLE READ");
-      const taken = await c.query<{ id: string; site: string; kind: string | null; resource: string | null }>(
-        "SELECT id::text AS id, site, kind, resource FROM outbox ORDER BY id LIMIT $1 FOR UPDATE",
-        [this.batchSize],
-      );
-      if (taken.rows.length === 0) {
-        await c.query("COMMIT");
-        return 0;
-      }
-      // The highest revision this snapshot contains (bumped stamps are not in audit_log; see below),
-      // and the cache token: who compiled last (see migrations/1795720000000_relay_incremental.sql).
-      const head = await c.query<{ r: string; prev_relay: string | null; prev_n: string | null; n: string }>(
-        `WITH prev AS (SELECT relay, n FROM relay_compile_token WHERE id = 1 FOR UPDATE),
-              bump AS (INSERT INTO relay_compile_token (id, relay, n) VALUES (1, $1, 1)
+      // BEGIN, the rows taken, and the head in one round trip (each statement's socket write and
+      // wake-up cost the relay more CPU than its compile in bench:api). The simple protocol takes no
+      // parameters: the batch size (an integer) and this relay's id (a UUID it made) are inlined.
+      // The head: the highest revision this snapshot contains (bumped stamps are not in audit_log;
+      // see below), and the cache token — who compiled last (migrations/1795720000000_relay_incremental.sql).
+      const [, taken, head] = (await c.query(
+        `BEGIN ISOLATION LEVEL REPEATABLE READ;
+         SELECT id::text AS id, site, kind, resource FROM outbox ORDER BY id LIMIT ${this.batchSize} FOR UPDATE;
+         WITH prev AS (SELECT relay, n FROM relay_compile_token WHERE id = 1 FOR UPDATE),
+              bump AS (INSERT INTO relay_compile_token (id, relay, n) VALUES (1, '${this.id}', 1)
                        ON CONFLICT (id) DO UPDATE SET relay = EXCLUDED.relay, n = relay_compile_token.n + 1 RETURNING n)
          SELECT (SELECT coalesce(max(revision), 0) FROM audit_log)::text AS r,
                 (SELECT relay FROM prev) AS prev_relay, (SELECT n FROM prev)::text AS prev_n, (SELECT n FROM bump)::text AS n`,
-        [this.id],
-      );
+      )) as unknown as [
+        pg.QueryResult,
+        pg.QueryResult<{ id: string; site: string; kind: string | null; resource: string | null }>,
+        pg.QueryResult<{ r: string; prev_relay: string | null; prev_n: string | null; n: string }>,
+      ];
+      if (taken.rows.length === 0) {
+        await c.query("ROLLBACK"); // nothing compiled: the token bump is undone
+        return 0;
+      }
       const rev = BigInt(head.rows[0]!.r);
       const tHead = performance.now() - t0;
       let tRead = 0;
@@ -463,35 +482,40 @@ class RelayImpl implements Relay {
         // them before or after (compile/incremental.ts). A site-level write (IPVS timeouts) reads one
         // row and recompiles every host — without re-reading the site's thousands of other rows.
         let tt = performance.now();
-        let topoAfter: SiteTopology | undefined;
+        /** The site resource after this snapshot; undefined: the site is gone. */
+        let topoSite: Pick<SiteTopology, "site"> | undefined;
         const reread = cached && refs ? await loadResources(c, site, refs) : undefined;
         tRead += performance.now() - tt;
         const siteGone = refs?.some((r) => r.kind === "site") && reread?.get(`sites/${site}`) === undefined;
         if (cached && refs && reread && !siteGone) {
           this.stats.incremental++;
-          const before = cached.topo.topology();
-          const next = MutableTopology.from(before);
-          for (const [name, value] of reread) {
-            const kind = resourceKind(name)!;
-            if (kind === "site") next.set("site", name, value as SiteTopology["site"]);
-            else next.set(kind, name, value as never);
-          }
-          const after = next.topology();
-          topoAfter = after;
           tt = performance.now();
           // Host parts do not read the site resource: what hosts take from it (the IPVS timeouts) is
           // the site part, compiled below for every transaction — a timeout change recompiles no host.
-          hosts = affectedByChange(before, after, refs.filter((r) => r.kind !== "site"));
-          states = compileHosts(after, hosts, rev);
+          // affected = hostsReading(before) ∪ hostsReading(after) (compile/incremental.ts), on the
+          // cached topology changed in place: its indexes make this O(what the rows touch). In place
+          // is safe because a failed transaction drops the whole cache (catch below).
+          const topo = cached.topo;
+          const hostRefs = refs.filter((r) => r.kind !== "site");
+          const affected = new Set(topo.hostsReading(hostRefs));
+          for (const [name, value] of reread) {
+            const kind = resourceKind(name)!;
+            if (kind === "site") topo.set("site", name, value as SiteTopology["site"]);
+            else topo.set(kind, name, value as never);
+          }
+          for (const h of topo.hostsReading(hostRefs)) affected.add(h);
+          hosts = [...affected].sort();
+          states = compileHosts(topo, hosts, rev);
+          topoSite = topo;
           tCompile += performance.now() - tt;
-          entry = { topo: next, states: cached.states };
+          entry = cached;
         } else {
           // Whole site: first time (or cache dropped), the site deleted, or a write of very many
           // resources.
           this.stats.full++;
           tt = performance.now();
           const topo = await loadSiteTopology(c, site);
-          topoAfter = topo ?? undefined;
+          topoSite = topo;
           tRead += performance.now() - tt;
           tt = performance.now();
           states = topo ? compileSite(topo, rev) : new Map<string, HostDesiredState>();
@@ -521,8 +545,8 @@ class RelayImpl implements Relay {
           // bumped before; then it takes a fresh one from revision_seq.
           changed.push({ host, ds, present, floor: max(ex?.revision ?? 0n, exSite?.revision ?? 0n) });
         }
-        const sitePart = topoAfter ? compileSitePart(topoAfter) : emptySitePart(site);
-        const sitePresent = topoAfter !== undefined;
+        const sitePart = topoSite ? compileSitePart(topoSite) : emptySitePart(site);
+        const sitePresent = topoSite !== undefined;
         const siteChanged = !exSite || exSite.hash !== sitePart.hash || exSite.present !== sitePresent;
         let siteFloor = 0n;
         if (siteChanged) {
@@ -578,24 +602,21 @@ class RelayImpl implements Relay {
             ],
           );
         }
-        if (entry) {
-          // Copy-on-write: the committed cache must not see this transaction's stamps if it fails.
-          const states2 = new Map(entry.states);
-          for (const x of out) states2.set(x.host, { revision: x.revision, hash: x.hash, present: x.present });
-          entry = { topo: entry.topo, states: states2 };
-        }
+        // In place, like the topology: a failed transaction drops the whole cache.
+        if (entry) for (const x of out) entry.states.set(x.host, { revision: x.revision, hash: x.hash, present: x.present });
         tWrite += performance.now() - tt;
         staged.set(site, entry);
         compiled += out.length;
       }
-      await c.query("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [taken.rows.map((r) => r.id)]);
-      await c.query("COMMIT");
+      // One round trip again; the ids are bigint::text, digits only.
+      await c.query(`DELETE FROM outbox WHERE id = ANY('{${taken.rows.map((r) => r.id).join(",")}}'::bigint[]); COMMIT`);
       this.token = head.rows[0]!.n;
       for (const [site, entry] of staged) {
         if (entry) this.cache.set(site, entry);
         else this.cache.delete(site);
       }
       this.stats.compiled += compiled;
+      if (compiled > 0) this.unpublished = true;
       this.stats.bumps += bumps;
       this.stats.compileMs += performance.now() - t0;
       const ms = (x: number) => Math.round(x * 10) / 10;
