@@ -18,7 +18,10 @@
  * the relay's leadership is a session advisory lock, so the dead worker's lock went with its
  * connections and the new one takes over like a standby would.
  */
-import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
+import { writeFile } from "node:fs/promises";
+import { Session } from "node:inspector/promises";
+import { join } from "node:path";
+import { isMainThread, parentPort, threadId, Worker, workerData } from "node:worker_threads";
 import pino from "pino";
 import { createPool } from "./store/db.js";
 import { startRelay, type RelayLog } from "./relay/index.js";
@@ -143,10 +146,24 @@ function inThread(opts: RelayWorkerOptions): RelayWorker {
 async function runWorker(init: WorkerInit): Promise<void> {
   const log = pino({ level: init.logLevel, base: { service: "lvsfleet-controlplane", pid: process.pid } }).child({ component: "relay" });
   const pool = createPool(init.databaseUrl, init.poolSize, (err) => log.warn({ err }, "idle postgres connection failed"));
+  // The worker is started with execArgv [] (no --cpu-prof): LVSFLEET_RELAY_CPU_PROF=<dir> profiles
+  // it through the inspector instead, written at stop (bench:api's server stops it on SIGTERM).
+  const profDir = process.env.LVSFLEET_RELAY_CPU_PROF;
+  let profiler: Session | undefined;
+  if (profDir) {
+    profiler = new Session();
+    profiler.connect();
+    await profiler.post("Profiler.enable");
+    await profiler.post("Profiler.start");
+  }
   const relay = await startRelay({ pool, natsUrl: init.natsUrl, bucket: init.bucket, log });
   parentPort!.on("message", (m: unknown) => {
     if (m !== "stop") return;
     void (async () => {
+      if (profiler) {
+        const { profile } = await profiler.post("Profiler.stop");
+        await writeFile(join(profDir!, `relay-worker.${process.pid}.${threadId}.cpuprofile`), JSON.stringify(profile)).catch(() => undefined);
+      }
       let msg: FromWorker = { type: "stopped" };
       try {
         await relay.stop();

@@ -94,13 +94,19 @@ export class DesiredStateWatch {
       },
     });
     this.statusLoop = this.watchStatus();
-    this.resyncTimer = setInterval(() => void this.resync(), this.o.resyncMs);
+    // First resync at a random point of the period: agents started together (a fleet restart, the
+    // bench's 1 000) would otherwise all send their two gets in the same instant, every period.
+    this.resyncTimer = setTimeout(() => {
+      this.resyncTimer = setInterval(() => void this.resync(), this.o.resyncMs);
+      this.resyncTimer.unref();
+      void this.resync();
+    }, Math.random() * this.o.resyncMs);
     this.resyncTimer.unref();
   }
 
   async close(): Promise<void> {
     this.stop.abort();
-    clearInterval(this.resyncTimer);
+    clearTimeout(this.resyncTimer); // the first (a timeout) or the periodic one (an interval): either clears both
     for (const it of this.iters.values()) it.stop();
     this.siteSub?.unsubscribe();
     await Promise.all(this.loops);

@@ -66,7 +66,7 @@ import {
 import { OUTBOX_CHANNEL } from "./outbox.js";
 import { PipelinedPublisher } from "./publisher.js";
 import { inlineLimit, objectHostKey, objectStoreDigest, packStateObject } from "./state-object.js";
-import { loadResources, loadSiteTopology } from "./topology.js";
+import { loadSiteTopology, outboxResources, outboxResourcesSql, type Resource } from "./topology.js";
 
 export const DESIRED_BUCKET = "lvsfleet-desired";
 /** "lvsfleet" in ASCII: the advisory lock key of the relay leadership. */
@@ -199,6 +199,14 @@ function uniqueRefs(rows: ReadonlyArray<{ kind: ResourceKind; resource: string }
   const m = new Map<string, ResourceKind>();
   for (const r of rows) m.set(r.resource, r.kind);
   return [...m].map(([name, kind]) => ({ kind, name }));
+}
+
+/** The re-read resources of one site: each ref's current row, or undefined (deleted) — loadResources' answer. */
+function rereadOf(written: ReadonlyMap<string, ReadonlyMap<string, Resource>>, site: string, refs: readonly ResourceRef[]): Map<string, Resource | undefined> {
+  const have = written.get(site);
+  const out = new Map<string, Resource | undefined>();
+  for (const r of refs) if (r.name.split("/")[1] === site) out.set(r.name, have?.get(r.name));
+  return out;
 }
 
 function jitter(ms: number): number {
@@ -429,24 +437,29 @@ class RelayImpl implements Relay {
       // parameters: the batch size (an integer) and this relay's id (a UUID it made) are inlined.
       // The head: the highest revision this snapshot contains (bumped stamps are not in audit_log;
       // see below), and the cache token — who compiled last (migrations/1795720000000_relay_incremental.sql).
-      const [, taken, head] = (await c.query(
+      // And, in the same round trip, the current rows of every resource the taken rows name (what
+      // the incremental compile re-reads; topology.ts outboxResourcesSql).
+      const [, taken, head, ...resourceResults] = (await c.query(
         `BEGIN ISOLATION LEVEL REPEATABLE READ;
          SELECT id::text AS id, site, kind, resource FROM outbox ORDER BY id LIMIT ${this.batchSize} FOR UPDATE;
          WITH prev AS (SELECT relay, n FROM relay_compile_token WHERE id = 1 FOR UPDATE),
               bump AS (INSERT INTO relay_compile_token (id, relay, n) VALUES (1, '${this.id}', 1)
                        ON CONFLICT (id) DO UPDATE SET relay = EXCLUDED.relay, n = relay_compile_token.n + 1 RETURNING n)
          SELECT (SELECT coalesce(max(revision), 0) FROM audit_log)::text AS r,
-                (SELECT relay FROM prev) AS prev_relay, (SELECT n FROM prev)::text AS prev_n, (SELECT n FROM bump)::text AS n`,
+                (SELECT relay FROM prev) AS prev_relay, (SELECT n FROM prev)::text AS prev_n, (SELECT n FROM bump)::text AS n;
+         ${outboxResourcesSql(this.batchSize).join(";\n")}`,
       )) as unknown as [
         pg.QueryResult,
         pg.QueryResult<{ id: string; site: string; kind: string | null; resource: string | null }>,
         pg.QueryResult<{ r: string; prev_relay: string | null; prev_n: string | null; n: string }>,
+        ...pg.QueryResult[],
       ];
       if (taken.rows.length === 0) {
         await c.query("ROLLBACK"); // nothing compiled: the token bump is undone
         return 0;
       }
       const rev = BigInt(head.rows[0]!.r);
+      const written = outboxResources(resourceResults);
       const tHead = performance.now() - t0;
       let tRead = 0;
       let tCompile = 0;
@@ -484,7 +497,7 @@ class RelayImpl implements Relay {
         let tt = performance.now();
         /** The site resource after this snapshot; undefined: the site is gone. */
         let topoSite: Pick<SiteTopology, "site"> | undefined;
-        const reread = cached && refs ? await loadResources(c, site, refs) : undefined;
+        const reread = cached && refs ? rereadOf(written, site, refs) : undefined;
         tRead += performance.now() - tt;
         const siteGone = refs?.some((r) => r.kind === "site") && reread?.get(`sites/${site}`) === undefined;
         if (cached && refs && reread && !siteGone) {

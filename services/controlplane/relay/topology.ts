@@ -5,6 +5,7 @@ import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
 import type { FirewallMark, Host, RealServer, Site, VirtualService } from "../../../gen/lvsfleet/v1/topology_pb.js";
 import type { ResourceRef, SiteTopology } from "../compile/index.js";
 import { fromRow, ROW_COLUMNS, type StoredRow, type TableSpec } from "../store/rows.js";
+import { epochMs } from "../store/db.js";
 import { FIREWALL_MARK_TABLE, HOST_TABLE, REAL_SERVER_TABLE, SITE_TABLE, VIRTUAL_SERVICE_TABLE } from "../store/specs.js";
 
 export type Resource = Site | Host | VirtualService | RealServer | FirewallMark;
@@ -28,39 +29,44 @@ export async function loadSiteTopology(c: pg.ClientBase, site: string): Promise<
 }
 
 /**
- * The current rows of the named resources of one site (read on `c`, so in the caller's snapshot):
- * name → resource, or undefined when it does not exist (deleted). Names of another site are ignored.
+ * The current rows of every resource the first `limit` outbox rows name (a deleted one has no row),
+ * as parameter-free statements that go in the compile transaction's first round trip (after the rows
+ * are taken, so the same snapshot and the same rows: only the relay deletes outbox rows). One
+ * statement per table, each row tagged with the outbox name it answers (`outbox_name`). A name
+ * of another site than its row's is not read.
  */
-export async function loadResources(c: pg.ClientBase, site: string, refs: readonly ResourceRef[]): Promise<Map<string, Resource | undefined>> {
-  const out = new Map<string, Resource | undefined>();
-  const ids = { host: [] as string[], virtualService: [] as string[], firewallMark: [] as string[], rsVs: [] as string[], rs: [] as string[] };
-  let wantSite = false;
-  for (const r of refs) {
-    const p = r.name.split("/");
-    if (p[1] !== site) continue;
-    out.set(r.name, undefined);
-    if (r.kind === "site") wantSite = true;
-    else if (r.kind === "host") ids.host.push(p[3]!);
-    else if (r.kind === "virtualService") ids.virtualService.push(p[3]!);
-    else if (r.kind === "firewallMark") ids.firewallMark.push(p[3]!);
-    else if (r.kind === "realServer") {
-      ids.rsVs.push(p[3]!);
-      ids.rs.push(p[5]!);
+const OUTBOX_READS: ReadonlyArray<{ kind: ResourceRef["kind"]; spec: TableSpec<DescMessage>; on: string }> = [
+  { kind: "site", spec: SITE_TABLE as unknown as TableSpec<DescMessage>, on: "x.site_id = t.site" },
+  { kind: "host", spec: HOST_TABLE as unknown as TableSpec<DescMessage>, on: "x.site_id = t.site AND x.host_id = split_part(t.resource, '/', 4)" },
+  { kind: "virtualService", spec: VIRTUAL_SERVICE_TABLE as unknown as TableSpec<DescMessage>, on: "x.site_id = t.site AND x.virtual_service_id = split_part(t.resource, '/', 4)" },
+  { kind: "firewallMark", spec: FIREWALL_MARK_TABLE as unknown as TableSpec<DescMessage>, on: "x.site_id = t.site AND x.firewall_mark_id = split_part(t.resource, '/', 4)" },
+  {
+    kind: "realServer",
+    spec: REAL_SERVER_TABLE as unknown as TableSpec<DescMessage>,
+    on: "x.site_id = t.site AND x.virtual_service_id = split_part(t.resource, '/', 4) AND x.real_server_id = split_part(t.resource, '/', 6)",
+  },
+];
+
+export function outboxResourcesSql(limit: number): string[] {
+  return OUTBOX_READS.map(
+    (r) => `WITH t AS (SELECT DISTINCT site, resource FROM (SELECT site, kind, resource FROM outbox ORDER BY id LIMIT ${Math.floor(limit)}) o
+                        WHERE kind = '${r.kind}' AND split_part(resource, '/', 2) = site)
+            SELECT t.resource AS outbox_name, x.resource, x.revision::text AS revision, ${epochMs("x.create_time")} AS create_ms, ${epochMs("x.update_time")} AS update_ms
+              FROM ${r.spec.table} x JOIN t ON ${r.on}`,
+  );
+}
+
+/** outboxResourcesSql's results (in its order) → site → name → resource (names absent: not there). */
+export function outboxResources(results: ReadonlyArray<pg.QueryResult>): Map<string, Map<string, Resource>> {
+  const out = new Map<string, Map<string, Resource>>();
+  results.forEach((res, i) => {
+    const spec = OUTBOX_READS[i]!.spec;
+    for (const row of res.rows as Array<StoredRow & { outbox_name: string }>) {
+      const site = row.outbox_name.split("/")[1]!;
+      let m = out.get(site);
+      if (!m) out.set(site, (m = new Map()));
+      m.set(row.outbox_name, fromRow(spec.schema, row) as unknown as Resource);
     }
-  }
-  const put = (m: Resource) => {
-    if (out.has(m.name)) out.set(m.name, m);
-  };
-  const read = async <D extends DescMessage>(spec: TableSpec<D>, where: string, values: unknown[]) => {
-    const r = await c.query<StoredRow>(`SELECT ${ROW_COLUMNS} FROM ${spec.table} WHERE site_id = $1 AND ${where}`, [site, ...values]);
-    for (const row of r.rows) put(fromRow(spec.schema, row) as unknown as Resource);
-  };
-  if (wantSite) await read(SITE_TABLE, "true", []);
-  if (ids.host.length) await read(HOST_TABLE, "host_id = ANY($2::text[])", [ids.host]);
-  if (ids.virtualService.length) await read(VIRTUAL_SERVICE_TABLE, "virtual_service_id = ANY($2::text[])", [ids.virtualService]);
-  if (ids.firewallMark.length) await read(FIREWALL_MARK_TABLE, "firewall_mark_id = ANY($2::text[])", [ids.firewallMark]);
-  if (ids.rs.length) {
-    await read(REAL_SERVER_TABLE, "(virtual_service_id, real_server_id) IN (SELECT * FROM unnest($2::text[], $3::text[]))", [ids.rsVs, ids.rs]);
-  }
+  });
   return out;
 }
