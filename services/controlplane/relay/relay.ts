@@ -439,7 +439,7 @@ class RelayImpl implements Relay {
       // see below), and the cache token — who compiled last (migrations/1795720000000_relay_incremental.sql).
       // And, in the same round trip, the current rows of every resource the taken rows name (what
       // the incremental compile re-reads; topology.ts outboxResourcesSql).
-      const [, taken, head, ...resourceResults] = (await c.query(
+      const [, taken, head, resourceRows] = (await c.query(
         `BEGIN ISOLATION LEVEL REPEATABLE READ;
          SELECT id::text AS id, site, kind, resource FROM outbox ORDER BY id LIMIT ${this.batchSize} FOR UPDATE;
          WITH prev AS (SELECT relay, n FROM relay_compile_token WHERE id = 1 FOR UPDATE),
@@ -447,19 +447,19 @@ class RelayImpl implements Relay {
                        ON CONFLICT (id) DO UPDATE SET relay = EXCLUDED.relay, n = relay_compile_token.n + 1 RETURNING n)
          SELECT (SELECT coalesce(max(revision), 0) FROM audit_log)::text AS r,
                 (SELECT relay FROM prev) AS prev_relay, (SELECT n FROM prev)::text AS prev_n, (SELECT n FROM bump)::text AS n;
-         ${outboxResourcesSql(this.batchSize).join(";\n")}`,
+         ${outboxResourcesSql(this.batchSize)}`,
       )) as unknown as [
         pg.QueryResult,
         pg.QueryResult<{ id: string; site: string; kind: string | null; resource: string | null }>,
         pg.QueryResult<{ r: string; prev_relay: string | null; prev_n: string | null; n: string }>,
-        ...pg.QueryResult[],
+        pg.QueryResult,
       ];
       if (taken.rows.length === 0) {
         await c.query("ROLLBACK"); // nothing compiled: the token bump is undone
         return 0;
       }
       const rev = BigInt(head.rows[0]!.r);
-      const written = outboxResources(resourceResults);
+      const written = outboxResources(resourceRows);
       const tHead = performance.now() - t0;
       let tRead = 0;
       let tCompile = 0;

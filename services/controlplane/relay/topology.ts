@@ -29,11 +29,11 @@ export async function loadSiteTopology(c: pg.ClientBase, site: string): Promise<
 }
 
 /**
- * The current rows of every resource the first `limit` outbox rows name (a deleted one has no row),
- * as parameter-free statements that go in the compile transaction's first round trip (after the rows
- * are taken, so the same snapshot and the same rows: only the relay deletes outbox rows). One
- * statement per table, each row tagged with the outbox name it answers (`outbox_name`). A name
- * of another site than its row's is not read.
+ * The current rows of every resource the first `limit` outbox rows name (a deleted one has no row):
+ * one parameter-free statement (a UNION ALL over the tables) that goes in the compile transaction's
+ * first round trip, after the rows are taken — so the same snapshot and the same rows (only the
+ * relay deletes outbox rows). Each row is tagged with the outbox row's kind and name. A name of
+ * another site than its row's is not read.
  */
 const OUTBOX_READS: ReadonlyArray<{ kind: ResourceRef["kind"]; spec: TableSpec<DescMessage>; on: string }> = [
   { kind: "site", spec: SITE_TABLE as unknown as TableSpec<DescMessage>, on: "x.site_id = t.site" },
@@ -47,26 +47,22 @@ const OUTBOX_READS: ReadonlyArray<{ kind: ResourceRef["kind"]; spec: TableSpec<D
   },
 ];
 
-export function outboxResourcesSql(limit: number): string[] {
-  return OUTBOX_READS.map(
-    (r) => `WITH t AS (SELECT DISTINCT site, resource FROM (SELECT site, kind, resource FROM outbox ORDER BY id LIMIT ${Math.floor(limit)}) o
-                        WHERE kind = '${r.kind}' AND split_part(resource, '/', 2) = site)
-            SELECT t.resource AS outbox_name, x.resource, x.revision::text AS revision, ${epochMs("x.create_time")} AS create_ms, ${epochMs("x.update_time")} AS update_ms
-              FROM ${r.spec.table} x JOIN t ON ${r.on}`,
-  );
+export function outboxResourcesSql(limit: number): string {
+  const cols = `x.resource, x.revision::text AS revision, ${epochMs("x.create_time")} AS create_ms, ${epochMs("x.update_time")} AS update_ms`;
+  return `WITH t AS (SELECT DISTINCT site, kind, resource FROM (SELECT site, kind, resource FROM outbox ORDER BY id LIMIT ${Math.floor(limit)}) o
+                   WHERE split_part(resource, '/', 2) = site)
+  ${OUTBOX_READS.map((r) => `SELECT t.kind AS outbox_kind, t.resource AS outbox_name, ${cols} FROM ${r.spec.table} x JOIN t ON t.kind = '${r.kind}' AND ${r.on}`).join("\n  UNION ALL ")}`;
 }
 
-/** outboxResourcesSql's results (in its order) → site → name → resource (names absent: not there). */
-export function outboxResources(results: ReadonlyArray<pg.QueryResult>): Map<string, Map<string, Resource>> {
+/** outboxResourcesSql's rows → site → name → resource (names absent: not there). */
+export function outboxResources(res: pg.QueryResult): Map<string, Map<string, Resource>> {
   const out = new Map<string, Map<string, Resource>>();
-  results.forEach((res, i) => {
-    const spec = OUTBOX_READS[i]!.spec;
-    for (const row of res.rows as Array<StoredRow & { outbox_name: string }>) {
-      const site = row.outbox_name.split("/")[1]!;
-      let m = out.get(site);
-      if (!m) out.set(site, (m = new Map()));
-      m.set(row.outbox_name, fromRow(spec.schema, row) as unknown as Resource);
-    }
-  });
+  for (const row of res.rows as Array<StoredRow & { outbox_kind: string; outbox_name: string }>) {
+    const spec = OUTBOX_READS.find((r) => r.kind === row.outbox_kind)!.spec;
+    const site = row.outbox_name.split("/")[1]!;
+    let m = out.get(site);
+    if (!m) out.set(site, (m = new Map()));
+    m.set(row.outbox_name, fromRow(spec.schema, row) as unknown as Resource);
+  }
   return out;
 }
