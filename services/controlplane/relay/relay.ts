@@ -5,7 +5,7 @@
 // A. compile (Postgres only, so it keeps working while NATS is down). One REPEATABLE READ
 //    transaction: take outbox rows, read in the same snapshot what they name, compile, upsert
 //    desired_states for the hosts whose hash changed (one statement per site), DELETE the rows taken,
-//    COMMIT.
+//    COMMIT — in two or three round trips (README "Round trips").
 //    - Incremental: each row names one written resource (outbox.kind/resource). The relay keeps each
 //      site's topology and its hosts' (revision, hash, present) from its last compile transaction,
 //      re-reads only the named resources and recompiles only the hosts that read them before or
@@ -48,7 +48,6 @@ import { Kvm, type KV } from "@nats-io/kv";
 import { Objm, type ObjectStore } from "@nats-io/obj";
 import { HostDesiredStateSchema, SiteDesiredStateSchema, type HostDesiredState } from "../../../gen/lvsfleet/v1/desired_state_pb.js";
 import {
-  affectedByChange,
   compileHosts,
   compileSite,
   compileSitePart,
@@ -103,6 +102,14 @@ export interface RelayOptions {
   markerCheckMs?: number;
   /** Outbox rows per compile transaction. */
   batchSize?: number;
+  /**
+   * Adaptive coalescing: when the previous batch ended less than this ago (writes keep coming), wait
+   * this long before taking the next one, so it gathers more rows. 0 = never. A write after a quiet
+   * spell never waits. Default: LVSFLEET_RELAY_COALESCE_MS or 5 (bench:api, back-to-back batches
+   * of 4–5 writes: relay-worker CPU 0.74 → 0.17 ms per write; bench:fanout at 50 changes/s: batches
+   * are never that close, p50 unchanged).
+   */
+  coalesceMs?: number;
   /** KV puts in flight at most (pipelined; each confirmed by its own PubAck). */
   putConcurrency?: number;
   /**
@@ -201,7 +208,7 @@ function uniqueRefs(rows: ReadonlyArray<{ kind: ResourceKind; resource: string }
   return [...m].map(([name, kind]) => ({ kind, name }));
 }
 
-/** The re-read resources of one site: each ref's current row, or undefined (deleted) — loadResources' answer. */
+/** The re-read resources of one site: each ref's current row, or undefined (deleted). */
 function rereadOf(written: ReadonlyMap<string, ReadonlyMap<string, Resource>>, site: string, refs: readonly ResourceRef[]): Map<string, Resource | undefined> {
   const have = written.get(site);
   const out = new Map<string, Resource | undefined>();
@@ -274,6 +281,8 @@ class RelayImpl implements Relay {
   private republishAll = true;
   private lastMarkerCheck = 0;
   private lastLockCheck = 0;
+  private lastBatchEnd = -Infinity;
+  private readonly coalesceMs: number;
   /** desired_states rows were written (or a publish did not finish) since the last complete publish. */
   private unpublished = true;
   private busy = true;
@@ -299,6 +308,7 @@ class RelayImpl implements Relay {
     this.markerCheckMs = o.markerCheckMs ?? 1000;
     this.batchSize = Math.max(1, Math.floor(o.batchSize ?? 500)); // inlined into SQL: an integer
     this.putConcurrency = o.putConcurrency ?? 1024;
+    this.coalesceMs = o.coalesceMs ?? Number(process.env.LVSFLEET_RELAY_COALESCE_MS ?? 5);
   }
 
   start(): void {
@@ -388,7 +398,11 @@ class RelayImpl implements Relay {
       try {
         // One compile batch, then publish: under a steady stream of writes the outbox is never empty,
         // so draining it before publishing would hold every change back until the writes stop.
+        if (this.coalesceMs > 0 && performance.now() - this.lastBatchEnd < this.coalesceMs) {
+          await new Promise((r) => setTimeout(r, this.coalesceMs));
+        }
         const taken = await this.compileBatch();
+        if (taken > 0) this.lastBatchEnd = performance.now();
         if (taken > 0) work = true;
         if (this.stopped || lost()) return;
         // A batch that changed no host (a write nothing reads) has nothing to publish: skip the
