@@ -185,6 +185,9 @@ async function connectWithRetry(cfg: AgentConfig, agentId: string, signal: Abort
         reconnectJitter: cfg.backoffBaseMs,
         pingInterval: 10_000,
         timeout: 5_000,
+        // nats.js otherwise builds an Error (for its stack) up front for every request — the
+        // watch's two resync gets per period — whether or not it ever fails.
+        noAsyncTraces: true,
       });
     } catch (err) {
       if (signal.aborted) throw err;
