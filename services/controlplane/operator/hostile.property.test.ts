@@ -71,6 +71,21 @@ describe("hostile input never throws anything but INVALID_ARGUMENT on text", () 
     );
   });
 
+  it("ipvsadm and keepalived: tokens named like Object.prototype members are unknown words, not lookups", () => {
+    // Found by the property above (seed 769735375): "--tun-port 6080 valueOf" threw a TypeError.
+    for (const word of ["valueOf", "constructor", "toString", "__proto__", "hasOwnProperty"]) {
+      for (const text of [
+        `${word} -t 192.0.2.1:80 -s rr\n`,
+        `-A -t 192.0.2.1:80 -s rr ${word}\n`,
+        `-A -t 192.0.2.1:80 -s rr\n-a -t 192.0.2.1:80 -r 198.51.100.1:80 -i --tun-type ${word}\n`,
+      ]) {
+        expect(() => ipvsadm(text), text).toThrow(LvsfleetError);
+        wellBehaved(ipvsadm, text);
+      }
+      wellBehaved(keepalived, `virtual_server 192.0.2.1 80 {\n  lb_kind ${word}\n  protocol ${word}\n}\n`);
+    }
+  });
+
   it("keepalived: mutated sample, token soup, random bytes, deep nesting", () => {
     fc.assert(
       fc.property(

@@ -50,7 +50,15 @@ interface OptionSpec {
   scope: "service" | "server" | "both";
 }
 
-const COMMANDS: Record<string, "A" | "E" | "a" | "e"> = {
+/**
+ * Lookup tables keyed by tokens of the imported text have no prototype: a token such as `valueOf` or
+ * `constructor` must be an unknown option, not Object.prototype's member (hostile.property.test found it).
+ */
+function table<T>(entries: Record<string, T>): Record<string, T> {
+  return Object.assign(Object.create(null) as Record<string, T>, entries);
+}
+
+const COMMANDS = table<"A" | "E" | "a" | "e">({
   "-A": "A",
   "--add-service": "A",
   "-E": "E",
@@ -59,7 +67,7 @@ const COMMANDS: Record<string, "A" | "E" | "a" | "e"> = {
   "--add-server": "a",
   "-e": "e",
   "--edit-server": "e",
-};
+});
 
 /** ipvsadm commands that are not rules: refused with a message saying so. */
 const OTHER_COMMANDS = new Set([
@@ -67,7 +75,7 @@ const OTHER_COMMANDS = new Set([
   "-L", "-l", "--list", "-Z", "--zero", "--set", "--start-daemon", "--stop-daemon", "-h", "--help", "-v", "--version",
 ]);
 
-const OPTIONS: Record<string, OptionSpec> = {};
+const OPTIONS = table<OptionSpec>({});
 function opt(names: string[], key: string, arg: Arg, scope: OptionSpec["scope"]): void {
   for (const n of names) OPTIONS[n] = { key, arg, scope };
 }
@@ -96,8 +104,8 @@ opt(["--tun-csum"], "tunCsum", "none", "server");
 opt(["--tun-remcsum"], "tunRemcsum", "none", "server");
 
 const SELECTORS = ["tcp", "udp", "sctp", "fwmark"] as const;
-const FORWARD: Record<string, ForwardMethod> = { "fwd-g": ForwardMethod.DR, "fwd-i": ForwardMethod.TUN, "fwd-m": ForwardMethod.NAT };
-const TUNNEL_TYPES: Record<string, TunnelType> = { ipip: TunnelType.IPIP, gue: TunnelType.GUE, gre: TunnelType.GRE };
+const FORWARD = table<ForwardMethod>({ "fwd-g": ForwardMethod.DR, "fwd-i": ForwardMethod.TUN, "fwd-m": ForwardMethod.NAT });
+const TUNNEL_TYPES = table<TunnelType>({ ipip: TunnelType.IPIP, gue: TunnelType.GUE, gre: TunnelType.GRE });
 
 interface Parsed {
   cmd: "A" | "E" | "a" | "e";

@@ -175,8 +175,9 @@ export function parseStatements(text: string, errors: LineErrors): Statement[] {
 }
 
 const SCHED_FLAG_WORDS = new Set(["sh-port", "sh-fallback", "mh-port", "mh-fallback"]);
-const FORWARD: Record<string, ForwardMethod> = { NAT: ForwardMethod.NAT, DR: ForwardMethod.DR, TUN: ForwardMethod.TUN };
-const PROTOCOLS: Record<string, Protocol> = { TCP: Protocol.TCP, UDP: Protocol.UDP, SCTP: Protocol.SCTP };
+// No prototype: keyed by tokens of the imported text (see ipvsadm-save.ts `table`).
+const FORWARD: Record<string, ForwardMethod> = Object.assign(Object.create(null), { NAT: ForwardMethod.NAT, DR: ForwardMethod.DR, TUN: ForwardMethod.TUN });
+const PROTOCOLS: Record<string, Protocol> = Object.assign(Object.create(null), { TCP: Protocol.TCP, UDP: Protocol.UDP, SCTP: Protocol.SCTP });
 const CHECKERS = new Set(["TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "DNS_CHECK"]);
 const OTHER_CHECKERS = new Set(["SMTP_CHECK", "BFD_CHECK", "UDP_CHECK", "PING_CHECK", "FILE_CHECK"]);
 
