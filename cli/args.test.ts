@@ -207,6 +207,9 @@ describe("sites, hosts, marks, audit", () => {
     expect(call("host list")).toMatchObject({ method: "listHosts", request: { parent: "sites/-" } });
     expect(call("host list ams1")).toMatchObject({ method: "listHosts", request: { parent: "sites/ams1" } });
     expect(usageError("host create ams1/x --role balancer").message).toMatch(/director or real-server/);
+    // Object.prototype member names are unknown words, not table hits.
+    expect(usageError("host create ams1/x --role constructor").message).toMatch(/director or real-server/);
+    expect(usageError("rs create ams1/web/rs3 --address 2001:db8::11 --tun --tun-type constructor").message).toMatch(/ipip/);
   });
 
   it("mark create with port lists and ranges", () => {

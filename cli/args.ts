@@ -460,13 +460,14 @@ function labels(specs: string[]): Record<string, string> {
 
 // --- Host -------------------------------------------------------------------------------------
 
-const ROLES: Record<string, HostRole> = {
+// Lookup tables keyed by command-line words have no prototype ("constructor" is not a role).
+const ROLES: Record<string, HostRole> = Object.assign(Object.create(null), {
   director: HostRole.DIRECTOR,
   "real-server": HostRole.REAL_SERVER,
   real_server: HostRole.REAL_SERVER,
   realserver: HostRole.REAL_SERVER,
   rs: HostRole.REAL_SERVER,
-};
+});
 
 function hostFromFlags(v: Values) {
   const host = create(HostSchema);
@@ -512,14 +513,14 @@ const PROTOCOL_FLAGS: [flag: "tcp" | "udp" | "sctp", Protocol][] = [
   ["sctp", Protocol.SCTP],
 ];
 
-const FORWARD: Record<string, ForwardMethod> = {
+const FORWARD: Record<string, ForwardMethod> = Object.assign(Object.create(null), {
   dr: ForwardMethod.DR,
   nat: ForwardMethod.NAT,
   tun: ForwardMethod.TUN,
   route: ForwardMethod.DR,
   masq: ForwardMethod.NAT,
   tunnel: ForwardMethod.TUN,
-};
+});
 
 function virtualServiceFromFlags(v: Values, site: string, creating: boolean) {
   const vs = create(VirtualServiceSchema);
@@ -672,7 +673,7 @@ function healthCheck(v: Values): HealthCheck | null | undefined {
 
 // --- RealServer -------------------------------------------------------------------------------
 
-const TUNNEL_TYPES: Record<string, TunnelType> = { ipip: TunnelType.IPIP, gue: TunnelType.GUE, gre: TunnelType.GRE };
+const TUNNEL_TYPES: Record<string, TunnelType> = Object.assign(Object.create(null), { ipip: TunnelType.IPIP, gue: TunnelType.GUE, gre: TunnelType.GRE });
 
 function realServerFromFlags(v: Values, site: string, creating: boolean) {
   const rs = create(RealServerSchema);
@@ -759,7 +760,7 @@ function firewallMarkFromFlags(v: Values, creating: boolean) {
   return { firewallMark: fm, paths };
 }
 
-const MATCH_PROTOCOLS: Record<string, Protocol> = { tcp: Protocol.TCP, udp: Protocol.UDP, sctp: Protocol.SCTP };
+const MATCH_PROTOCOLS: Record<string, Protocol> = Object.assign(Object.create(null), { tcp: Protocol.TCP, udp: Protocol.UDP, sctp: Protocol.SCTP });
 
 /**
  * `[PROTO:]DESTS[:PORTS]`, e.g. `tcp:192.0.2.10:80,443`, `tcp:192.0.2.0/24,192.0.2.99:10000-20000`,

@@ -56,13 +56,13 @@ Exit 0 when done; 1 with the hosts that have not, at the deadline.
 
 ${GLOBAL_FLAGS}`;
 
-const STATE_NAMES: Record<string, HostState> = {
+const STATE_NAMES: Record<string, HostState> = Object.assign(Object.create(null), {
   CONVERGED: HostState.CONVERGED,
   APPLYING: HostState.APPLYING,
   ERROR: HostState.ERROR,
   STALE: HostState.STALE,
   OFFLINE: HostState.OFFLINE,
-};
+});
 
 // ---------------------------------------------------------------------------------------------
 // Pure parts
