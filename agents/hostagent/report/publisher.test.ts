@@ -1,11 +1,11 @@
 // Counters in reports: --counters-seconds (config), a counters report on its own timer, heartbeats
 // without counters, 0 = off.
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, isFieldSet, toBinary } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { NatsConnection } from "@nats-io/transport-node";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { AgentPhase, AgentReportSchema, type AgentReport } from "../../../gen/lvsfleet/v1/agent_report_pb.js";
+import { AgentPhase, AgentReportSchema, ObjectErrorSchema, type AgentReport } from "../../../gen/lvsfleet/v1/agent_report_pb.js";
 import { ConfigError, DEFAULTS, loadConfig } from "../config.js";
 import type { KernelBackend, ServiceCountersSample } from "../kernel/backend.js";
 import { encodePlainReport, encodeReportHead, ReportPublisher, type AgentView } from "./publisher.js";
@@ -96,6 +96,22 @@ describe("the plain report, encoded by hand", () => {
       ),
       { numRuns: 1000 },
     );
+  });
+
+  it("covers every field of AgentReport and ObjectError but the ones a plain report never has", () => {
+    // A field added to the schema must be added to encodePlainReport (or be one a plain report leaves
+    // out); otherwise plain reports would drop it silently while publishWith() sends it.
+    const notPlain = new Set(["drift", "health", "counters", "healthReported"]);
+    const full = create(AgentReportSchema, {
+      site: "s", host: "h", agentId: "a", time: timestampFromMs(1_500), appliedRevision: 7n, appliedHash: "x", seenRevision: 8n,
+      phase: AgentPhase.ERROR, errors: [{ object: "o", operation: "p", message: "m" }], heartbeatSeconds: 9,
+    });
+    const unset = AgentReportSchema.fields.filter((f) => !notPlain.has(f.localName) && !isFieldSet(full, f));
+    expect(unset.map((f) => f.localName)).toEqual([]);
+    const e = full.errors[0]!;
+    expect(ObjectErrorSchema.fields.filter((f) => !isFieldSet(e, f)).map((f) => f.localName)).toEqual([]);
+    const v: AgentView = { appliedRevision: 7n, appliedHash: "x", seenRevision: 8n, phase: AgentPhase.ERROR, errors: full.errors };
+    expect(fromBinary(AgentReportSchema, encodePlainReport(encodeReportHead("s", "h", "a"), v, 1_500, 9))).toEqual(full);
   });
 
   it("a publisher sends it after an apply; drift goes out once, with the next report", () => {
