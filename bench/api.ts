@@ -7,8 +7,10 @@
  * 1. A fresh database on the shared Postgres (127.0.0.1:5432) and the control plane as a child process
  *    (`node --import tsx services/controlplane/main.ts`, as `npm start` runs it, relay included,
  *    publishing to a KV bucket of the run's own on NATS_URL, deleted at the end) on a free port.
- * 2. Writes: `--clients` concurrent gRPC clients call CreateRealServer (each one transaction, fsync'd
- *    commit, audit row, outbox row, revision) for `--seconds`; writes/s and p50/p99 latency.
+ * 2. Writes: `--clients` concurrent gRPC clients call CreateRealServer (each its own revision, audit
+ *    row, outbox row; concurrent ones share a transaction and its fsync'd commit — group commit,
+ *    store/group-commit.ts) for `--seconds`; writes/s, p50/p99 latency, and writes_per_commit (audit
+ *    rows per transaction id, read back from the database).
  * 3. Reference: pgbench with the same client count for the same time, a single-row UPDATE script on a
  *    pgbench-initialised table in another fresh database of the same Postgres.
  * 4. Reads: a virtual service holding `--reals` real servers (created by one keepalived.conf import,
@@ -436,6 +438,12 @@ async function main(): Promise<void> {
     const writes = only === "reads" ? noResult : await runAll(procs, () => ({ kind: "writes", ms: seconds * 1000 }));
     const writesPerS = (writes.lat.length / writes.elapsedMs) * 1000;
     const writeCpu = cpuPerOp(w0, cpu(), writes.lat.length);
+    // Writes per transaction, read back from the database: CreateRealServer audit rows per distinct
+    // xid (group commit puts concurrent creates of a site in one transaction, store/group-commit.ts).
+    const perCommit = await db.pool.query<{ rows: number; xids: number }>(
+      "SELECT count(*)::int AS rows, count(DISTINCT xid)::int AS xids FROM audit_log WHERE operation = 'CreateRealServer'",
+    );
+    const writesPerCommit = perCommit.rows[0]!.xids > 0 ? perCommit.rows[0]!.rows / perCommit.rows[0]!.xids : NaN;
     if (writes.exhausted) console.warn(`writes: the ${WRITES_PER_S_BUDGET}/s pre-encoded requests ran out before the deadline; the window was shorter`);
 
     // --- pgbench reference (server idle meanwhile) ---------------------------------------------------
@@ -471,7 +479,7 @@ async function main(): Promise<void> {
     console.log(`CPU ms per read: ${fmtCpu(readCpu)}`);
     console.log(
       `api_writes_per_s=${writesPerS.toFixed(0)} pgbench_tps=${tps.toFixed(0)} ratio=${(writesPerS / tps).toFixed(2)} reads_per_s=${readsPerS.toFixed(0)} ` +
-        `write_p50_ms=${percentile(writes.lat, 50).toFixed(2)} write_p99_ms=${percentile(writes.lat, 99).toFixed(2)} ` +
+        `write_p50_ms=${percentile(writes.lat, 50).toFixed(2)} write_p99_ms=${percentile(writes.lat, 99).toFixed(2)} writes_per_commit=${writesPerCommit.toFixed(1)} ` +
         `read_p50_ms=${percentile(reads.lat, 50).toFixed(2)} read_p99_ms=${percentile(reads.lat, 99).toFixed(2)} client=${clientKind} streams=${streams} decode=${decode} clients=${clients} client_procs=${procs.length} reals=${reals} ` +
         `write_cpu_ms_server=${writeCpu.server.toFixed(3)} write_cpu_ms_pg=${writeCpu.postgres.toFixed(3)} read_cpu_ms_server=${readCpu.server.toFixed(3)} read_cpu_ms_clients=${readCpu.clients.toFixed(3)}`,
     );

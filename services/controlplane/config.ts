@@ -13,6 +13,8 @@
  * | LVSFLEET_LOG_LEVEL           | info                     | pino level                                       |
  * | LVSFLEET_SHUTDOWN_GRACE_MS   | 10000                    | how long SIGTERM waits for in-flight calls       |
  * | LVSFLEET_DB_POOL_SIZE        | 20                       | Postgres connections                             |
+ * | LVSFLEET_GROUP_COMMIT_MAX    | 64                       | most concurrent creates sharing one transaction  |
+ * |                              |                          | (group commit; 1 = every write alone)            |
  * | OTEL_*                       | (off)                    | OpenTelemetry, see otel.ts                       |
  */
 import path from "node:path";
@@ -29,6 +31,8 @@ export interface Config {
   logLevel: string;
   shutdownGraceMs: number;
   dbPoolSize: number;
+  /** Group commit: most concurrent real-server creates in one transaction (store/group-commit.ts); 1 = off. */
+  groupCommitMax: number;
 }
 
 function int(env: NodeJS.ProcessEnv, key: string, def: number, min: number, max: number): number {
@@ -50,5 +54,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: env.LVSFLEET_LOG_LEVEL || "info",
     shutdownGraceMs: int(env, "LVSFLEET_SHUTDOWN_GRACE_MS", 10_000, 0, 3_600_000),
     dbPoolSize: int(env, "LVSFLEET_DB_POOL_SIZE", 20, 1, 1000),
+    groupCommitMax: int(env, "LVSFLEET_GROUP_COMMIT_MAX", 64, 1, 1000),
   };
 }

@@ -27,6 +27,8 @@ let embedded: EmbeddedPostgres | undefined;
 let pool: pg.Pool | undefined;
 let server: RunningServer | undefined;
 let relay: RelayWorker | undefined;
+/** Group commit's counters (store/group-commit.ts), logged at shutdown. */
+let groupStats: object | undefined;
 let ingest: StatusIngest | undefined;
 let readCache: ReadCacheListener | undefined;
 let stopping: Promise<void> | undefined;
@@ -49,6 +51,8 @@ async function start(): Promise<void> {
   if (stopping) return;
   pool = createPool(databaseUrl, config.dbPoolSize, (err) => log.warn({ err }, "idle postgres connection failed"));
   const store = new TopologyStore(pool);
+  store.db.groupCommitMax = config.groupCommitMax;
+  groupStats = store.realServers.group.stats;
   // Transactional outbox: every topology write records which site changed; the relay (one per fleet,
   // elected by advisory lock) compiles and publishes per-host desired state to NATS. It runs in a
   // worker thread (relay-worker.ts) so its compiles never stall the API's event loop.
@@ -74,7 +78,7 @@ async function stop(signal: string): Promise<void> {
   log.info({ signal, graceMs: config.shutdownGraceMs }, "shutting down: draining in-flight calls");
   await started.catch(() => undefined);
   if (server) await server.shutdown(config.shutdownGraceMs);
-  log.info("grpc server stopped");
+  log.info({ groupCommit: groupStats }, "grpc server stopped");
   await readCache?.stop().catch((err: unknown) => log.warn({ err }, "stopping the read cache failed"));
   await relay?.stop().catch((err: unknown) => log.warn({ err }, "stopping the relay failed"));
   await ingest?.stop().catch((err: unknown) => log.warn({ err }, "stopping status ingest failed"));

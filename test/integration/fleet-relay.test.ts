@@ -77,8 +77,8 @@ function holdBeforeCommit(operation: string): { inHook: Promise<void>; release: 
   const inHook = new Promise<void>((r) => (entered = r));
   let release!: () => void;
   const gate = new Promise<void>((r) => (release = r));
-  const hold = async (_tx: unknown, rec: { meta: { operation: string } }) => {
-    if (rec.meta.operation !== operation) return;
+  const hold = async (_tx: unknown, writes: readonly { meta: { operation: string } }[]) => {
+    if (!writes.some((w) => w.meta.operation === operation)) return;
     entered();
     await gate;
   };

@@ -79,10 +79,19 @@ function barrier(phase: "pre" | "post", reason: string, nth = 1): Barrier {
   return { reached: r, release };
 }
 function barrierHook(phase: "pre" | "post"): AfterWriteHook {
-  return async (tx, record) => {
-    const key = `${phase}:${record.meta.reason ?? ""}`;
-    const b = barriers.get(key);
-    if (!b || ++b.seen !== b.nth) return;
+  return async (tx, writes) => {
+    // The nth write with this reason; under group commit one transaction may carry several writes.
+    let b: (typeof barriers extends Map<string, infer V> ? V : never) | undefined;
+    let key = "";
+    for (const record of writes) {
+      key = `${phase}:${record.meta.reason ?? ""}`;
+      const x = barriers.get(key);
+      if (x && ++x.seen === x.nth) {
+        b = x;
+        break;
+      }
+    }
+    if (!b) return;
     barriers.delete(key);
     if (phase === "pre") {
       b.reached();

@@ -63,9 +63,9 @@ describe("deferred statements ride with COMMIT", () => {
   it("commit with the write, literals exact; a failing one rolls the whole write back", async () => {
     const hooked = new TopologyStore(pool);
     let n = 1;
-    hooked.onWrite(async (tx, record) => {
+    hooked.onWrite(async (tx, writes) => {
       tx.defer("INSERT INTO scratch (a, tags, n) VALUES ($1, $2::text[], $3)", [NASTY.join("|"), NASTY, n]);
-      tx.defer("INSERT INTO scratch (a, tags, n) VALUES ($1, $2::text[], $3::bigint)", ["rev", [], record.revision]);
+      tx.defer("INSERT INTO scratch (a, tags, n) VALUES ($1, $2::text[], $3::bigint)", ["rev", [], writes[0]!.revision]);
     });
     const ok = await hooked.sites.create(meta("CreateSite"), "d1", create(SiteSchema, {}));
     const rows = (await t.pool.query<{ a: string; tags: string[]; n: string }>("SELECT a, tags, n::text FROM scratch ORDER BY id")).rows;

@@ -389,7 +389,10 @@ describe("after-write hooks (where the outbox plugs in)", () => {
     const seen: WriteRecord[] = [];
     const hooked = new TopologyStore(pool);
     let fail = false;
-    hooked.onWrite(async (tx, record) => {
+    hooked.onWrite(async (tx, writes) => {
+      // A single write's transaction carries one record (group commit is for concurrent creates).
+      expect(writes).toHaveLength(1);
+      const record = writes[0]!;
       // Same transaction: the row just written is visible here, and the xid is this transaction's.
       const r = await tx.query<{ n: string }>("SELECT count(*)::text AS n FROM audit_log WHERE revision = $1 AND xid = pg_current_xact_id()", [
         record.revision.toString(),

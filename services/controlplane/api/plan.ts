@@ -39,7 +39,7 @@ import { parseIpvsadmSave } from "../operator/ipvsadm-save.js";
 import { parseKeepalivedConf } from "../operator/keepalived.js";
 import { planSite, type PlanActionName, type RealServerHealth } from "../plan/index.js";
 import { loadSiteTopology } from "../relay/topology.js";
-import type { TopologyStore, WriteTx } from "../store/index.js";
+import type { HookTx, TopologyStore } from "../store/index.js";
 import { lockSiteExclusive } from "../store/site-lock.js";
 import type { RequestContext } from "./context.js";
 import { required } from "./fields.js";
@@ -192,7 +192,7 @@ class SiteMoved extends Error {
 }
 
 /** The site's highest revision other than this transaction's own. */
-async function otherRevision(tx: WriteTx, site: string, own: bigint): Promise<bigint> {
+async function otherRevision(tx: HookTx, site: string, own: bigint): Promise<bigint> {
   const r = await tx.query<{ r: string }>("SELECT coalesce(max(revision), 0)::text AS r FROM audit_log WHERE site_id = $1 AND revision <> $2", [site, own.toString()]);
   return BigInt(r.rows[0]!.r);
 }
@@ -207,9 +207,14 @@ const guarded = new WeakSet<TopologyStore>();
 export function guardApplies(store: TopologyStore): void {
   if (guarded.has(store)) return;
   guarded.add(store);
-  store.db.afterWrite.unshift(async (tx, record) => {
+  // A plan or apply's write must run alone in its transaction: this hook reads its scope from the
+  // async context, which a shared (group-commit) transaction does not carry.
+  store.db.isolated.push(() => scope.getStore() !== undefined);
+  store.db.afterWrite.unshift(async (tx, writes) => {
     const s = scope.getStore();
     if (!s) return;
+    if (writes.length !== 1) throw new Error("a plan or apply write shared its transaction");
+    const record = writes[0]!;
     if (s.mode === "apply" && !record.changes.some((c) => c.siteId === s.site)) return;
     await lockSiteExclusive(tx, s.site);
     // A new statement after the lock: READ COMMITTED sees every write that held the lock before us.

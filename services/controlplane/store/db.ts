@@ -39,9 +39,15 @@ export interface WriteRecord {
 /**
  * Runs inside the write transaction after the rows and audit entries are written and before COMMIT,
  * on the same connection: the place for the transactional outbox of the distribution issue (insert
- * outbox rows with `tx.query`; they commit or roll back with the write). Throwing aborts the write.
+ * outbox rows with `tx.query` or `tx.defer`; they commit or roll back with the writes). Throwing aborts
+ * the transaction. `writes` holds one record per write the transaction commits: one on the usual path,
+ * several when concurrent writes share one transaction and one COMMIT (group commit, withWriteGroup) —
+ * each with its own revision, meta and changes.
  */
-export type AfterWriteHook = (tx: WriteTx, record: WriteRecord) => Promise<void>;
+export type AfterWriteHook = (tx: HookTx, writes: readonly WriteRecord[]) => Promise<void>;
+
+/** What an after-write hook may use of the transaction: its connection, statements, the COMMIT round trip. */
+export type HookTx = Pick<WriteTx, "client" | "query" | "defer" | "notify">;
 
 export interface WriteTx {
   /**
@@ -101,6 +107,16 @@ export interface Database {
    * before returning, and NOTIFYs other processes with COMMIT. Disabled until its listener runs.
    */
   readonly readCache: ReadCache;
+  /**
+   * Group commit of the hot creates (real-servers.ts, group-commit.ts): at most this many concurrent
+   * creates share one transaction and one COMMIT; 1 = every write alone (config LVSFLEET_GROUP_COMMIT_MAX).
+   */
+  groupCommitMax: number;
+  /**
+   * Predicates over the current async context: when one holds, a write runs alone in its own
+   * transaction instead of joining a group (a hook that reads the async context needs that; plan.ts).
+   */
+  readonly isolated: Array<() => boolean>;
 }
 
 /**
@@ -184,7 +200,13 @@ function inlined(client: pg.ClientBase, text: string, values: readonly unknown[]
 
 export function createDatabase(pool: pg.Pool): Database {
   // First hook of every write: the per-site lock, shared (site-lock.ts; an apply takes it exclusive).
-  return { pool, afterWrite: [shareSiteLocks], readCache: new ReadCache() };
+  return {
+    pool,
+    afterWrite: [shareSiteLocks],
+    readCache: new ReadCache(),
+    groupCommitMax: 64,
+    isolated: [],
+  };
 }
 
 // Serialization failures and deadlocks are safe to retry: the whole transaction rolled back.
@@ -215,45 +237,116 @@ export async function withTransaction<T>(
   }
 }
 
-async function runOnce<T>(
-  db: Database,
-  meta: WriteMeta,
-  fn: (tx: WriteTx) => Promise<T>,
-): Promise<{ result: T; revision: bigint }> {
-  const client = await db.pool.connect();
-  let revision: bigint | undefined;
-  let now: Date | undefined;
-  let begun = false;
-  const changes: Change[] = [];
-  const audited = new Set<Change>();
-  const deferred: string[] = [];
+/**
+ * One transaction on one pooled connection, the part every write path shares: BEGIN (and now()) ride
+ * on the first statement, deferred statements and NOTIFYs on the COMMIT round trip, the read cache
+ * is told what was written before anyone hears back.
+ */
+class TxCore {
+  begun = false;
+  now: Date | undefined;
+  readonly deferred: string[] = [];
+  readonly notifies: string[] = [];
+  /**
+   * Set once COMMIT is sent: from then on the write may have committed, so the read cache must drop
+   * what it wrote (read-cache.ts) before anyone hears back from this write — even if COMMIT failed.
+   */
+  written: string[] | undefined;
+  broken = false;
+
+  constructor(readonly client: pg.PoolClient) {}
+
   /**
    * Every statement of the transaction goes through here. The first one carries BEGIN and now() in
    * the same round trip (simple-query protocol, parameters written in as literals when that is safe,
    * see inlined()); the rest are prepared statements.
    */
-  const query = async <R extends pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>> => {
-    if (begun) return client.query<R>(prepared(text, values));
-    begun = true;
+  readonly query = async <R extends pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>> => {
+    const client = this.client;
+    if (this.begun) return client.query<R>(prepared(text, values));
+    this.begun = true;
     const inline = inlined(client, text, values);
     if (inline !== undefined) {
       const rs = (await client.query(`BEGIN; SELECT ${NOW_MS_SQL} AS now_ms; ${inline}`)) as unknown as pg.QueryResult[];
-      now = new Date((rs[1]!.rows[0] as { now_ms: number }).now_ms);
+      this.now = new Date((rs[1]!.rows[0] as { now_ms: number }).now_ms);
       return rs[2] as pg.QueryResult<R>;
     }
     const rs = (await client.query(`BEGIN; SELECT ${NOW_MS_SQL} AS now_ms`)) as unknown as pg.QueryResult[];
-    now = new Date((rs[1]!.rows[0] as { now_ms: number }).now_ms);
+    this.now = new Date((rs[1]!.rows[0] as { now_ms: number }).now_ms);
     return client.query<R>(prepared(text, values));
   };
+
+  readonly nowDate = async (): Promise<Date> => {
+    // The first statement (BEGIN; SELECT now()) sets it.
+    if (this.now === undefined) await this.query("SELECT 1");
+    return this.now!;
+  };
+
+  readonly defer = (text: string, values?: unknown[]): void => {
+    const sql = inlined(this.client, text, values);
+    if (sql === undefined) throw new Error(`cannot defer (no literal form): ${text}`);
+    this.deferred.push(sql);
+  };
+
+  readonly notify = (channel: string, payload: string): void => {
+    this.notifies.push(`PERFORM pg_notify(${this.client.escapeLiteral(channel)}, ${this.client.escapeLiteral(payload)});`);
+  };
+
+  /** The after-write hooks over `writes`, then deferred statements + COMMIT + NOTIFYs in one round trip. */
+  async commit(db: Database, writes: readonly WriteRecord[], hookTx: HookTx): Promise<void> {
+    for (const hook of db.afterWrite) await hook(hookTx, writes);
+    // Other processes' read caches learn of the writes once they committed (see notify()).
+    const names = new Set<string>();
+    let top = 0n;
+    for (const w of writes) {
+      if (w.revision > top) top = w.revision;
+      for (const c of w.changes) names.add(c.resourceName);
+    }
+    const written = (this.written = [...names]);
+    this.notify(TOPOLOGY_CHANNEL, db.readCache.payload(written, top));
+    // Deferred statements, COMMIT and the NOTIFYs in one round trip; if a deferred statement fails,
+    // neither COMMIT nor the NOTIFYs run. The NOTIFYs run after COMMIT in an implicit transaction of
+    // their own (simple-query protocol), inside a block that swallows their errors (a full notify
+    // queue must not make a committed write look failed).
+    await this.client.query(`${this.deferred.map((d) => `${d}; `).join("")}COMMIT${notifyBlock(this.notifies)}`);
+    db.readCache.invalidate(written, top);
+  }
+
+  /** Rolls back (nothing recorded, or an error); the read cache forgets anything COMMIT may have written. */
+  async rollback(db: Database): Promise<void> {
+    if (this.written) db.readCache.invalidate(this.written);
+    if (!this.begun) return;
+    try {
+      await this.client.query("ROLLBACK");
+    } catch {
+      this.broken = true;
+    }
+  }
+
+  release(): void {
+    this.client.release(this.broken ? true : undefined);
+  }
+}
+
+async function runOnce<T>(
+  db: Database,
+  meta: WriteMeta,
+  fn: (tx: WriteTx) => Promise<T>,
+): Promise<{ result: T; revision: bigint }> {
+  const core = new TxCore(await db.pool.connect());
+  let revision: bigint | undefined;
+  const changes: Change[] = [];
+  const audited = new Set<Change>();
+  const query = core.query;
   const tx: WriteTx = {
-    client,
+    client: core.client,
     meta,
     query,
     async revision() {
       if (revision === undefined) {
         const r = await query<{ rev: string; now_ms: number }>(`SELECT nextval('revision_seq')::text AS rev, ${NOW_MS_SQL} AS now_ms`);
         revision = BigInt(r.rows[0]!.rev);
-        now = new Date(r.rows[0]!.now_ms);
+        core.now = new Date(r.rows[0]!.now_ms);
       }
       return revision;
     },
@@ -263,65 +356,80 @@ async function runOnce<T>(
     adoptRevision(rev, at) {
       if (revision !== undefined && revision !== rev) throw new Error(`transaction revision changed from ${revision} to ${rev}`);
       revision = rev;
-      now = at;
+      core.now = at;
     },
     record(change, isAudited) {
       changes.push(change);
       if (isAudited) audited.add(change);
     },
-    async now() {
-      if (now === undefined) {
-        // The first statement (BEGIN; SELECT now()) sets it.
-        await query("SELECT 1");
-      }
-      return now!;
-    },
-    defer(text, values) {
-      const sql = inlined(client, text, values);
-      if (sql === undefined) throw new Error(`cannot defer (no literal form): ${text}`);
-      deferred.push(sql);
-    },
-    notify(channel, payload) {
-      notifies.push(`PERFORM pg_notify(${client.escapeLiteral(channel)}, ${client.escapeLiteral(payload)});`);
-    },
+    now: core.nowDate,
+    defer: core.defer,
+    notify: core.notify,
   };
-  const notifies: string[] = [];
-  let broken = false;
-  // Set once COMMIT is sent: from then on the write may have committed, so the read cache must drop
-  // what it wrote (read-cache.ts) before anyone hears back from this write — even if COMMIT failed.
-  let written: string[] | undefined;
   try {
     const result = await fn(tx);
     if (changes.length === 0) {
-      if (begun) await client.query("ROLLBACK");
+      await core.rollback(db);
       return { result, revision: 0n };
     }
     const pending = changes.filter((c) => !audited.has(c));
     const rev = pending.length > 0 || revision === undefined ? await insertAudit(tx, meta, pending) : revision;
-    const record: WriteRecord = { revision: rev, meta, changes };
-    for (const hook of db.afterWrite) await hook(tx, record);
-    // Other processes' read caches learn of the write once it committed (see notify()).
-    written = [...new Set(changes.map((c) => c.resourceName))];
-    tx.notify(TOPOLOGY_CHANNEL, db.readCache.payload(written, rev));
-    // Deferred statements, COMMIT and the NOTIFYs in one round trip; if a deferred statement fails,
-    // neither COMMIT nor the NOTIFYs run. The NOTIFYs run after COMMIT in an implicit transaction of
-    // their own (simple-query protocol), inside a block that swallows their errors (a full notify
-    // queue must not make a committed write look failed).
-    await client.query(`${deferred.map((d) => `${d}; `).join("")}COMMIT${notifyBlock(notifies)}`);
-    db.readCache.invalidate(written, rev);
+    await core.commit(db, [{ revision: rev, meta, changes }], tx);
     return { result, revision: rev };
   } catch (err) {
-    if (written) db.readCache.invalidate(written);
-    if (begun) {
-      try {
-        await client.query("ROLLBACK");
-      } catch {
-        broken = true;
-      }
-    }
+    await core.rollback(db);
     throw err;
   } finally {
-    client.release(broken ? true : undefined);
+    core.release();
+  }
+}
+
+/**
+ * A transaction shared by several writes (group commit): each write keeps its own revision (its own
+ * nextval), audit rows and WriteRecord, but they share BEGIN, their statements and one COMMIT (one WAL
+ * flush). What a caller writes, it reports with `commitWrite` once its rows and audit rows are in.
+ */
+export interface GroupTx extends HookTx {
+  /** Server time of the transaction (now()): create_time / update_time of every write in it. */
+  readonly now: () => Promise<Date>;
+  /** A write of the group whose rows and audit rows are written: the hooks see it, the cache forgets it. */
+  commitWrite(record: WriteRecord): void;
+}
+
+/**
+ * Group commit: `fn` writes the rows of several writes in one transaction and reports each with
+ * commitWrite; then the hooks run over all of them and one COMMIT ends it. A group that reported no
+ * write rolls back. Serialization failures and deadlocks run `fn` again (it must be re-runnable);
+ * any other error rolls back the whole group and is thrown — the caller decides what to retry alone.
+ */
+export async function withWriteGroup<T>(db: Database, fn: (tx: GroupTx) => Promise<T>): Promise<{ result: T; writes: WriteRecord[] }> {
+  for (let attempt = 1; ; attempt++) {
+    const core = new TxCore(await db.pool.connect());
+    const writes: WriteRecord[] = [];
+    const tx: GroupTx = {
+      client: core.client,
+      query: core.query,
+      defer: core.defer,
+      notify: core.notify,
+      now: core.nowDate,
+      commitWrite: (record) => void writes.push(record),
+    };
+    try {
+      const result = await fn(tx);
+      if (writes.length === 0) await core.rollback(db);
+      else await core.commit(db, writes, tx);
+      return { result, writes };
+    } catch (err) {
+      await core.rollback(db);
+      const code = (err as { code?: unknown }).code;
+      if (typeof code === "string" && RETRYABLE.has(code)) {
+        if (attempt < MAX_ATTEMPTS) continue;
+        throw new LvsfleetError("ABORTED", `write conflicted with a concurrent write, retry (${code})`);
+      }
+      throw err;
+    } finally {
+      core.release();
+    }
   }
 }
 

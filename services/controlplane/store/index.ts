@@ -57,6 +57,6 @@ export class TopologyStore {
 }
 
 export { createPool, withTransaction } from "./db.js";
-export type { AfterWriteHook, Change, WriteMeta, WriteRecord, WriteTx } from "./db.js";
+export type { AfterWriteHook, Change, GroupTx, HookTx, WriteMeta, WriteRecord, WriteTx } from "./db.js";
 export { migrate } from "./migrate.js";
 export type * from "./types.js";

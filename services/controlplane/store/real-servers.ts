@@ -3,10 +3,11 @@ import { RealServerSchema } from "../../../gen/lvsfleet/v1/topology_pb.js";
 import { LvsfleetError, throwIfInvalid } from "../domain/errors.js";
 import { checkHostName, realServerName, virtualServiceName } from "../domain/names.js";
 import { applyFieldMask, normalizeRealServer, validateRealServer } from "../domain/validate.js";
-import { withTransaction, type Database, type WriteTx } from "./db.js";
+import { withTransaction, withWriteGroup, type Database, type GroupTx, type WriteMeta as Meta, type WriteTx } from "./db.js";
+import { GroupQueue, type Outcome } from "./group-commit.js";
 import { parentMissing } from "./parents.js";
 import { mapPgError } from "./pg-errors.js";
-import { checkEtag, deleteRows, getRow, insertRow, listRows, lockRow, stamp, updateRow } from "./rows.js";
+import { auditJson, checkEtag, deleteRows, etagOf, fromRow, getRow, insertRow, listRows, lockRow, ROW_COLUMNS, stamp, storedJson, updateRow, type StoredRow } from "./rows.js";
 import { realServerDuplicates } from "./duplicates.js";
 import { HOST_TABLE, REAL_SERVER_TABLE, VIRTUAL_SERVICE_TABLE } from "./specs.js";
 import type { CreateOptions, DeleteOptions, ListOptions, Page, Read, UpdateOptions, WriteMeta, Written } from "./types.js";
@@ -47,8 +48,30 @@ async function loadContext(
   return { virtualService, host };
 }
 
+/** A create waiting for its group (group-commit.ts). */
+interface PendingCreate {
+  meta: Meta;
+  site: string;
+  vsId: string;
+  rsId: string;
+  name: string;
+  rs: RealServer;
+}
+
 export class RealServerRepository {
-  constructor(private readonly db: Database) {}
+  /**
+   * Creating real servers is the hot write path (thousands per service, many callers at once):
+   * concurrent creates share a transaction (group commit, createGroup).
+   */
+  readonly group: GroupQueue<PendingCreate, Written<RealServer>>;
+
+  constructor(private readonly db: Database) {
+    this.group = new GroupQueue((items) => this.createGroup(items), {
+      get max() {
+        return db.groupCommitMax;
+      },
+    });
+  }
 
   get(site: string, vsId: string, rsId: string): Promise<Read<RealServer>> {
     return getRow(this.db.pool, REAL_SERVER_TABLE, [site, vsId, rsId]);
@@ -60,9 +83,23 @@ export class RealServerRepository {
     return listRows(this.db.pool, REAL_SERVER_TABLE, { prefix, ...opts });
   }
 
-  async create(meta: WriteMeta, site: string, vsId: string, rsId: string, input: RealServer, opts: CreateOptions = {}): Promise<Written<RealServer>> {
+  /**
+   * Creates a real server: in a group with concurrent creates (one transaction, each its own revision
+   * and audit row) unless group commit is off, the call asks for validate_only, or the caller's async
+   * context must see its own transaction (Database.isolated).
+   */
+  create(meta: WriteMeta, site: string, vsId: string, rsId: string, input: RealServer, opts: CreateOptions = {}): Promise<Written<RealServer>> {
     const name = realServerName(site, vsId, rsId);
     const rs = normalizeRealServer({ ...input, name } as RealServer);
+    if (!opts.validateOnly && this.db.groupCommitMax > 1 && !this.db.isolated.some((f) => f())) {
+      return this.group.submit(site, { meta, site, vsId, rsId, name, rs });
+    }
+    return this.createAlone({ meta, site, vsId, rsId, name, rs }, opts);
+  }
+
+  /** One create in its own transaction: lock the parent, validate, insert (row + audit row), hooks, COMMIT. */
+  private async createAlone(p: PendingCreate, opts: CreateOptions = {}): Promise<Written<RealServer>> {
+    const { meta, site, vsId, rsId, name, rs } = p;
     try {
       const { result, revision } = await withTransaction(this.db, meta, async (tx) => {
         const ctx = await loadContext(tx, site, vsId, rs);
@@ -86,6 +123,137 @@ export class RealServerRepository {
     } catch (err) {
       throw mapPgError(err, { resourceName: name });
     }
+  }
+
+  /**
+   * Group commit of concurrent creates, three round trips for the whole group:
+   *   1. BEGIN; now(); the parent services (and hosts) of every create, FOR KEY SHARE, in key order —
+   *      parents before their destinations, as on the single path; then each create is validated.
+   *   2. One INSERT … ON CONFLICT DO NOTHING of every valid row, with a nextval (own revision) and an
+   *      audit row each (data-modifying CTEs), in key order (two groups lock keys in one order).
+   *   3. The hooks (site locks, outbox rows: one statement for the group) + COMMIT + NOTIFYs.
+   * A create whose row hit a unique index, or that repeats a key of the group, runs again alone after
+   * the group (createAlone gives the exact ALREADY_EXISTS / duplicate error, or succeeds if the other
+   * row went away). If the group fails as a whole (nothing committed), every create runs alone: a
+   * failure belongs to the write that caused it, never to its neighbours.
+   */
+  private async createGroup(items: readonly PendingCreate[]): Promise<Outcome<Written<RealServer>>[]> {
+    if (items.length === 1) return [await settle(this.createAlone(items[0]!))];
+    const out: Array<Outcome<Written<RealServer>> | undefined> = [];
+    let alone: number[] = [];
+    try {
+      await withWriteGroup(this.db, async (tx) => {
+        out.length = 0;
+        out.length = items.length;
+        alone = [];
+        await this.writeGroup(tx, items, out, alone);
+      });
+    } catch {
+      alone = items.map((_, i) => i);
+    }
+    await Promise.all(alone.map(async (i) => (out[i] = await settle(this.createAlone(items[i]!)))));
+    return out.map((o) => o ?? { err: new Error("group commit lost a write") });
+  }
+
+  private async writeGroup(tx: GroupTx, items: readonly PendingCreate[], out: Array<Outcome<Written<RealServer>> | undefined>, alone: number[]): Promise<void> {
+    const key = (...k: string[]) => k.join("\u0000");
+    // 1. Parents, locked in key order.
+    const vsKeys = [...new Map(items.map((p) => [key(p.site, p.vsId), [p.site, p.vsId] as const])).entries()].sort((a, b) => cmp(a[0], b[0]));
+    const vsRows = await tx.query<StoredRow & { site_id: string; virtual_service_id: string }>(
+      `SELECT site_id, virtual_service_id, ${ROW_COLUMNS} FROM ${VIRTUAL_SERVICE_TABLE.table}
+        WHERE (site_id, virtual_service_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+        ORDER BY site_id, virtual_service_id FOR KEY SHARE`,
+      [vsKeys.map((k) => k[1][0]), vsKeys.map((k) => k[1][1])],
+    );
+    const services = new Map(vsRows.rows.map((r) => [key(r.site_id, r.virtual_service_id), fromRow(VIRTUAL_SERVICE_TABLE.schema, r)]));
+    const hostKeys = new Map<string, readonly [string, string]>();
+    for (const p of items) {
+      const h = hostId(p.site, p.rs);
+      if (h !== undefined) hostKeys.set(key(p.site, h), [p.site, h]);
+    }
+    const hosts = new Map<string, Host>();
+    if (hostKeys.size > 0) {
+      const sorted = [...hostKeys.entries()].sort((a, b) => cmp(a[0], b[0]));
+      const r = await tx.query<StoredRow & { site_id: string; host_id: string }>(
+        `SELECT site_id, host_id, ${ROW_COLUMNS} FROM ${HOST_TABLE.table}
+          WHERE (site_id, host_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+          ORDER BY site_id, host_id FOR KEY SHARE`,
+        [sorted.map((k) => k[1][0]), sorted.map((k) => k[1][1])],
+      );
+      for (const row of r.rows) hosts.set(key(row.site_id, row.host_id), fromRow(HOST_TABLE.schema, row));
+    }
+    // Validation, as on the single path; a create that fails it fails alone.
+    const ready: Array<{ i: number; p: PendingCreate; vs: VirtualService; k: string }> = [];
+    const seen = new Set<string>();
+    items.forEach((p, i) => {
+      const vs = services.get(key(p.site, p.vsId));
+      try {
+        if (!vs) throw parentMissing("parent", virtualServiceName(p.site, p.vsId));
+        const h = hostId(p.site, p.rs);
+        throwIfInvalid(validateRealServer(p.rs, { virtualService: vs, host: h === undefined ? undefined : hosts.get(key(p.site, h)) }, "real_server"));
+      } catch (err) {
+        out[i] = { err: mapPgError(err, { resourceName: p.name }) };
+        return;
+      }
+      const k = key(p.site, p.vsId, p.rsId);
+      // The same id twice in one group: the second runs alone after it (→ ALREADY_EXISTS).
+      if (seen.has(k)) alone.push(i);
+      else {
+        seen.add(k);
+        ready.push({ i, p, vs, k });
+      }
+    });
+    if (ready.length === 0) return;
+    ready.sort((a, b) => cmp(a.k, b.k));
+    // 2. Rows and audit rows.
+    const now = await tx.now();
+    const audit = ready.map((x) => auditJson(RealServerSchema, x.p.rs, x.p.name, now, now));
+    const r = await tx.query<{ i: number; revision: string }>(
+      `WITH v AS (
+         SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::inet[], $6::int[], $7::text[],
+                              $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[])
+           AS u(i, site_id, virtual_service_id, real_server_id, address, port, host_id, resource, after, actor, operation, reason, name)
+       ), ins AS (
+         INSERT INTO real_servers (site_id, virtual_service_id, real_server_id, address, port, host_id, resource, revision, create_time, update_time)
+         SELECT site_id, virtual_service_id, real_server_id, address, port, host_id, resource::jsonb, nextval('revision_seq'), now(), now() FROM v
+         ON CONFLICT DO NOTHING
+         RETURNING site_id, virtual_service_id, real_server_id, revision
+       ), aud AS (
+         INSERT INTO audit_log (revision, actor, operation, reason, resource_name, site_id, before, after)
+         SELECT ins.revision, v.actor, v.operation, v.reason, v.name, v.site_id, NULL::jsonb,
+                v.after::jsonb || jsonb_build_object('revision', ins.revision::text, 'etag', '"' || ins.revision::text || '"')
+           FROM ins JOIN v USING (site_id, virtual_service_id, real_server_id)
+       )
+       SELECT v.i, ins.revision::text AS revision FROM ins JOIN v USING (site_id, virtual_service_id, real_server_id)`,
+      [
+        ready.map((x) => x.i),
+        ready.map((x) => x.p.site),
+        ready.map((x) => x.p.vsId),
+        ready.map((x) => x.p.rsId),
+        ready.map((x) => x.p.rs.address),
+        ready.map((x) => destinationPort(x.p.rs, x.vs)),
+        ready.map((x) => hostId(x.p.site, x.p.rs) ?? null),
+        ready.map((x) => JSON.stringify(storedJson(RealServerSchema, x.p.rs))),
+        audit.map((a) => JSON.stringify(a)),
+        ready.map((x) => x.p.meta.actor),
+        ready.map((x) => x.p.meta.operation),
+        ready.map((x) => x.p.meta.reason ?? ""),
+        ready.map((x) => x.p.name),
+      ],
+    );
+    const revisions = new Map(r.rows.map((row) => [row.i, BigInt(row.revision)]));
+    ready.forEach((x, j) => {
+      const revision = revisions.get(x.i);
+      // Not inserted: its id or address:port is taken (by a committed row or one of this group).
+      if (revision === undefined) return void alone.push(x.i);
+      const resource = stamp(RealServerSchema, x.p.rs, x.p.name, revision, now, now);
+      out[x.i] = { ok: { resource, revision } };
+      tx.commitWrite({
+        revision,
+        meta: x.p.meta,
+        changes: [{ kind: "realServer", resourceName: x.p.name, siteId: x.p.site, after: { ...audit[j]!, revision: revision.toString(), etag: etagOf(revision) } }],
+      });
+    });
   }
 
   async update(meta: WriteMeta, site: string, vsId: string, rsId: string, patch: RealServer, opts: UpdateOptions): Promise<Written<RealServer>> {
@@ -120,5 +288,17 @@ export class RealServerRepository {
       await deleteRows(tx, REAL_SERVER_TABLE, [existing], "site_id = $1 AND virtual_service_id = $2 AND real_server_id = $3", [site, vsId, rsId]);
     });
     return { revision };
+  }
+}
+
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+async function settle<O>(p: Promise<O>): Promise<Outcome<O>> {
+  try {
+    return { ok: await p };
+  } catch (err) {
+    return { err };
   }
 }

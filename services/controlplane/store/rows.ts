@@ -293,7 +293,7 @@ function AUDIT_INSERT(n: number, before: string): string {
 }
 
 /** fullJson of the resource as written at (yet unknown) revision: no revision, no etag. */
-function auditJson<D extends DescMessage>(schema: D, msg: MessageShape<D>, name: string, createTime: Date | undefined, updateTime: Date): JsonObject {
+export function auditJson<D extends DescMessage>(schema: D, msg: MessageShape<D>, name: string, createTime: Date | undefined, updateTime: Date): JsonObject {
   const m = clone(schema, msg) as MessageShape<D> & OutputOnly;
   m.name = name;
   m.revision = 0n;

@@ -15,14 +15,16 @@
  *    its shared lock after the apply's waits until the apply committed.
  * Two hashes colliding only serialises two sites' applies with each other's writes: harmless.
  */
-import type { AfterWriteHook, WriteTx } from "./db.js";
+import type { AfterWriteHook, HookTx, WriteRecord, WriteTx } from "./db.js";
 
 /** "lvsf": the first key of the per-site lock. */
 export const SITE_LOCK_NAMESPACE = 0x6c767366;
 
-function sitesOf(changes: readonly { siteId: string }[]): string[] {
+function sitesOf(writes: readonly WriteRecord[]): string[] {
   // Sorted: two writers touching the same sites lock them in the same order.
-  return [...new Set(changes.map((c) => c.siteId))].sort();
+  const sites = new Set<string>();
+  for (const w of writes) for (const c of w.changes) sites.add(c.siteId);
+  return [...sites].sort();
 }
 
 /**
@@ -30,8 +32,9 @@ function sitesOf(changes: readonly { siteId: string }[]): string[] {
  * round trip (it still runs before COMMIT, and before the statements hooks defer after it; what an
  * apply needs — no write commits between its check and its COMMIT without having held the lock — holds).
  */
-export const shareSiteLocks: AfterWriteHook = async (tx, record) => {
-  const sites = sitesOf(record.changes);
+export const shareSiteLocks: AfterWriteHook = async (tx, writes) => {
+  // Once per site for the whole transaction, however many writes share it (group commit).
+  const sites = sitesOf(writes);
   if (sites.length === 1) {
     tx.defer("SELECT pg_advisory_xact_lock_shared($1, hashtext($2))", [SITE_LOCK_NAMESPACE, sites[0]]);
   } else if (sites.length > 1) {
@@ -45,6 +48,6 @@ export const shareSiteLocks: AfterWriteHook = async (tx, record) => {
  * site that reached its shared lock has committed or rolled back; none can commit until this
  * transaction ends. Read what must not move in a later statement.
  */
-export async function lockSiteExclusive(tx: WriteTx, site: string): Promise<void> {
+export async function lockSiteExclusive(tx: HookTx, site: string): Promise<void> {
   await tx.query("SELECT pg_advisory_xact_lock($1, hashtext($2))", [SITE_LOCK_NAMESPACE, site]);
 }
