@@ -1,7 +1,9 @@
 /**
  * The Postgres store of the topology. Handlers get a TopologyStore injected; everything that touches
  * pg lives under store/. Writes go through withTransaction (db.ts): one transaction, one revision,
- * audit rows, after-write hooks (the outbox of the distribution issue plugs in there), COMMIT.
+ * audit rows, after-write hooks (the outbox of the distribution issue plugs in there), COMMIT — or,
+ * for concurrent real-server creates of a site, withWriteGroup (group commit, group-commit.ts): one
+ * transaction and COMMIT for the group, a revision, audit row and outcome per write.
  */
 import type pg from "pg";
 import { AuditRepository } from "./audit.js";
