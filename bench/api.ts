@@ -16,6 +16,9 @@
  * 4. Reads: a virtual service holding `--reals` real servers (created by one keepalived.conf import,
  *    OperatorService.ImportKeepalived, one transaction; no Director carries it); GetVirtualService and ListRealServers (page_size 100, a
  *    random page via its token) from the same clients; reads/s.
+ * 3b. The floor: the same clients call GetVirtualService of the writes' service for `--seconds` — a
+ *    read-cache hit, no Postgres: the cheapest call the API serves, so the most calls/s any write
+ *    could reach here (floor_calls_per_s, and floor_ratio against pgbench).
  * CPU per operation (server process and its main thread, client processes, the database's Postgres
  * backends) is read from /proc around each phase: unlike rates, it hardly depends on the machine's load.
  *
@@ -171,6 +174,7 @@ const fmtCpu = (c: ReturnType<typeof cpuPerOp>) =>
 /** One job for a client process; every process gets its share of the clients. */
 type Job =
   | { kind: "writes"; ms: number }
+  | { kind: "floor"; ms: number }
   | { kind: "reads"; ms: number; tokens: string[]; decode: "full" | "count" };
 interface JobResult {
   lat: number[];
@@ -250,6 +254,21 @@ async function clientRole(): Promise<void> {
   }
 
   const onJob = async (job: Job): Promise<JobResult> => {
+    if (job.kind === "floor") {
+      // The cheapest call the API serves: GetVirtualService of the writes' service, a read-cache hit
+      // (pre-encoded response, no Postgres) — what any call costs the server, clients and kernel.
+      const name = "sites/bench/virtualServices/writes";
+      const body = grpcFrame(toBinary(GetVirtualServiceRequestSchema, create(GetVirtualServiceRequestSchema, { name })));
+      const r = await load(n, job.ms, async (w) => {
+        if (clientKind === "http2") {
+          const top = scanTop(await sessions[w]!.unary(`${TOPOLOGY}/GetVirtualService`, body), 2);
+          if (top.items !== 1 || top.revision === 0n) throw new Error("GetVirtualService: no service or no revision");
+        } else {
+          await pool[w]!.getVirtualService({ name });
+        }
+      });
+      return { ...r, listed: 0 };
+    }
     if (job.kind === "writes") {
       if (clientKind === "http2") {
         let exhausted = false;
@@ -449,6 +468,11 @@ async function main(): Promise<void> {
     // --- pgbench reference (server idle meanwhile) ---------------------------------------------------
     const tps = only === "reads" ? NaN : await pgbench();
 
+    // --- the floor: the cheapest call the API serves, same clients ---------------------------------
+    // A write can cost no less than this (it is a call too, plus Postgres, the outbox and the relay).
+    const floor = only === "reads" ? noResult : await runAll(procs, () => ({ kind: "floor", ms: seconds * 1000 }));
+    const floorPerS = (floor.lat.length / floor.elapsedMs) * 1000;
+
     // --- reads: a service with `reals` real servers ---------------------------------------------------
     // Filled by one import (OperatorService.ImportKeepalived: one transaction, as an operator
     // migrating a keepalived Director would) rather than 10 000 CreateRealServer calls: on a busy
@@ -480,6 +504,7 @@ async function main(): Promise<void> {
     console.log(
       `api_writes_per_s=${writesPerS.toFixed(0)} pgbench_tps=${tps.toFixed(0)} ratio=${(writesPerS / tps).toFixed(2)} reads_per_s=${readsPerS.toFixed(0)} ` +
         `write_p50_ms=${percentile(writes.lat, 50).toFixed(2)} write_p99_ms=${percentile(writes.lat, 99).toFixed(2)} writes_per_commit=${writesPerCommit.toFixed(1)} ` +
+        `floor_calls_per_s=${floorPerS.toFixed(0)} floor_ratio=${(floorPerS / tps).toFixed(2)} ` +
         `read_p50_ms=${percentile(reads.lat, 50).toFixed(2)} read_p99_ms=${percentile(reads.lat, 99).toFixed(2)} client=${clientKind} streams=${streams} decode=${decode} clients=${clients} client_procs=${procs.length} reals=${reals} ` +
         `write_cpu_ms_server=${writeCpu.server.toFixed(3)} write_cpu_ms_pg=${writeCpu.postgres.toFixed(3)} read_cpu_ms_server=${readCpu.server.toFixed(3)} read_cpu_ms_clients=${readCpu.clients.toFixed(3)}`,
     );
