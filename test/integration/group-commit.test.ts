@@ -62,12 +62,15 @@ function requests(): Array<{ vs: string; id: string; rs: RealServer }> {
   return out;
 }
 
+/** Reasons with quotes, backslashes, braces and commas: they travel in the group insert's array literals. */
+const reasonOf = (id: string) => `why ${id}: "quoted", back\\slash, it's {braced} NULL`;
+
 type Result = { ok: true; resource: RealServer; revision: bigint } | { ok: false; code: string; fields: string[] };
 
 async function runAll(store: TopologyStore, siteId: string): Promise<Result[]> {
   return Promise.all(
     requests().map((r) =>
-      store.realServers.create(meta("CreateRealServer", `why ${r.id}`), siteId, r.vs, r.id, r.rs).then(
+      store.realServers.create(meta("CreateRealServer", reasonOf(r.id)), siteId, r.vs, r.id, r.rs).then(
         (w): Result => ({ ok: true, resource: w.resource, revision: w.revision }),
         (e: unknown): Result => {
           if (!(e instanceof LvsfleetError)) throw e;
@@ -126,7 +129,7 @@ describe("group commit of CreateRealServer", () => {
     for (const c of created) {
       const a = audit.rows.find((x) => x.resource_name === c.resource.name)!;
       expect(BigInt(a.revision)).toBe(c.revision);
-      expect(a.reason).toBe(`why ${c.resource.name.split("/").at(-1)}`);
+      expect(a.reason).toBe(reasonOf(c.resource.name.split("/").at(-1)!));
       expect(a.after).toEqual(toJson(RealServerSchema, c.resource));
     }
     expect(new Set(audit.rows.map((a) => a.xid)).size).toBeLessThan(audit.rows.length);
@@ -162,6 +165,45 @@ describe("group commit of CreateRealServer", () => {
     expect(rows.rows.map((r) => r.id).sort()).toEqual(Array.from({ length: 12 }, (_, i) => `r${i}`).filter((id) => id !== "r5").sort());
     const audits = await t.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM audit_log WHERE site_id = 'p' AND reason = 'poison'");
     expect(audits.rows[0]!.n).toBe(0);
+  });
+
+  it("a deferred statement that fails in the COMMIT round trip fails only its own write (nothing committed: the rest run alone)", async () => {
+    const store = new TopologyStore(pool);
+    store.onWrite(outboxHook);
+    let sharedFailures = 0;
+    store.onWrite(async (tx, writes) => {
+      if (!writes.some((w) => w.meta.reason === "late poison")) return;
+      if (writes.length > 1) sharedFailures++;
+      tx.defer("SELECT 1 / 0");
+    });
+    await site(store, "lp");
+    const results = await Promise.allSettled(
+      Array.from({ length: 8 }, (_, i) => store.realServers.create(meta("CreateRealServer", i === 2 ? "late poison" : "fine"), "lp", "web", `r${i}`, rs(`198.51.100.${i + 1}`, 80))),
+    );
+    expect(sharedFailures).toBeGreaterThan(0);
+    expect(results.map((r) => r.status)).toEqual(Array.from({ length: 8 }, (_, i) => (i === 2 ? "rejected" : "fulfilled")));
+    expect(((results[2] as PromiseRejectedResult).reason as Error).message).toMatch(/division by zero/);
+    const n = await t.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM real_servers WHERE site_id = 'lp' AND real_server_id <> 'taken'");
+    expect(n.rows[0]!.n).toBe(7);
+  });
+
+  it("a connection lost in the COMMIT round trip: the outcome is unknown, so every write of the group gets the error and none runs again alone", async () => {
+    const store = new TopologyStore(pool);
+    store.onWrite(outboxHook);
+    store.onWrite(async (tx, writes) => {
+      // Only the shared transaction dies (alone, "cut" would pass): a retry alone would succeed.
+      if (writes.length > 1 && writes.some((w) => w.meta.reason === "cut")) tx.defer("SELECT pg_terminate_backend(pg_backend_pid())");
+    });
+    await site(store, "cut");
+    const results = await Promise.allSettled(
+      Array.from({ length: 6 }, (_, i) => store.realServers.create(meta("CreateRealServer", i === 0 ? "cut" : "fine"), "cut", "web", `r${i}`, rs(`198.51.100.${i + 1}`, 80))),
+    );
+    expect(results.map((r) => r.status)).toEqual(Array.from({ length: 6 }, () => "rejected"));
+    // It died before COMMIT ran: nothing of the group was written (no half-written state either).
+    const n = await t.pool.query<{ n: number }>("SELECT (SELECT count(*) FROM real_servers WHERE site_id = 'cut' AND real_server_id <> 'taken') + (SELECT count(*) FROM audit_log WHERE site_id = 'cut' AND resource_name LIKE '%/realServers/r%')::int AS n");
+    expect(Number(n.rows[0]!.n)).toBe(0);
+    // The pool replaced the dead connection: the same creates go through now (one at a time: alone).
+    for (let i = 0; i < 6; i++) await store.realServers.create(meta("CreateRealServer", "again"), "cut", "web", `r${i}`, rs(`198.51.100.${i + 1}`, 80));
   });
 
   it("sites never share a group: one whose writes wait on its site lock holds up no other", async () => {

@@ -87,6 +87,20 @@ describe("deferred statements ride with COMMIT", () => {
   });
 });
 
+describe("a connection that dies inside a write", () => {
+  it("fails that write, writes nothing and does not take the process down (the dead client's 'error' event is handled)", async () => {
+    const hooked = new TopologyStore(pool);
+    hooked.onWrite(async (tx) => tx.defer("SELECT pg_terminate_backend(pg_backend_pid())"));
+    // The backend dies in the COMMIT round trip, before COMMIT runs; pg then emits 'error' on the
+    // checked-out client, which would be an uncaught exception (vitest fails the run on one).
+    await expect(hooked.sites.create(meta("CreateSite"), "dies", create(SiteSchema, {}))).rejects.toThrow(/terminat/i);
+    await new Promise((r) => setTimeout(r, 50));
+    expect((await t.pool.query("SELECT count(*)::int AS n FROM sites WHERE site_id = 'dies'")).rows[0].n).toBe(0);
+    // The pool lost that connection and goes on with others.
+    expect((await store.sites.create(meta("CreateSite"), "lives", create(SiteSchema, {}))).revision).toBeGreaterThan(0n);
+  });
+});
+
 describe("CreateRealServer round trips", () => {
   it("first statement, row + audit, then the shared site lock with COMMIT: 3 queries; the audit row is the response", async () => {
     const counting = new TopologyStore(pool);

@@ -254,7 +254,18 @@ class TxCore {
   written: string[] | undefined;
   broken = false;
 
-  constructor(readonly client: pg.PoolClient) {}
+  /**
+   * A connection that dies while checked out (Postgres restarted, a backend terminated) fails the
+   * statement in flight and then emits 'error' on the client; pg-pool listens only on idle clients, so
+   * without this listener that event would be an uncaught exception and take the process down.
+   */
+  private readonly onError = (): void => {
+    this.broken = true;
+  };
+
+  constructor(readonly client: pg.PoolClient) {
+    client.on("error", this.onError);
+  }
 
   /**
    * Every statement of the transaction goes through here. The first one carries BEGIN and now() in
@@ -324,6 +335,7 @@ class TxCore {
   }
 
   release(): void {
+    this.client.off("error", this.onError);
     this.client.release(this.broken ? true : undefined);
   }
 }
@@ -420,17 +432,34 @@ export async function withWriteGroup<T>(db: Database, fn: (tx: GroupTx) => Promi
       else await core.commit(db, writes, tx);
       return { result, writes };
     } catch (err) {
+      const sent = core.written !== undefined;
       await core.rollback(db);
       const code = (err as { code?: unknown }).code;
       if (typeof code === "string" && RETRYABLE.has(code)) {
         if (attempt < MAX_ATTEMPTS) continue;
         throw new LvsfleetError("ABORTED", `write conflicted with a concurrent write, retry (${code})`);
       }
+      // An ERROR the server reported in the COMMIT round trip (a deferred statement, or COMMIT itself)
+      // means nothing committed. Anything else once COMMIT was sent — the connection lost, a FATAL —
+      // leaves the outcome unknown.
+      const rolledBack = err instanceof pg.DatabaseError && err.severity === "ERROR";
+      if (sent && !rolledBack && err !== null && typeof err === "object") uncertain.add(err);
       throw err;
     } finally {
       core.release();
     }
   }
+}
+
+const uncertain = new WeakSet<object>();
+
+/**
+ * True for an error withWriteGroup threw after it had sent COMMIT: the group may have committed, so
+ * its writes must not run again alone — each caller gets the error, as one alone would (the client
+ * reads before retrying; a retried create then finds its id taken).
+ */
+export function commitUncertain(err: unknown): boolean {
+  return err !== null && typeof err === "object" && uncertain.has(err);
 }
 
 /** `; DO … PERFORM pg_notify(…) … EXCEPTION WHEN OTHERS THEN NULL …` for the queued NOTIFYs, or "". */

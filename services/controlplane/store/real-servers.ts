@@ -3,7 +3,7 @@ import { RealServerSchema } from "../../../gen/lvsfleet/v1/topology_pb.js";
 import { LvsfleetError, throwIfInvalid } from "../domain/errors.js";
 import { checkHostName, realServerName, virtualServiceName } from "../domain/names.js";
 import { applyFieldMask, normalizeRealServer, validateRealServer } from "../domain/validate.js";
-import { withTransaction, withWriteGroup, type Database, type GroupTx, type WriteMeta as Meta, type WriteTx } from "./db.js";
+import { commitUncertain, withTransaction, withWriteGroup, type Database, type GroupTx, type WriteMeta as Meta, type WriteTx } from "./db.js";
 import { GroupQueue, type Outcome } from "./group-commit.js";
 import { parentMissing } from "./parents.js";
 import { mapPgError } from "./pg-errors.js";
@@ -134,8 +134,9 @@ export class RealServerRepository {
    *   3. The hooks (site locks, outbox rows: one statement for the group) + COMMIT + NOTIFYs.
    * A create whose row hit a unique index, or that repeats a key of the group, runs again alone after
    * the group (createAlone gives the exact ALREADY_EXISTS / duplicate error, or succeeds if the other
-   * row went away). If the group fails as a whole (nothing committed), every create runs alone: a
-   * failure belongs to the write that caused it, never to its neighbours.
+   * row went away). If the group fails as a whole before COMMIT (nothing committed), every create runs
+   * alone: a failure belongs to the write that caused it, never to its neighbours. If COMMIT itself
+   * failed, the outcome is unknown and every create of the group gets that error, as it would alone.
    */
   private async createGroup(items: readonly PendingCreate[]): Promise<Outcome<Written<RealServer>>[]> {
     if (items.length === 1) return [await settle(this.createAlone(items[0]!))];
@@ -148,7 +149,9 @@ export class RealServerRepository {
         alone = [];
         await this.writeGroup(tx, items, out, alone);
       });
-    } catch {
+    } catch (err) {
+      // COMMIT was sent and failed: the outcome is unknown, and so it is for every write of the group.
+      if (commitUncertain(err)) return items.map((p) => ({ err: mapPgError(err, { resourceName: p.name }) }));
       alone = items.map((_, i) => i);
     }
     await Promise.all(alone.map(async (i) => (out[i] = await settle(this.createAlone(items[i]!)))));
