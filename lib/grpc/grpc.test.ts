@@ -29,8 +29,26 @@ function testImpl(): ServiceImpl<typeof TopologyService> {
     if (req.name === "sites/busy") throw LvsfleetError.failedPrecondition("has children", [{ type: "CHILDREN", subject: "sites/busy", description: "3 services" }]);
     return { site: { name: req.name, displayName: ctx.metadata["x-lvsfleet-reason"] ?? "" }, revision: 7n };
   };
+  // Cancellation as a handler sees it (ctx.signal is made on first use): "sites/late" looks only
+  // after the client has gone, "sites/early" listens from the start.
+  impl.getVirtualService = async (req: { name: string }, ctx: { signal: AbortSignal }) => {
+    if (req.name === "early") {
+      const s = ctx.signal;
+      await new Promise<void>((r) => s.addEventListener("abort", () => r(), { once: true }));
+      cancelSeen.push("early");
+    } else {
+      await clientGone;
+      await new Promise((r) => setTimeout(r, 50));
+      cancelSeen.push(ctx.signal.aborted ? "late aborted" : "late not aborted");
+    }
+    return {};
+  };
   return impl as ServiceImpl<typeof TopologyService>;
 }
+
+const cancelSeen: string[] = [];
+let markClientGone: () => void = () => undefined;
+const clientGone = new Promise<void>((r) => (markClientGone = r));
 
 describe("lib/grpc over a real port", () => {
   let srv: RunningServer;
@@ -71,6 +89,21 @@ describe("lib/grpc over a real port", () => {
     expect(internal.codeName).toBe("INTERNAL");
     expect(internal.message).not.toContain("secret");
     expect(errors.some((x) => (x as Error).message === "secret internal detail")).toBe(true);
+    c.close();
+  });
+
+  it("a handler's signal aborts when the client cancels, whether it looked before or only after", async () => {
+    const c = createClient(TopologyService, srv.address);
+    const early = new AbortController();
+    const late = new AbortController();
+    const calls = [c.getVirtualService({ name: "early" }, { signal: early.signal }).catch(() => "cancelled"), c.getVirtualService({ name: "late" }, { signal: late.signal }).catch(() => "cancelled")];
+    await new Promise((r) => setTimeout(r, 100));
+    early.abort();
+    late.abort();
+    expect(await Promise.all(calls)).toEqual(["cancelled", "cancelled"]);
+    markClientGone();
+    for (let i = 0; i < 100 && cancelSeen.length < 2; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(cancelSeen.sort()).toEqual(["early", "late aborted"]);
     c.close();
   });
 

@@ -61,11 +61,23 @@ function callContext(call: AnyServerCall): CallContext {
   for (const [k, v] of Object.entries(call.metadata.getMap())) {
     if (typeof v === "string") metadata[k.toLowerCase()] = v;
   }
-  const ac = new AbortController();
-  call.on("cancelled", () => ac.abort(new Error("call cancelled")));
-  // A call whose client went away before the handler ran.
-  if (call.cancelled) ac.abort(new Error("call cancelled"));
-  return { metadata, signal: ac.signal, peer: call.getPeer() };
+  // The AbortController is made on first use: most unary handlers never look at it, and making one
+  // (an EventTarget) plus its 'cancelled' listener took ≈ 2 % of the server's profile samples under bench:api.
+  let signal: AbortSignal | undefined;
+  return {
+    metadata,
+    get signal(): AbortSignal {
+      if (!signal) {
+        const ac = new AbortController();
+        signal = ac.signal;
+        // A call whose client went away before this was asked (or before the handler ran).
+        if (call.cancelled) ac.abort(new Error("call cancelled"));
+        else call.on("cancelled", () => ac.abort(new Error("call cancelled")));
+      }
+      return signal;
+    },
+    peer: call.getPeer(),
+  };
 }
 
 export function serializer<D extends DescMessage>(schema: D): (value: unknown) => Buffer {
