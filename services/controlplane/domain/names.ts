@@ -69,32 +69,35 @@ export function firewallMarkName(site: string, firewallMark: string): string {
  * ["sites", null, "hosts", null]. Returns the ids, or a violation.
  */
 function match(name: unknown, pattern: readonly (string | null)[], field: string, what: string, wildcardAt?: number): string[] | FieldViolation {
-  const shape = pattern.map((p) => p ?? "{id}").join("/");
+  // Every API call parses a name or two: no closures or strings built on the path that succeeds.
   if (typeof name !== "string" || name === "") {
-    return { field, reason: "REQUIRED", description: `a ${what} name (${shape}) is required` };
+    return { field, reason: "REQUIRED", description: `a ${what} name (${shapeOf(pattern)}) is required` };
   }
   const parts = name.split("/");
-  const bad = (extra: string): FieldViolation => ({
-    field,
-    reason: "INVALID_NAME",
-    description: `${JSON.stringify(clip(name))} is not a ${what} name (${shape})${extra}`,
-  });
-  if (parts.length !== pattern.length) return bad("");
+  if (parts.length !== pattern.length) return badName(name, pattern, field, what, "");
   const ids: string[] = [];
   for (let i = 0; i < pattern.length; i++) {
     const want = pattern[i];
     const got = parts[i]!;
     if (want !== null) {
-      if (got !== want) return bad("");
+      if (got !== want) return badName(name, pattern, field, what, "");
     } else if (i === wildcardAt && got === WILDCARD) {
       ids.push(got);
     } else if (!ID_RE.test(got)) {
-      return bad(`: ${JSON.stringify(clip(got))} is not a valid id`);
+      return badName(name, pattern, field, what, `: ${JSON.stringify(clip(got))} is not a valid id`);
     } else {
       ids.push(got);
     }
   }
   return ids;
+}
+
+function shapeOf(pattern: readonly (string | null)[]): string {
+  return pattern.map((p) => p ?? "{id}").join("/");
+}
+
+function badName(name: string, pattern: readonly (string | null)[], field: string, what: string, extra: string): FieldViolation {
+  return { field, reason: "INVALID_NAME", description: `${JSON.stringify(clip(name))} is not a ${what} name (${shapeOf(pattern)})${extra}` };
 }
 
 function parse(name: string, pattern: readonly (string | null)[], field: string, what: string, wildcardAt?: number): string[] {
