@@ -9,6 +9,10 @@
  * event loop (setImmediate, so that the other requests read from the sockets in the same turn join
  * it); while a group is in flight, new writes queue and leave together when it finishes. An idle API
  * therefore adds no latency, and under load the groups grow by themselves (up to `max`).
+ *
+ * A group runs in the async context of the write whose arrival scheduled it: its SQL's trace spans
+ * land in that call's trace, and anything that reads AsyncLocalStorage in a hook would see that
+ * call's store — a write that must not share its context stays out (Database.isolated, plan.ts).
  */
 
 /** One write's outcome: its result, or the error to throw to its caller. */
