@@ -377,6 +377,31 @@ describe("relay", () => {
     fleet.assertMonotonic();
   });
 
+  it("the relay's Postgres connections cut mid-burst (as a Postgres restart would): it goes on, nothing is lost", async () => {
+    await stopRelays();
+    const r = await relay();
+    await r.idle(30_000);
+    const targets = await realServerKeys();
+    let cut = 0;
+    for (let i = 0; i < 90; i++) {
+      const [vsId, h] = targets[i % targets.length]!;
+      const write = setWeight(store, SITE, vsId, h, 3000 + i);
+      if (i % 15 === 7) {
+        // Every connection of the relay's compile/publish pool, whether idle or in a transaction.
+        const k = await pool.query<{ n: number }>("SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity WHERE application_name = 'lvsfleet-relay' AND datname = current_database()");
+        cut += k.rows[0]!.n;
+      }
+      await write;
+    }
+    expect(cut).toBeGreaterThan(0);
+    await r.idle(30_000);
+    const want = await fleet.converged(pool, 30_000);
+    expect(want.size).toBe(50);
+    expect((await pool.query("SELECT count(*)::int AS n FROM outbox")).rows[0].n).toBe(0);
+    expect((await pool.query("SELECT count(*)::int AS n FROM desired_states WHERE NOT published")).rows[0].n).toBe(0);
+    fleet.assertMonotonic();
+  });
+
   it("a deleted site: every one of its hosts gets the empty state (the agent removes everything)", async () => {
     const site2 = "tmp9";
     const shape2 = await buildFleet(store, site2, 1, 2);

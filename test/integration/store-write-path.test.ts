@@ -101,6 +101,29 @@ describe("a connection that dies inside a write", () => {
   });
 });
 
+describe("pooled clients (createPool)", () => {
+  it("a checked-out client whose backend is terminated does not end the process; the pool goes on", async () => {
+    const errors: Error[] = [];
+    const p = createPool(t.url, 2, (err) => errors.push(err));
+    try {
+      const c = await p.connect();
+      const pid = (await c.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows[0]!.pid;
+      const ended = new Promise((r) => c.once("end", r));
+      // As a Postgres restart would: pg emits 'error' on the checked-out client, which pg-pool does
+      // not listen to (only on idle ones) — an uncaught exception without createPool's guard.
+      await t.pool.query("SELECT pg_terminate_backend($1)", [pid]);
+      await ended;
+      await new Promise((r) => setTimeout(r, 20));
+      expect(errors.length).toBeGreaterThan(0);
+      await expect(c.query("SELECT 1")).rejects.toThrow();
+      c.release();
+      expect((await p.query<{ x: number }>("SELECT 2 AS x")).rows[0]!.x).toBe(2);
+    } finally {
+      await p.end();
+    }
+  });
+});
+
 describe("CreateRealServer round trips", () => {
   it("first statement, row + audit, then the shared site lock with COMMIT: 3 queries; the audit row is the response", async () => {
     const counting = new TopologyStore(pool);

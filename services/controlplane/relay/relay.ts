@@ -62,6 +62,7 @@ import {
   type ResourceRef,
   type SiteTopology,
 } from "../compile/index.js";
+import { guardPoolClients } from "../store/db.js";
 import { OUTBOX_CHANNEL } from "./outbox.js";
 import { PipelinedPublisher } from "./publisher.js";
 import { inlineLimit, objectHostKey, objectStoreDigest, packStateObject } from "./state-object.js";
@@ -301,6 +302,7 @@ class RelayImpl implements Relay {
     this.db = new pg.Pool({ ...base, password: base.password, max: 2, application_name: "lvsfleet-relay" });
     // An idle connection that loses its server emits here; the pool replaces it on next use.
     this.db.on("error", (err) => this.log.debug({ err: String(err) }, "idle relay connection failed"));
+    guardPoolClients(this.db, (err) => this.log.debug({ err: String(err) }, "relay connection failed"));
     this.bucket = o.bucket ?? DESIRED_BUCKET;
     this.lockKey = o.lockKey ?? RELAY_LOCK_KEY;
     this.pollMs = o.pollMs ?? 500;

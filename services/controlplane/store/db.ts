@@ -132,6 +132,18 @@ export function createPool(connectionString: string, max = 20, onError: (err: Er
   // An idle client that loses its server (restart, network) emits here; without a listener the
   // process would die. The pool replaces the client on next use.
   pool.on("error", onError);
+  return guardPoolClients(pool, onError);
+}
+
+/**
+ * Gives every client of `pool` an 'error' listener for its whole life. pg-pool listens only while a
+ * client is idle: a checked-out client whose connection dies (Postgres restarted, its backend
+ * terminated) fails the query in flight and then emits 'error', and with no listener that is an
+ * uncaught exception that ends the process (or the relay's worker thread). The caller sees the failed
+ * query; the pool drops the client on release (it is no longer queryable).
+ */
+export function guardPoolClients(pool: pg.Pool, onError: (err: Error) => void): pg.Pool {
+  pool.on("connect", (client) => client.on("error", onError));
   return pool;
 }
 
