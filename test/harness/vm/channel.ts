@@ -13,7 +13,7 @@
 // booted). Several commands may run at once. "VM died" is told apart from "command failed" by the
 // owner's `dead` marker and by the qemu wrapper's pid disappearing.
 import { existsSync, watch, type FSWatcher } from "node:fs";
-import { readFile, rename, rm, writeFile } from "node:fs/promises";
+import { readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { ExecTimeoutError, KernelTargetError, VmDiedError } from "../kernel-target-errors.js";
 import { processAlive, ringDoorbell, tail, type VmInfo } from "./qemu.js";
@@ -26,17 +26,51 @@ export interface ExecResult {
 
 let seq = 0;
 
+/** How long a vCPU may be reported stuck before the guest counts as wedged (s). */
+export const WEDGED_AFTER_S = 120;
+
+/**
+ * A guest kernel that reports a vCPU stuck for WEDGED_AFTER_S or more ("watchdog: BUG: soft lockup -
+ * CPU#0 stuck for 600s! [node:481]"): seen once under TCG after an RCU timer stall (2026-11-26), with
+ * both vCPUs stuck until the run was stopped. Its commands never finish, so every test using the VM
+ * would wait out its own timeout (minutes each, past CI's limit); telling it apart makes them fail at
+ * once, with the reason. Shorter reports are left alone: TCG on a loaded host can stall for a while
+ * and recover.
+ */
+export function wedgedGuest(serial: string): string | undefined {
+  let worst: RegExpExecArray | undefined;
+  for (const m of serial.matchAll(/soft lockup - CPU#(\d+) stuck for (\d+)s!/g)) {
+    if (!worst || Number(m[2]) > Number(worst[2])) worst = m;
+  }
+  if (!worst || Number(worst[2]) < WEDGED_AFTER_S) return undefined;
+  return `the guest kernel is wedged: soft lockup, CPU#${worst[1]} stuck for ${worst[2]}s`;
+}
+
 export class VmChannel {
   private closed = false;
   constructor(readonly info: VmInfo) {}
 
-  /** Throws VmDiedError when the VM is gone. */
+  /** Throws VmDiedError when the VM is gone, or wedged (see wedgedGuest). */
   async checkAlive(): Promise<void> {
     const dead = join(this.info.runDir, "dead");
+    if (!existsSync(dead) && processAlive(this.info.pid)) {
+      const wedged = await this.checkWedged();
+      // Marked dead for every process using this VM: their commands fail now, not at their timeouts.
+      if (wedged) await writeFile(dead, `${wedged}\n`).catch(() => {});
+    }
     if (existsSync(dead) || !processAlive(this.info.pid)) {
       const why = existsSync(dead) ? (await readFile(dead, "utf8").catch(() => "")).trim() : `qemu wrapper pid ${this.info.pid} is gone`;
       throw new VmDiedError(`the VM died (${why}); serial log: ${this.info.serialLog}`, await tail(this.info.serialLog));
     }
+  }
+
+  private serialSize = 0;
+  /** The serial log is read again only when it grew (the alive check runs every 250 ms per command). */
+  private async checkWedged(): Promise<string | undefined> {
+    const size = await stat(this.info.serialLog).then((s) => s.size, () => 0);
+    if (size === this.serialSize) return undefined;
+    this.serialSize = size;
+    return wedgedGuest(await readFile(this.info.serialLog, "utf8").catch(() => ""));
   }
 
   markClosed(): void {
