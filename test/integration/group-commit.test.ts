@@ -12,7 +12,7 @@ import { RealServerSchema, SiteSchema, VirtualServiceSchema, type RealServer } f
 import { ForwardMethod, Protocol } from "../../gen/lvsfleet/v1/types_pb.js";
 import { LvsfleetError } from "../../services/controlplane/domain/errors.js";
 import { outboxHook } from "../../services/controlplane/relay/index.js";
-import { createPool, TopologyStore } from "../../services/controlplane/store/index.js";
+import { createPool, TopologyStore, type HookTx } from "../../services/controlplane/store/index.js";
 import { SITE_LOCK_NAMESPACE } from "../../services/controlplane/store/site-lock.js";
 import { createTestDatabase, type TestDatabase } from "../harness/postgres.js";
 
@@ -99,6 +99,27 @@ function outcomeShape(results: Result[]): string[] {
   return shape;
 }
 
+/**
+ * `n` concurrent creates in a new site `siteId` of a store whose extra hook calls `fault` for every
+ * transaction carrying the write number `at` (reason `reason`); `shared` counts such transactions
+ * that held other writes too.
+ */
+async function createsWithFault(siteId: string, n: number, at: number, reason: string, fault: (tx: HookTx, shared: boolean) => void) {
+  const store = new TopologyStore(pool);
+  store.onWrite(outboxHook);
+  let shared = 0;
+  store.onWrite(async (tx, writes) => {
+    if (!writes.some((w) => w.meta.reason === reason)) return;
+    if (writes.length > 1) shared++;
+    fault(tx, writes.length > 1);
+  });
+  await site(store, siteId);
+  const results = await Promise.allSettled(
+    Array.from({ length: n }, (_, i) => store.realServers.create(meta("CreateRealServer", i === at ? reason : "fine"), siteId, "web", `r${i}`, rs(`198.51.100.${i + 1}`, 80))),
+  );
+  return { store, results, shared };
+}
+
 describe("group commit of CreateRealServer", () => {
   it("each create of a mixed concurrent batch gets what it would get alone: own revision, audit row, outbox row, error", async () => {
     await site(grouped, "g");
@@ -146,18 +167,9 @@ describe("group commit of CreateRealServer", () => {
   });
 
   it("a write that fails the shared transaction fails alone; the others of its group commit", async () => {
-    const store = new TopologyStore(pool);
-    store.onWrite(outboxHook);
-    let poisonedGroups = 0;
-    store.onWrite(async (_tx, writes) => {
-      if (!writes.some((w) => w.meta.reason === "poison")) return;
-      if (writes.length > 1) poisonedGroups++;
+    const { results, shared: poisonedGroups } = await createsWithFault("p", 12, 5, "poison", () => {
       throw new Error("outbox refused this one");
     });
-    await site(store, "p");
-    const results = await Promise.allSettled(
-      Array.from({ length: 12 }, (_, i) => store.realServers.create(meta("CreateRealServer", i === 5 ? "poison" : "fine"), "p", "web", `r${i}`, rs(`198.51.100.${i + 1}`, 80))),
-    );
     expect(poisonedGroups).toBeGreaterThan(0); // the poison did sink a shared transaction first
     expect(results.map((r) => r.status)).toEqual(Array.from({ length: 12 }, (_, i) => (i === 5 ? "rejected" : "fulfilled")));
     expect(((results[5] as PromiseRejectedResult).reason as Error).message).toBe("outbox refused this one");
@@ -168,18 +180,7 @@ describe("group commit of CreateRealServer", () => {
   });
 
   it("a deferred statement that fails in the COMMIT round trip fails only its own write (nothing committed: the rest run alone)", async () => {
-    const store = new TopologyStore(pool);
-    store.onWrite(outboxHook);
-    let sharedFailures = 0;
-    store.onWrite(async (tx, writes) => {
-      if (!writes.some((w) => w.meta.reason === "late poison")) return;
-      if (writes.length > 1) sharedFailures++;
-      tx.defer("SELECT 1 / 0");
-    });
-    await site(store, "lp");
-    const results = await Promise.allSettled(
-      Array.from({ length: 8 }, (_, i) => store.realServers.create(meta("CreateRealServer", i === 2 ? "late poison" : "fine"), "lp", "web", `r${i}`, rs(`198.51.100.${i + 1}`, 80))),
-    );
+    const { results, shared: sharedFailures } = await createsWithFault("lp", 8, 2, "late poison", (tx) => tx.defer("SELECT 1 / 0"));
     expect(sharedFailures).toBeGreaterThan(0);
     expect(results.map((r) => r.status)).toEqual(Array.from({ length: 8 }, (_, i) => (i === 2 ? "rejected" : "fulfilled")));
     expect(((results[2] as PromiseRejectedResult).reason as Error).message).toMatch(/division by zero/);
@@ -188,16 +189,10 @@ describe("group commit of CreateRealServer", () => {
   });
 
   it("a connection lost in the COMMIT round trip: the outcome is unknown, so every write of the group gets the error and none runs again alone", async () => {
-    const store = new TopologyStore(pool);
-    store.onWrite(outboxHook);
-    store.onWrite(async (tx, writes) => {
-      // Only the shared transaction dies (alone, "cut" would pass): a retry alone would succeed.
-      if (writes.length > 1 && writes.some((w) => w.meta.reason === "cut")) tx.defer("SELECT pg_terminate_backend(pg_backend_pid())");
+    // Only the shared transaction dies (alone, "cut" would pass): a retry alone would succeed.
+    const { store, results } = await createsWithFault("cut", 6, 0, "cut", (tx, shared) => {
+      if (shared) tx.defer("SELECT pg_terminate_backend(pg_backend_pid())");
     });
-    await site(store, "cut");
-    const results = await Promise.allSettled(
-      Array.from({ length: 6 }, (_, i) => store.realServers.create(meta("CreateRealServer", i === 0 ? "cut" : "fine"), "cut", "web", `r${i}`, rs(`198.51.100.${i + 1}`, 80))),
-    );
     expect(results.map((r) => r.status)).toEqual(Array.from({ length: 6 }, () => "rejected"));
     // It died before COMMIT ran: nothing of the group was written (no half-written state either).
     const n = await t.pool.query<{ n: number }>("SELECT (SELECT count(*) FROM real_servers WHERE site_id = 'cut' AND real_server_id <> 'taken') + (SELECT count(*) FROM audit_log WHERE site_id = 'cut' AND resource_name LIKE '%/realServers/r%')::int AS n");

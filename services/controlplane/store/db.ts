@@ -266,18 +266,9 @@ class TxCore {
   written: string[] | undefined;
   broken = false;
 
-  /**
-   * A connection that dies while checked out (Postgres restarted, a backend terminated) fails the
-   * statement in flight and then emits 'error' on the client; pg-pool listens only on idle clients, so
-   * without this listener that event would be an uncaught exception and take the process down.
-   */
-  private readonly onError = (): void => {
-    this.broken = true;
-  };
-
-  constructor(readonly client: pg.PoolClient) {
-    client.on("error", this.onError);
-  }
+  // A connection that dies while checked out emits 'error' on the client: createPool's clients listen
+  // for their whole life (guardPoolClients), and pg-pool drops a client that is no longer queryable.
+  constructor(readonly client: pg.PoolClient) {}
 
   /**
    * Every statement of the transaction goes through here. The first one carries BEGIN and now() in
@@ -347,7 +338,6 @@ class TxCore {
   }
 
   release(): void {
-    this.client.off("error", this.onError);
     this.client.release(this.broken ? true : undefined);
   }
 }

@@ -58,14 +58,6 @@ describe("GroupQueue", () => {
     expect(await b).toBe("w2");
   });
 
-  it("with two slots, spreads the waiting writes over both", async () => {
-    const r = recorder();
-    const q = new GroupQueue(r.run, { max: 64, slots: 2 });
-    for (let i = 1; i <= 6; i++) void q.submit("s", i);
-    await tick();
-    expect(r.groups).toEqual([[1, 2, 3], [4, 5, 6]]);
-  });
-
   it("a run that throws fails every write of its group, and the lane goes on", async () => {
     let n = 0;
     const q = new GroupQueue<number, string>(async (items) => {

@@ -1,13 +1,13 @@
 import type { Host, RealServer, VirtualService } from "../../../gen/lvsfleet/v1/topology_pb.js";
 import { RealServerSchema } from "../../../gen/lvsfleet/v1/topology_pb.js";
 import { LvsfleetError, throwIfInvalid } from "../domain/errors.js";
-import { checkHostName, realServerName, virtualServiceName } from "../domain/names.js";
+import { checkHostName, hostName, realServerName, virtualServiceName } from "../domain/names.js";
 import { applyFieldMask, normalizeRealServer, validateRealServer } from "../domain/validate.js";
-import { commitUncertain, withTransaction, withWriteGroup, type Database, type GroupTx, type WriteMeta as Meta, type WriteTx } from "./db.js";
+import { commitUncertain, withTransaction, withWriteGroup, type Database, type GroupTx, type WriteTx } from "./db.js";
 import { GroupQueue, type Outcome } from "./group-commit.js";
 import { parentMissing } from "./parents.js";
 import { mapPgError } from "./pg-errors.js";
-import { auditJson, checkEtag, deleteRows, etagOf, fromRow, getRow, insertRow, listRows, lockRow, ROW_COLUMNS, stamp, storedJson, updateRow, type StoredRow } from "./rows.js";
+import { auditJson, checkEtag, deleteRows, etagOf, getRow, insertRow, listRows, lockRow, selectRows, stamp, storedJson, updateRow } from "./rows.js";
 import { realServerDuplicates } from "./duplicates.js";
 import { HOST_TABLE, REAL_SERVER_TABLE, VIRTUAL_SERVICE_TABLE } from "./specs.js";
 import type { CreateOptions, DeleteOptions, ListOptions, Page, Read, UpdateOptions, WriteMeta, Written } from "./types.js";
@@ -50,7 +50,7 @@ async function loadContext(
 
 /** A create waiting for its group (group-commit.ts). */
 interface PendingCreate {
-  meta: Meta;
+  meta: WriteMeta;
   site: string;
   vsId: string;
   rsId: string;
@@ -130,7 +130,7 @@ export class RealServerRepository {
    *   1. BEGIN; now(); the parent services (and hosts) of every create, FOR KEY SHARE, in key order —
    *      parents before their destinations, as on the single path; then each create is validated.
    *   2. One INSERT … ON CONFLICT DO NOTHING of every valid row, with a nextval (own revision) and an
-   *      audit row each (data-modifying CTEs), in key order (two groups lock keys in one order).
+   *      audit row each (data-modifying CTEs), in name order (two groups lock keys in one order).
    *   3. The hooks (site locks, outbox rows: one statement for the group) + COMMIT + NOTIFYs.
    * A create whose row hit a unique index, or that repeats a key of the group, runs again alone after
    * the group (createAlone gives the exact ALREADY_EXISTS / duplicate error, or succeeds if the other
@@ -159,55 +159,44 @@ export class RealServerRepository {
   }
 
   private async writeGroup(tx: GroupTx, items: readonly PendingCreate[], out: Array<Outcome<Written<RealServer>> | undefined>, alone: number[]): Promise<void> {
-    const key = (...k: string[]) => k.join("\u0000");
-    // 1. Parents, locked in key order.
-    const vsKeys = [...new Map(items.map((p) => [key(p.site, p.vsId), [p.site, p.vsId] as const])).entries()].sort((a, b) => cmp(a[0], b[0]));
-    const vsRows = await tx.query<StoredRow & { site_id: string; virtual_service_id: string }>(
-      `SELECT site_id, virtual_service_id, ${ROW_COLUMNS} FROM ${VIRTUAL_SERVICE_TABLE.table}
-        WHERE (site_id, virtual_service_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-        ORDER BY site_id, virtual_service_id FOR KEY SHARE`,
-      [vsKeys.map((k) => k[1][0]), vsKeys.map((k) => k[1][1])],
-    );
-    const services = new Map(vsRows.rows.map((r) => [key(r.site_id, r.virtual_service_id), fromRow(VIRTUAL_SERVICE_TABLE.schema, r)]));
+    // 1. Parents, locked in key order (selectRows orders by the table's keys).
+    const parents = [...new Map(items.map((p) => [virtualServiceName(p.site, p.vsId), p])).values()];
+    const vsRows = await selectRows(tx, VIRTUAL_SERVICE_TABLE, "(site_id, virtual_service_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))", [parents.map((p) => p.site), parents.map((p) => p.vsId)], "FOR KEY SHARE");
+    const services = new Map(vsRows.map((vs) => [vs.name, vs]));
     const hostKeys = new Map<string, readonly [string, string]>();
     for (const p of items) {
       const h = hostId(p.site, p.rs);
-      if (h !== undefined) hostKeys.set(key(p.site, h), [p.site, h]);
+      if (h !== undefined) hostKeys.set(hostName(p.site, h), [p.site, h]);
     }
     const hosts = new Map<string, Host>();
     if (hostKeys.size > 0) {
-      const sorted = [...hostKeys.entries()].sort((a, b) => cmp(a[0], b[0]));
-      const r = await tx.query<StoredRow & { site_id: string; host_id: string }>(
-        `SELECT site_id, host_id, ${ROW_COLUMNS} FROM ${HOST_TABLE.table}
-          WHERE (site_id, host_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-          ORDER BY site_id, host_id FOR KEY SHARE`,
-        [sorted.map((k) => k[1][0]), sorted.map((k) => k[1][1])],
-      );
-      for (const row of r.rows) hosts.set(key(row.site_id, row.host_id), fromRow(HOST_TABLE.schema, row));
+      const keys = [...hostKeys.values()];
+      const rows = await selectRows(tx, HOST_TABLE, "(site_id, host_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))", [keys.map((k) => k[0]), keys.map((k) => k[1])], "FOR KEY SHARE");
+      for (const host of rows) hosts.set(host.name, host);
     }
     // Validation, as on the single path; a create that fails it fails alone.
-    const ready: Array<{ i: number; p: PendingCreate; vs: VirtualService; k: string }> = [];
+    const ready: Array<{ i: number; p: PendingCreate; vs: VirtualService }> = [];
     const seen = new Set<string>();
     items.forEach((p, i) => {
-      const vs = services.get(key(p.site, p.vsId));
+      const vs = services.get(virtualServiceName(p.site, p.vsId));
       try {
         if (!vs) throw parentMissing("parent", virtualServiceName(p.site, p.vsId));
         const h = hostId(p.site, p.rs);
-        throwIfInvalid(validateRealServer(p.rs, { virtualService: vs, host: h === undefined ? undefined : hosts.get(key(p.site, h)) }, "real_server"));
+        throwIfInvalid(validateRealServer(p.rs, { virtualService: vs, host: h === undefined ? undefined : hosts.get(hostName(p.site, h)) }, "real_server"));
       } catch (err) {
         out[i] = { err: mapPgError(err, { resourceName: p.name }) };
         return;
       }
-      const k = key(p.site, p.vsId, p.rsId);
       // The same id twice in one group: the second runs alone after it (→ ALREADY_EXISTS).
-      if (seen.has(k)) alone.push(i);
+      if (seen.has(p.name)) alone.push(i);
       else {
-        seen.add(k);
-        ready.push({ i, p, vs, k });
+        seen.add(p.name);
+        ready.push({ i, p, vs });
       }
     });
     if (ready.length === 0) return;
-    ready.sort((a, b) => cmp(a.k, b.k));
+    // Rows in one order (by name) in every group: two groups never wait on each other's keys crosswise.
+    ready.sort((a, b) => cmp(a.p.name, b.p.name));
     // 2. Rows and audit rows.
     const now = await tx.now();
     const audit = ready.map((x) => auditJson(RealServerSchema, x.p.rs, x.p.name, now, now));

@@ -218,7 +218,7 @@ export async function lockRow<D extends DescMessage>(
 
 /** Reads (and optionally locks) rows matching a WHERE clause inside a write transaction. */
 export async function selectRows<D extends DescMessage>(
-  tx: WriteTx,
+  tx: Pick<WriteTx, "query">,
   spec: TableSpec<D>,
   where: string,
   values: unknown[],
