@@ -49,7 +49,7 @@ async function start(): Promise<void> {
   });
   log.info({ applied }, "migrations applied");
   if (stopping) return;
-  pool = createPool(databaseUrl, config.dbPoolSize, (err) => log.warn({ err }, "idle postgres connection failed"));
+  pool = createPool(databaseUrl, config.dbPoolSize, (err) => log.warn({ err }, "postgres connection failed"));
   const store = new TopologyStore(pool);
   store.db.groupCommitMax = config.groupCommitMax;
   groupStats = store.realServers.group.stats;

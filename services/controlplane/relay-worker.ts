@@ -130,7 +130,7 @@ export function startRelayWorker(opts: RelayWorkerOptions): RelayWorker {
 
 /** The bundled fallback: startRelay in this thread with a pool of its own. */
 function inThread(opts: RelayWorkerOptions): RelayWorker {
-  const pool = createPool(opts.databaseUrl, opts.poolSize ?? 4, (err) => opts.log.warn({ err }, "idle postgres connection failed"));
+  const pool = createPool(opts.databaseUrl, opts.poolSize ?? 4, (err) => opts.log.warn({ err }, "postgres connection failed"));
   const relay = startRelay({ pool, natsUrl: opts.natsUrl, bucket: opts.bucket, log: opts.log });
   return {
     async stop() {
@@ -145,7 +145,7 @@ function inThread(opts: RelayWorkerOptions): RelayWorker {
 
 async function runWorker(init: WorkerInit): Promise<void> {
   const log = pino({ level: init.logLevel, base: { service: "lvsfleet-controlplane", pid: process.pid } }).child({ component: "relay" });
-  const pool = createPool(init.databaseUrl, init.poolSize, (err) => log.warn({ err }, "idle postgres connection failed"));
+  const pool = createPool(init.databaseUrl, init.poolSize, (err) => log.warn({ err }, "postgres connection failed"));
   // The worker is started with execArgv [] (no --cpu-prof): LVSFLEET_RELAY_CPU_PROF=<dir> profiles
   // it through the inspector instead, written at stop (bench:api's server stops it on SIGTERM).
   const profDir = process.env.LVSFLEET_RELAY_CPU_PROF;
